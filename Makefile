@@ -1,0 +1,52 @@
+# berth: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+PREFIX ?= /usr/local
+CARGO ?= cargo
+DEMO_DIR ?= $(CURDIR)/target/demo-bundle
+DEMO_ID ?= berth-demo-$(shell echo $$$$)
+
+.PHONY: run test deps deps-test build install fmt clippy unit leaks bench clean
+
+## run: install packages, build release binaries, install them, build a
+## busybox image and run a container from it.
+run: deps build install
+	@rm -rf $(DEMO_DIR)
+	@BERTH_SPEC_TOOL=$(PREFIX)/bin/berth-runtime scripts/busybox-bundle.sh $(DEMO_DIR) \
+		sh -c 'echo "hello from a berth container: hostname $$(hostname), pid $$$$, user $$(id -un)"; uname -sr'
+	@echo "+ berth-runtime run --bundle $(DEMO_DIR) $(DEMO_ID)"
+	@$(PREFIX)/bin/berth-runtime run --bundle $(DEMO_DIR) $(DEMO_ID)
+
+deps:
+	scripts/install-deps.sh run
+
+deps-test:
+	scripts/install-deps.sh test
+
+build:
+	$(CARGO) build --release --locked
+
+install: build
+	install -D -m 0755 target/release/berth-runtime $(PREFIX)/bin/berth-runtime
+
+## test: the whole suite, as root: format, lints, unit and integration
+## tests (the conformance suite runs against berth-runtime and runc), and a
+## check that nothing was left behind.
+test: deps-test fmt clippy unit leaks
+
+fmt:
+	$(CARGO) fmt --all --check
+
+clippy:
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+unit:
+	BERTH_TEST_ROOT=1 $(CARGO) test --locked --workspace
+
+leaks:
+	scripts/check-leaks.sh
+
+bench:
+	bench/runtime.sh
+
+clean:
+	$(CARGO) clean

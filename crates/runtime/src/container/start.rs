@@ -1,0 +1,48 @@
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::container::Container;
+use crate::error::{Context, Result, RuntimeError};
+use crate::hooks::{self, HookKind};
+use crate::state::{EXEC_FIFO, Status};
+
+/// Start a created container: release its init from the exec FIFO, then
+/// run the poststart hooks (a failing poststart hook is logged, as the
+/// spec says, and does not stop the container).
+pub fn start(root: &Path, id: &str) -> Result<()> {
+    let c = Container::load(root, id)?;
+    let status = c.status();
+    if status != Status::Created {
+        return Err(RuntimeError::InvalidState {
+            id: id.to_string(),
+            op: "start",
+            status: status.to_string(),
+        });
+    }
+    let fifo_path = c.dir.join(EXEC_FIFO);
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&fifo_path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                RuntimeError::InvalidState {
+                    id: id.to_string(),
+                    op: "start",
+                    status: "stopped (its init exited)".into(),
+                }
+            } else {
+                RuntimeError::io(format!("open {}", fifo_path.display()), e)
+            }
+        })?;
+    fifo.write_all(&[0])
+        .context("release the container's init")?;
+    drop(fifo);
+    std::fs::remove_file(&fifo_path).with_context(|| format!("remove {}", fifo_path.display()))?;
+    let state = serde_json::to_vec(&c.record.view(Status::Running)).unwrap_or_default();
+    if let Err(e) = hooks::run(c.record.spec.hooks().as_ref(), HookKind::Poststart, &state) {
+        tracing::warn!("{e}");
+    }
+    Ok(())
+}

@@ -1,0 +1,394 @@
+//! The container's init process: everything between clone and execve.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use nix::unistd::Uid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Context, Result, RuntimeError};
+use crate::hooks::{self, HookKind};
+use crate::namespaces::{self, Namespaces};
+use crate::process::caps::CapSets;
+use crate::process::channel::{Channel, Msg};
+use crate::process::clone::{self, Forked};
+use crate::process::setup;
+use crate::rootfs::{self, RootfsPlan};
+use crate::seccomp::SeccompProgram;
+
+/// Everything the init process needs; built by `create` before the fork.
+#[derive(Debug)]
+pub struct InitConfig<'a> {
+    /// Container id.
+    pub id: &'a str,
+    /// The spec.
+    pub spec: &'a Spec,
+    /// Absolute rootfs.
+    pub rootfs: &'a Path,
+    /// Absolute bundle.
+    pub bundle: &'a Path,
+    /// Namespaces.
+    pub namespaces: &'a Namespaces,
+    /// Namespaces to join, opened before the fork.
+    pub joined: Vec<(LinuxNamespaceType, OwnedFd)>,
+    /// Whether clone3 created all namespaces (fast path).
+    pub fast: bool,
+    /// The exec FIFO, opened read-write so opening never blocks; init
+    /// waits for one byte on it (written by `start`).
+    pub fifo: OwnedFd,
+    /// Connected --console-socket.
+    pub console_socket: Option<OwnedFd>,
+    /// Compiled seccomp filter.
+    pub seccomp: Option<SeccompProgram>,
+    /// --no-pivot.
+    pub no_pivot: bool,
+    /// --no-new-keyring.
+    pub no_new_keyring: bool,
+    /// --preserve-fds.
+    pub preserve_fds: u32,
+    /// Cgroup dirs to show in the container's /sys/fs/cgroup.
+    pub cgroup_dirs: Vec<(String, PathBuf)>,
+    /// Mount a fresh cgroup2 (pure v2 host with a cgroup namespace).
+    pub fresh_cgroup2: bool,
+    /// Capabilities, resolved before the fork.
+    pub caps: CapSets,
+    /// Connection to linux.seccomp.listenerPath, made before the fork.
+    pub seccomp_listener: Option<std::os::unix::net::UnixStream>,
+}
+
+/// Run the init side. Never returns: it execs the user program or exits
+/// after reporting the error to the parent.
+pub fn run(cfg: InitConfig<'_>, chan: &Channel) -> ! {
+    // Non-dumpable until exec: the container cannot ptrace us or open our
+    // /proc files (CVE-2019-5736 defence in depth).
+    let _ = nix::sys::prctl::set_dumpable(false);
+    let code = match setup_and_wait(&cfg, chan) {
+        Ok(ready) => {
+            // Past `start`: errors can only go to stderr now.
+            let err = ready.exec(&cfg);
+            eprintln!("berth-runtime: container {}: {err}", cfg.id);
+            127
+        }
+        Err(e) => {
+            let _ = chan.send(&Msg::Error(e.full()));
+            1
+        }
+    };
+    // SAFETY: _exit ends the forked child without running the parent's
+    // atexit handlers or destructors (which belong to the parent).
+    unsafe { libc::_exit(code) }
+}
+
+/// State kept from setup to exec.
+struct Ready {
+    path: PathBuf,
+    args: Vec<std::ffi::CString>,
+    env: Vec<std::ffi::CString>,
+    pty: Option<crate::process::console::Pty>,
+    host_pid: i32,
+}
+
+fn setup_and_wait(cfg: &InitConfig<'_>, chan: &Channel) -> Result<Ready> {
+    chan.expect(&Msg::Go)?;
+    let ns = cfg.namespaces;
+    if !cfg.fast {
+        enter_namespaces(cfg, chan)?;
+    }
+    if ns.has_new_or_joined(LinuxNamespaceType::User) {
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+            .context("become root in the user namespace (setresgid)")?;
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .context("become root in the user namespace (setresuid)")?;
+    }
+    if ns.creates(LinuxNamespaceType::Cgroup) {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare the cgroup namespace")?;
+    }
+    if !cfg.no_new_keyring {
+        join_session_keyring(cfg.id);
+    }
+    let host_pid: i32 = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0);
+    let spec = cfg.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| RuntimeError::spec("process", "missing"))?;
+
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).context("sethostname (hostname)")?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        set_domainname(d)?;
+    }
+
+    let plan = RootfsPlan {
+        spec,
+        rootfs: cfg.rootfs,
+        bundle: cfg.bundle,
+        cgroup_dirs: cfg.cgroup_dirs.clone(),
+        fresh_cgroup2: cfg.fresh_cgroup2,
+        userns: ns.has_new_or_joined(LinuxNamespaceType::User),
+        terminal: process.terminal().unwrap_or(false).then(|| {
+            process
+                .console_size()
+                .map(|b| (b.height() as u16, b.width() as u16))
+        }),
+    };
+    let pty = rootfs::prepare(&plan)?;
+    // The working directory is created if missing, as runc does.
+    {
+        let root = std::fs::File::open(cfg.rootfs).context("open rootfs")?;
+        rootfs::resolve::mkdir_all(root.as_fd(), process.cwd())?;
+    }
+
+    let hooks = spec.hooks().as_ref();
+    let has_runtime_hooks = hooks.is_some_and(|h| {
+        !HookKind::Prestart.of(h).is_empty() || !HookKind::CreateRuntime.of(h).is_empty()
+    });
+    if has_runtime_hooks {
+        chan.send(&Msg::RunCreateRuntimeHooks)?;
+        chan.expect(&Msg::HooksDone)?;
+    }
+    let state = hook_state(cfg, host_pid, "created");
+    hooks::run(hooks, HookKind::CreateContainer, &state)?;
+
+    // Settings written through /proc before pivot_root: the host's procfs
+    // is still mounted at /proc (verified as procfs on every write).
+    if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        for (k, v) in sysctl {
+            let path = format!("/proc/sys/{}", k.replace('.', "/"));
+            setup::write_proc(&path, v.as_bytes())
+                .map_err(|e| RuntimeError::spec(format!("linux.sysctl.{k}"), e.to_string()))?;
+        }
+    }
+    setup::apply_process_attrs(process)?;
+    if let Some(profile) = process
+        .apparmor_profile()
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        setup::write_proc(
+            "/proc/self/attr/apparmor/exec",
+            format!("exec {profile}").as_bytes(),
+        )
+        .map_err(|e| RuntimeError::spec("process.apparmorProfile", e.to_string()))?;
+    }
+
+    rootfs::pivot(cfg.rootfs, cfg.no_pivot)?;
+    rootfs::finish(spec)?;
+
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        use oci_spec::runtime::LinuxPersonalityDomain as D;
+        let persona = match p.domain() {
+            D::PerLinux => nix::sys::personality::Persona::empty(),
+            D::PerLinux32 => nix::sys::personality::Persona::from_bits_retain(0x0008),
+        };
+        nix::sys::personality::set(persona).context("personality (linux.personality)")?;
+    }
+    if let Some(r) = process.rlimits() {
+        setup::set_rlimits(r)?;
+    }
+
+    let args = process.args().clone().unwrap_or_default();
+    let env = process.env().clone().unwrap_or_default();
+    let path = setup::find_executable(&args[0], &env)?;
+    let args_c = setup::cstrings(&args, "process.args")?;
+    let env_c = setup::cstrings(&env, "process.env")?;
+
+    if let (Some(pty), Some(sock)) = (&pty, &cfg.console_socket) {
+        crate::process::console::send_master(sock.as_fd(), pty.master.as_fd())?;
+    } else if pty.is_some() {
+        return Err(RuntimeError::InvalidArgument(
+            "process.terminal is true but no --console-socket was given".into(),
+        ));
+    }
+    chan.send(&Msg::Ready)?;
+
+    // Wait for `start`.
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(cfg.fifo.as_fd(), &mut byte) {
+            Ok(1) => break,
+            Ok(_) => continue,
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(RuntimeError::sys("wait for start on the exec FIFO", e)),
+        }
+    }
+    Ok(Ready {
+        path,
+        args: args_c,
+        env: env_c,
+        pty,
+        host_pid,
+    })
+}
+
+impl Ready {
+    fn exec(self, cfg: &InitConfig<'_>) -> RuntimeError {
+        match self.finish(cfg) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        }
+    }
+
+    fn finish(self, cfg: &InitConfig<'_>) -> Result<std::convert::Infallible> {
+        let spec = cfg.spec;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| RuntimeError::spec("process", "missing"))?;
+        let state = hook_state(cfg, self.host_pid, "running");
+        hooks::run(spec.hooks().as_ref(), HookKind::StartContainer, &state)?;
+        drop(state);
+        let nnp = process.no_new_privileges().unwrap_or(false);
+        cfg.caps.apply_bounding()?;
+        let mut notify = None;
+        if let (Some(prog), false) = (&cfg.seccomp, nnp) {
+            notify = prog.install()?;
+        }
+        let allow_setgroups = !cfg.namespaces.has_new_or_joined(LinuxNamespaceType::User)
+            || std::fs::read_to_string("/proc/self/setgroups")
+                .map_or(true, |s| s.trim() == "allow");
+        setup::set_user(process.user(), allow_setgroups)?;
+        cfg.caps.apply_rest()?;
+        setup::set_umask(process.user());
+        setup::enter_cwd(process.cwd())?;
+        if let Some(pty) = &self.pty {
+            crate::process::console::become_session_leader(&pty.slave)?;
+        }
+        if nnp {
+            setup::set_no_new_privs()?;
+            if let Some(prog) = &cfg.seccomp {
+                notify = prog.install()?;
+            }
+        }
+        if let Some(fd) = notify {
+            send_notify_fd(cfg, self.host_pid, fd)?;
+        }
+        setup::cloexec_from(3 + cfg.preserve_fds)?;
+        Err(setup::exec(&self.path, &self.args, &self.env))
+    }
+}
+
+/// The general path: join namespaces by path and unshare new ones in the
+/// right order, then fork the real init when a pid or time namespace
+/// only applies to children.
+fn enter_namespaces(cfg: &InitConfig<'_>, chan: &Channel) -> Result<()> {
+    let ns = cfg.namespaces;
+    for (t, fd) in &cfg.joined {
+        if *t == LinuxNamespaceType::User {
+            namespaces::join(*t, fd)?;
+        }
+    }
+    if ns.creates(LinuxNamespaceType::User) {
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).context("unshare the user namespace")?;
+        chan.send(&Msg::MapIds)?;
+        chan.expect(&Msg::MapsDone)?;
+    }
+    for (t, fd) in &cfg.joined {
+        if *t != LinuxNamespaceType::User {
+            namespaces::join(*t, fd)?;
+        }
+    }
+    nix::sched::unshare(ns.unshare_flags()).context("unshare namespaces")?;
+    if ns.creates(LinuxNamespaceType::Time)
+        && let Some(offsets) = cfg
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.time_offsets().as_ref())
+    {
+        let mut text = String::new();
+        for (clock, off) in offsets {
+            text.push_str(&format!(
+                "{clock} {} {}\n",
+                off.secs().unwrap_or(0),
+                off.nanosecs().unwrap_or(0)
+            ));
+        }
+        setup::write_proc("/proc/self/timens_offsets", text.as_bytes())
+            .map_err(|e| RuntimeError::spec("linux.timeOffsets", e.to_string()))?;
+    }
+    let must_fork = ns.has_new_or_joined(LinuxNamespaceType::Pid)
+        || ns.has_new_or_joined(LinuxNamespaceType::Time);
+    if must_fork {
+        match clone::fork(CloneFlags::empty())? {
+            Forked::Parent(pid) => {
+                let _ = chan.send(&Msg::Pid(pid.as_raw()));
+                // SAFETY: the intermediate process ends here without running
+                // destructors that belong to the original parent.
+                unsafe { libc::_exit(0) }
+            }
+            Forked::Child => {}
+        }
+    } else {
+        chan.send(&Msg::Pid(nix::unistd::getpid().as_raw()))?;
+    }
+    Ok(())
+}
+
+fn hook_state(cfg: &InitConfig<'_>, pid: i32, status: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "id": cfg.id,
+        "status": status,
+        "pid": pid,
+        "bundle": cfg.bundle,
+        "annotations": cfg.spec.annotations().clone().unwrap_or_default(),
+    }))
+    .unwrap_or_default()
+}
+
+fn send_notify_fd(cfg: &InitConfig<'_>, pid: i32, fd: OwnedFd) -> Result<()> {
+    let seccomp = cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let (Some(path), Some(stream)) = (
+        seccomp.and_then(|s| s.listener_path().as_ref()),
+        cfg.seccomp_listener.as_ref(),
+    ) else {
+        return Err(RuntimeError::spec(
+            "linux.seccomp.listenerPath",
+            "a SCMP_ACT_NOTIFY rule needs a listener",
+        ));
+    };
+    let meta = seccomp.and_then(|s| s.listener_metadata().as_deref());
+    let state = oci_spec::runtime::StateBuilder::default()
+        .version(crate::state::OCI_VERSION)
+        .id(cfg.id)
+        .status(oci_spec::runtime::ContainerState::Running)
+        .pid(pid)
+        .bundle(cfg.bundle)
+        .build()
+        .map_err(|e| RuntimeError::InvalidArgument(format!("build state: {e}")))?;
+    let json = crate::seccomp::container_process_state(pid, meta, state)?;
+    let stream = stream
+        .try_clone()
+        .context("duplicate the seccomp listener connection")?;
+    crate::seccomp::send_on(stream, path, fd.as_fd(), &json)?;
+    Ok(())
+}
+
+fn join_session_keyring(id: &str) {
+    let Ok(name) = std::ffi::CString::new(format!("_ses.{id}")) else {
+        return;
+    };
+    // SAFETY: KEYCTL_JOIN_SESSION_KEYRING (1) takes a NUL-terminated name.
+    // Failure (no keyring support, or a user namespace) is not fatal, as in runc.
+    unsafe {
+        libc::syscall(libc::SYS_keyctl, 1, name.as_ptr());
+    }
+}
+
+fn set_domainname(name: &str) -> Result<()> {
+    // SAFETY: setdomainname reads `len` bytes from a valid buffer.
+    let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    if ret != 0 {
+        return Err(RuntimeError::sys(
+            "setdomainname (domainname)",
+            nix::Error::last(),
+        ));
+    }
+    Ok(())
+}
