@@ -189,15 +189,12 @@ if [ -n "${BERTH_RUNTIME:-}" ]; then
   BERTH=$BERTH_RUNTIME
   [[ $BERTH == */* ]] || BERTH=$(command -v "$BERTH" || echo "$BERTH")
 else
-  BERTH=$REPO/target/release/berth-runtime
+  # The static release build `make build` makes (what `make run` installs).
+  TRIPLE=$(rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+  BERTH=$REPO/target/$TRIPLE/release/berth-runtime
   if [ ! -x "$BERTH" ]; then
-    CARGO=$(command -v cargo || echo "${CARGO_HOME:-$HOME/.cargo}/bin/cargo")
-    if [ -x "$CARGO" ]; then
-      log "building berth-runtime: cargo build --release -p berth-runtime-cli"
-      (cd "$REPO" && "$CARGO" build --release -p berth-runtime-cli) || BERTH_SKIP="cargo build failed"
-    else
-      BERTH_SKIP="cargo not found, cannot build $BERTH"
-    fi
+    log "building berth-runtime: make build"
+    (cd "$REPO" && make build) || BERTH_SKIP="make build failed"
   fi
 fi
 [ -n "$BERTH_SKIP" ] || [ -x "$BERTH" ] || BERTH_SKIP="$BERTH is not an executable file"
@@ -269,6 +266,17 @@ apply_crun_fix() {
   ctrls=$(hybrid_v2_controllers)
   [ -n "$ctrls" ] || return 1
   log "hybrid host: cgroup2 at $CG/unified holds [$ctrls]; binding them to v1 hierarchies for crun"
+  # A controller enabled in a subtree_control (berth enables hugetlb down to
+  # a container that asked for a hugetlb limit) cannot move to v1: disable
+  # it in berth's empty parent and at the root first. berth enables it again
+  # when a container needs it.
+  for ctrl in $ctrls; do
+    if [ -d "$CG/unified/berth" ] && [ -z "$(find "$CG/unified/berth" -mindepth 1 -type d)" ]; then
+      echo "-$ctrl" > "$CG/unified/berth/cgroup.subtree_control" 2>/dev/null || true
+      rmdir "$CG/unified/berth" 2>/dev/null || true
+    fi
+    echo "-$ctrl" > "$CG/unified/cgroup.subtree_control" 2>/dev/null || true
+  done
   for ctrl in $ctrls; do
     mnt=$CG/$ctrl
     if mountpoint -q "$mnt"; then log "WARNING: $mnt is already a mount point"; return 1; fi

@@ -23,10 +23,14 @@ impl Logger {
                 .open(p)
                 .ok()
         });
-        let level = if debug { "debug" } else { "warn" };
+        let level = if debug {
+            tracing::Level::DEBUG
+        } else {
+            tracing::Level::WARN
+        };
         let json = format == "json";
         let builder = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+            .with_max_level(level)
             .with_target(false)
             .without_time();
         match file.as_ref().and_then(|f| f.try_clone().ok()) {

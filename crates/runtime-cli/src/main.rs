@@ -20,17 +20,36 @@ pub struct Globals {
     pub rootless: bool,
 }
 
+/// Whether the command line names a verb that starts container processes.
+fn starts_processes() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .any(|a| a == "create" || a == "run" || a == "exec")
+}
+
 fn main() -> ExitCode {
+    // Verbs that start container processes run from a read-only view of
+    // this binary (CVE-2019-5736, see berth_runtime::exe). Done first,
+    // before any other work, as the process is executed again.
+    let sealed = if starts_processes() {
+        berth_runtime::exe::ensure_protected()
+    } else {
+        Ok(())
+    };
     let cli = Cli::parse();
     let logger = log::Logger::init(cli.log.as_deref(), &cli.log_format, cli.debug);
-    // Verbs that start container processes run from a sealed memfd copy of
-    // this binary (CVE-2019-5736).
+    if let Err(e) = sealed {
+        logger.error(&format!("{e}"));
+        return ExitCode::from(1);
+    }
     if matches!(
         cli.command,
         Command::Create(_) | Command::Run(_) | Command::Exec(_)
-    ) && let Err(e) = berth_runtime::exe::ensure_sealed()
+    ) && !berth_runtime::exe::is_protected()
     {
-        logger.error(&format!("{e}"));
+        logger.error(
+            "refusing to start a container: not running from a read-only view of the binary",
+        );
         return ExitCode::from(1);
     }
     match run(cli) {

@@ -1,17 +1,31 @@
-//! Run the runtime from a sealed, in-memory copy of its own binary.
+//! Run the runtime from a read-only view of its own binary.
 //!
 //! CVE-2019-5736: a container process that execs `/proc/self/exe` of the
 //! runtime (for example through a `#!/proc/self/exe` script, or by opening
 //! `/proc/<init>/exe` before init execs) can reopen the runtime's binary for
-//! writing once the runtime exits, and replace it on the host. Running from a
-//! sealed memfd means `/proc/self/exe` is a file that can never be written.
+//! writing once the runtime exits, and replace it on the host.
+//!
+//! Before creating or entering a container, the runtime re-executes itself
+//! from a detached, read-only bind mount of its binary (`open_tree` +
+//! `mount_setattr(MOUNT_ATTR_RDONLY)` + `execveat`), so `/proc/self/exe` of
+//! every process it forks is a file on a read-only mount: opening it for
+//! writing fails with EROFS. The mount is never attached anywhere, so
+//! nothing shows in any mount table. This is crun's and runc 1.1's
+//! "bind-fd" defence without a temporary mount point, and costs one exec,
+//! not a copy of the binary. Where the new mount API is missing, a sealed
+//! memfd copy (youki's and runc's other defence) is used instead.
+//!
+//! Limit (shared with crun and runc's bind-fd): a container granted
+//! CAP_SYS_ADMIN in the host's user namespace could remount the detached
+//! mount read-write; such a container already controls the host.
 
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::mount::OpenTreeFlags;
 
 use crate::error::{Context, Result, RuntimeError};
 
@@ -20,20 +34,51 @@ const SEALS: SealFlags = SealFlags::SEAL
     .union(SealFlags::GROW)
     .union(SealFlags::WRITE);
 
-/// Whether this process already runs from a sealed memfd.
-pub fn is_sealed() -> bool {
+/// Whether this process runs from a binary that cannot be written: a
+/// read-only mount, or a sealed memfd.
+pub fn is_protected() -> bool {
     let Ok(exe) = File::open("/proc/self/exe") else {
         return false;
     };
-    rustix::fs::fcntl_get_seals(&exe).is_ok_and(|s| s.contains(SEALS))
+    if rustix::fs::fcntl_get_seals(&exe).is_ok_and(|s| s.contains(SEALS)) {
+        return true;
+    }
+    rustix::fs::fstatvfs(&exe)
+        .is_ok_and(|st| st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
-/// Re-execute the current program from a sealed memfd copy, unless it
-/// already runs from one. On success this does not return.
-pub fn ensure_sealed() -> Result<()> {
-    if is_sealed() {
+/// Re-execute the current program from a read-only view of its binary,
+/// unless it already runs from one. On success this does not return.
+pub fn ensure_protected() -> Result<()> {
+    if is_protected() {
         return Ok(());
     }
+    let fd = match readonly_bind() {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::debug!(
+                "read-only bind of the runtime binary failed ({e}); using a sealed memfd copy"
+            );
+            sealed_copy()?
+        }
+    };
+    reexec(fd)
+}
+
+/// A detached read-only bind mount of /proc/self/exe.
+fn readonly_bind() -> Result<OwnedFd> {
+    let tree = rustix::mount::open_tree(
+        rustix::fs::CWD,
+        "/proc/self/exe",
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )
+    .context("open_tree /proc/self/exe")?;
+    crate::rootfs::mount::set_readonly(tree.as_fd())?;
+    Ok(tree)
+}
+
+/// A sealed memfd copy of /proc/self/exe.
+fn sealed_copy() -> Result<OwnedFd> {
     let mut exe = File::open("/proc/self/exe").context("open /proc/self/exe")?;
     let memfd = rustix::fs::memfd_create(
         "berth-runtime",
@@ -43,7 +88,10 @@ pub fn ensure_sealed() -> Result<()> {
     let mut out = File::from(memfd);
     std::io::copy(&mut exe, &mut out).context("copy the runtime binary into a memfd")?;
     rustix::fs::fcntl_add_seals(&out, SEALS).context("seal the memfd copy")?;
+    Ok(OwnedFd::from(out))
+}
 
+fn reexec(fd: OwnedFd) -> Result<()> {
     let args: Vec<CString> = std::env::args_os()
         .map(|a| CString::new(a.as_bytes()))
         .collect::<std::result::Result<_, _>>()
@@ -57,9 +105,12 @@ pub fn ensure_sealed() -> Result<()> {
         })
         .collect::<std::result::Result<_, _>>()
         .map_err(|_| RuntimeError::InvalidArgument("environment contains a NUL byte".into()))?;
-    let err = nix::unistd::fexecve(out.as_fd(), &args, &env);
-    match err {
-        Err(e) => Err(RuntimeError::sys("re-exec from the sealed memfd", e)),
+    let _ = fd.as_raw_fd();
+    match nix::unistd::fexecve(fd.as_fd(), &args, &env) {
+        Err(e) => Err(RuntimeError::sys(
+            "re-exec from a read-only view of the binary",
+            e,
+        )),
         Ok(never) => match never {},
     }
 }

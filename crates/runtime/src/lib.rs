@@ -14,7 +14,7 @@ pub mod cgroups;
 pub mod container;
 /// Errors of the library, one enum per concern gathered in [`RuntimeError`].
 pub mod error;
-/// Running from a sealed memfd copy of the binary (CVE-2019-5736).
+/// Running from a read-only view of the binary (CVE-2019-5736).
 pub mod exe;
 /// The OCI features document (`berth-runtime features`).
 pub mod features;

@@ -356,6 +356,25 @@ impl AnyCgroups {
         }
     }
 
+    /// v1 and hybrid: the `tasks` files the container's init writes "0"
+    /// into to join its cgroups itself (see [`V1Cgroups::task_files`]);
+    /// `None` on v2, where the parent moves it (or clone3 places it).
+    pub fn self_attach_files(&self) -> Option<Vec<PathBuf>> {
+        match self {
+            AnyCgroups::V1(v) => Some(v.task_files()),
+            AnyCgroups::V2(_) => None,
+        }
+    }
+
+    /// What the parent still does after the child attached itself through
+    /// [`AnyCgroups::self_attach_files`]: the hybrid cgroup2 side, if used.
+    pub fn add_process_after_self_attach(&self, pid: i32) -> Result<(), CgroupError> {
+        match self {
+            AnyCgroups::V1(v) => v.add_to_unified(pid),
+            AnyCgroups::V2(v) => v.add_process(pid),
+        }
+    }
+
     /// Whether we can write the container's directories (or create them);
     /// an unprivileged caller skips cgroups when this is false, as
     /// `runc --rootless` does.

@@ -97,10 +97,41 @@ impl V1Cgroups {
     pub(crate) fn unified_dir_with(&self, controller: &str) -> Option<&Path> {
         let u = self.unified.as_ref()?;
         let avail = fs::read_opt(&u.mount, "cgroup.controllers").ok()??;
-        avail
-            .split_whitespace()
-            .any(|c| c == controller)
-            .then_some(u.dir.as_path())
+        if !avail.split_whitespace().any(|c| c == controller) {
+            return None;
+        }
+        // Enable it down to the container's cgroup only now that it is used.
+        if let Err(e) = v2::create_tree(&u.mount, &u.rel, Some(&[controller])) {
+            tracing::warn!("enable {controller} on {}: {e}", u.mount.display());
+        }
+        Some(u.dir.as_path())
+    }
+
+    /// The `tasks` file of every v1 hierarchy. A single-threaded process
+    /// that writes "0" to them moves itself without taking the kernel's
+    /// global threadgroup lock, which costs an RCU grace period (~10 ms)
+    /// on every `cgroup.procs` write: this is how the container's init
+    /// joins its cgroups.
+    pub fn task_files(&self) -> Vec<PathBuf> {
+        self.hierarchies
+            .iter()
+            .map(|h| h.dir.join("tasks"))
+            .collect()
+    }
+
+    /// On a hybrid host, move `pid` into the container's cgroup on the
+    /// cgroup2 mount, but only when a controller is enabled there for it
+    /// (hugetlb limits); otherwise the cgroup2 side is left alone.
+    pub fn add_to_unified(&self, pid: i32) -> Result<(), CgroupError> {
+        let Some(u) = &self.unified else {
+            return Ok(());
+        };
+        let parent = u.dir.parent().unwrap_or(&u.mount);
+        let enabled = fs::read_opt(parent, "cgroup.subtree_control")?.unwrap_or_default();
+        if enabled.trim().is_empty() {
+            return Ok(());
+        }
+        fs::write_pid(&u.dir, pid)
     }
 
     /// The cgroup path relative to each hierarchy root.
@@ -197,7 +228,7 @@ impl CgroupManager for V1Cgroups {
             }
         }
         if let Some(u) = &self.unified {
-            v2::create_tree(&u.mount, &u.rel)?;
+            v2::create_tree(&u.mount, &u.rel, Some(&[]))?;
         }
         Ok(())
     }
@@ -207,10 +238,10 @@ impl CgroupManager for V1Cgroups {
     }
 
     fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
-        for p in self.paths() {
-            fs::write_pid(&p, pid)?;
+        for h in &self.hierarchies {
+            fs::write_pid(&h.dir, pid)?;
         }
-        Ok(())
+        self.add_to_unified(pid)
     }
 
     fn processes(&self) -> Result<Vec<i32>, CgroupError> {

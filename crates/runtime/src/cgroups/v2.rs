@@ -79,11 +79,18 @@ pub fn memory_swap_to_v2(swap: i64, limit: i64) -> Result<i64, String> {
 /// `mkdir -p mount/rel`, enabling every controller of each ancestor's
 /// `cgroup.controllers` in its `cgroup.subtree_control`, from the root down
 /// to the parent of the leaf (the leaf holds processes, so it must not
-/// enable any). Already enabled controllers are left alone.
-pub(crate) fn create_tree(mount: &Path, rel: &Path) -> Result<(), CgroupError> {
+/// enable any). Already enabled controllers are left alone. `only` limits
+/// the controllers enabled (the hybrid host's unified mount enables nothing
+/// at create time, and hugetlb only when a limit is asked for, so the host's
+/// root `cgroup.subtree_control` is not changed needlessly).
+pub(crate) fn create_tree(
+    mount: &Path,
+    rel: &Path,
+    only: Option<&[&str]>,
+) -> Result<(), CgroupError> {
     let mut cur = mount.to_path_buf();
     for comp in rel.components() {
-        enable_controllers(&cur)?;
+        enable_controllers(&cur, only)?;
         cur.push(comp);
         match std::fs::create_dir(&cur) {
             Ok(()) => {}
@@ -94,7 +101,7 @@ pub(crate) fn create_tree(mount: &Path, rel: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
-fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
+fn enable_controllers(dir: &Path, only: Option<&[&str]>) -> Result<(), CgroupError> {
     let avail = fs::read_opt(dir, "cgroup.controllers")?.unwrap_or_default();
     let enabled = fs::read_opt(dir, "cgroup.subtree_control")?.unwrap_or_default();
     let enabled: Vec<&str> = enabled
@@ -104,6 +111,7 @@ fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
     let missing: Vec<&str> = avail
         .split_whitespace()
         .filter(|c| !enabled.contains(c))
+        .filter(|c| only.is_none_or(|o| o.contains(c)))
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -205,7 +213,7 @@ impl CgroupManager for V2Cgroups {
     type Error = CgroupError;
 
     fn create(&self) -> Result<(), CgroupError> {
-        create_tree(&self.mount, &self.rel)
+        create_tree(&self.mount, &self.rel, None)
     }
 
     fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {

@@ -1,4 +1,4 @@
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -132,6 +132,18 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
         cg.apply(&resources_with_default_devices(&linux))?;
     }
     let cgroup_dirs = cgroup_mount_dirs(&cg, &cgroup_path);
+    // v1: the init joins its cgroups itself (fast, see V1Cgroups::task_files),
+    // unless a user namespace stops it from writing the host's files.
+    let cgroup_tasks = if managed && !ns.has_new_or_joined(LinuxNamespaceType::User) {
+        cg.self_attach_files().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    // v2: clone3 places the init in its cgroup directly.
+    let cgroup_dir_fd: Option<OwnedFd> = match &cg {
+        AnyCgroups::V2(v) if managed => std::fs::File::open(v.dir()).ok().map(OwnedFd::from),
+        _ => None,
+    };
     let fresh_cgroup2 = cg.layout() == Layout::V2 && ns.creates(LinuxNamespaceType::Cgroup);
 
     // The exec FIFO: init keeps it open read-write (so its open never
@@ -181,7 +193,18 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     if !fast {
         clone::become_subreaper()?;
     }
-    let child = match clone::fork(flags)? {
+    let into = if fast {
+        cgroup_dir_fd.as_ref().map(|f| f.as_fd())
+    } else {
+        None
+    };
+    let (forked, placed) = match clone::fork_into(flags, into) {
+        Ok(f) => (f, into.is_some()),
+        // Older kernels or a cgroup that refuses CLONE_INTO_CGROUP: migrate later.
+        Err(_) if into.is_some() => (clone::fork(flags)?, false),
+        Err(e) => return Err(e),
+    };
+    let child = match forked {
         Forked::Child => {
             drop(parent_ch);
             let cfg = InitConfig {
@@ -202,6 +225,7 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
                 fresh_cgroup2,
                 caps,
                 seccomp_listener,
+                cgroup_tasks: cgroup_tasks.clone(),
             };
             init::run(cfg, &child_ch)
         }
@@ -215,8 +239,12 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     if fast && ns.creates(LinuxNamespaceType::User) {
         write_id_maps(child, &linux, opts.rootless)?;
     }
-    if managed {
-        cg.add_process(child.as_raw())?;
+    if managed && !placed {
+        if cgroup_tasks.is_empty() {
+            cg.add_process(child.as_raw())?;
+        } else {
+            cg.add_process_after_self_attach(child.as_raw())?;
+        }
     }
     parent_ch.send(&Msg::Go)?;
     let mut init_pid = child;

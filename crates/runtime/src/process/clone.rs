@@ -36,11 +36,25 @@ pub enum Forked {
 /// The caller must be single-threaded: the child gets only the calling
 /// thread, so a lock held by another thread would never be released.
 pub fn fork(flags: CloneFlags) -> Result<Forked> {
-    let args = CloneArgs {
+    fork_into(flags, None)
+}
+
+/// `CLONE_INTO_CGROUP`: the child starts in the cgroup (v2) behind the fd.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Like [`fork`], and on cgroup v2 start the child directly in the cgroup
+/// whose directory `cgroup` is open (no later migration, no lock).
+pub fn fork_into(flags: CloneFlags, cgroup: Option<std::os::fd::BorrowedFd<'_>>) -> Result<Forked> {
+    let mut args = CloneArgs {
         flags: u64::from(flags.bits() as u32),
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
     };
+    if let Some(fd) = cgroup {
+        use std::os::fd::AsRawFd;
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
     // SAFETY: clone3 with stack 0 behaves like fork: the child continues on
     // a copy-on-write copy of this thread's stack. `args` is a valid,
     // correctly sized clone_args that outlives the call. The process is

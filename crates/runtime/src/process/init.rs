@@ -55,6 +55,9 @@ pub struct InitConfig<'a> {
     pub caps: CapSets,
     /// Connection to linux.seccomp.listenerPath, made before the fork.
     pub seccomp_listener: Option<std::os::unix::net::UnixStream>,
+    /// cgroup v1 `tasks` files to write "0" into: init joins its cgroups
+    /// itself, which avoids the kernel's global lock on `cgroup.procs`.
+    pub cgroup_tasks: Vec<PathBuf>,
 }
 
 /// Run the init side. Never returns: it execs the user program or exits
@@ -91,6 +94,9 @@ struct Ready {
 
 fn setup_and_wait(cfg: &InitConfig<'_>, chan: &Channel) -> Result<Ready> {
     chan.expect(&Msg::Go)?;
+    for file in &cfg.cgroup_tasks {
+        std::fs::write(file, "0").with_context(|| format!("join cgroup {}", file.display()))?;
+    }
     let ns = cfg.namespaces;
     if !cfg.fast {
         enter_namespaces(cfg, chan)?;

@@ -207,6 +207,12 @@ pub fn propagate(target: &str, flags: MsFlags) -> Result<()> {
         .with_context(|| format!("set propagation {flags:?} on {target}"))
 }
 
+/// Make a detached mount tree read-only (the runtime's own binary, see
+/// [`crate::exe`]).
+pub fn set_readonly(tree: BorrowedFd<'_>) -> Result<()> {
+    setattr(tree, Attrs::readonly(), false, None)
+}
+
 /// Apply flags from a config.json mount to an already bound mount tree at
 /// `target` (used for recursive ro on read-only paths, for instance).
 pub fn make_readonly_recursive(target: BorrowedFd<'_>) -> Result<()> {
