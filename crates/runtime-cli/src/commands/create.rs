@@ -1,4 +1,6 @@
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
+
+use super::tty;
 
 use berth_runtime::container::{self, CreateOptions};
 use nix::sys::signal::{SigSet, Signal};
@@ -41,7 +43,30 @@ const FORWARDED: [Signal; 8] = [
 ];
 
 pub fn run(g: &Globals, a: &RunArgs) -> anyhow::Result<u8> {
-    let c = container::create(&options(g, &a.create))?;
+    let mut opts = options(g, &a.create);
+    let terminal = berth_runtime::spec::load(&a.create.bundle)
+        .ok()
+        .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
+        .unwrap_or(false);
+    // Foreground with a terminal and no console socket: we hold the pty.
+    let console = if terminal && opts.console_socket.is_none() {
+        if a.detach {
+            anyhow::bail!(
+                "process.terminal is true: a detached container needs --console-socket to receive its terminal"
+            );
+        }
+        let sock = tty::ConsoleSocket::new(&g.root, &a.create.id)?;
+        opts.console_socket = Some(sock.path().to_path_buf());
+        Some(sock)
+    } else {
+        None
+    };
+    let c = container::create(&opts)?;
+    let master = match &console {
+        Some(sock) => Some(sock.receive()?),
+        None => None,
+    };
+    drop(console);
     let id = &a.create.id;
     if let Err(e) = container::start(&g.root, id) {
         let _ = container::delete(&g.root, id, true);
@@ -50,34 +75,9 @@ pub fn run(g: &Globals, a: &RunArgs) -> anyhow::Result<u8> {
     if a.detach {
         return Ok(0);
     }
-    // The init is our child: forward signals to it and wait for it. The
-    // mask is set only now, after the fork, so the container does not
-    // inherit blocked signals.
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGCHLD);
-    for s in FORWARDED {
-        mask.add(s);
-    }
-    mask.thread_block()?;
-    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)?;
-    let pid = Pid::from_raw(c.record.pid);
-    let code = loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => break code,
-            Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
-            Ok(_) => {}
-            Err(nix::Error::ECHILD) => break wait_foreign(&c),
-            Err(e) => return Err(e.into()),
-        }
-        if let Some(info) = sfd.read_signal()? {
-            let signo = info.ssi_signo as i32;
-            if signo != libc::SIGCHLD {
-                // SAFETY: kill(2) with plain integers.
-                unsafe { libc::kill(pid.as_raw(), signo) };
-            }
-        }
-        let _ = sfd.as_fd();
-    };
+    let code = supervise(Pid::from_raw(c.record.pid), master.as_ref(), || {
+        wait_foreign(&c)
+    })?;
     // Reap other children (e.g. an intermediate) without blocking.
     while let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) =
         waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG))
@@ -86,6 +86,57 @@ pub fn run(g: &Globals, a: &RunArgs) -> anyhow::Result<u8> {
         container::delete(&g.root, id, true)?;
     }
     Ok(u8::try_from(code & 0xff).unwrap_or(1))
+}
+
+/// Wait for `pid` (our child), forwarding signals to it and, with a pty
+/// master, connecting it to our stdin/stdout. Returns its exit code
+/// (128+N when killed by signal N).
+pub fn supervise(
+    pid: Pid,
+    master: Option<&OwnedFd>,
+    foreign: impl Fn() -> i32,
+) -> anyhow::Result<i32> {
+    // The mask is set only now, after the fork, so the container does not
+    // inherit blocked signals.
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        mask.add(s);
+    }
+    mask.thread_block()?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)?;
+    let _raw = master.map(|m| {
+        tty::resize(m.as_fd());
+        tty::RawMode::enter()
+    });
+    let mut stdin_open = true;
+    let code = loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => break code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
+            Ok(_) => {}
+            Err(nix::Error::ECHILD) => break foreign(),
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(m) = master {
+            tty::pump(m.as_fd(), sfd.as_fd(), &mut stdin_open)?;
+        }
+        if let Some(info) = sfd.read_signal()? {
+            let signo = info.ssi_signo as i32;
+            if signo == libc::SIGWINCH
+                && let Some(m) = master
+            {
+                tty::resize(m.as_fd());
+            } else if signo != libc::SIGCHLD {
+                // SAFETY: kill(2) with plain integers.
+                unsafe { libc::kill(pid.as_raw(), signo) };
+            }
+        }
+    };
+    if let Some(m) = master {
+        tty::drain(m.as_fd());
+    }
+    Ok(code)
 }
 
 /// The init is not our child (should not happen): poll until it is gone.

@@ -4,6 +4,8 @@ use anyhow::Context;
 use berth_runtime::container::{self, Container, ExecOptions, ExecOutcome};
 use oci_spec::runtime::{Capabilities, Capability, Process};
 
+use super::create::supervise;
+use super::tty::ConsoleSocket;
 use crate::Globals;
 use crate::args::ExecArgs;
 
@@ -89,15 +91,36 @@ fn build_process(g: &Globals, a: &ExecArgs) -> anyhow::Result<Process> {
 
 pub fn exec(g: &Globals, a: &ExecArgs) -> anyhow::Result<u8> {
     let process = build_process(g, a)?;
-    let opts = ExecOptions {
+    let terminal = process.terminal().unwrap_or(false);
+    let mut opts = ExecOptions {
         process,
         detach: a.detach,
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
     };
-    match container::exec(&g.root, &a.id, &opts)? {
-        ExecOutcome::Detached(_) => Ok(0),
-        ExecOutcome::Exited(code) => Ok(u8::try_from(code & 0xff).unwrap_or(1)),
+    // A terminal in the foreground without --console-socket: we hold the
+    // pty and connect it to our stdin/stdout, as runc does.
+    let console = if terminal && opts.console_socket.is_none() {
+        if a.detach {
+            anyhow::bail!("--tty with --detach needs --console-socket to receive the terminal");
+        }
+        let sock = ConsoleSocket::new(&g.root, &format!("{}-exec-{}", a.id, std::process::id()))?;
+        opts.console_socket = Some(sock.path().to_path_buf());
+        opts.detach = true;
+        Some(sock)
+    } else {
+        None
+    };
+    let outcome = container::exec(&g.root, &a.id, &opts)?;
+    match (outcome, console) {
+        (ExecOutcome::Detached(pid), Some(sock)) => {
+            let master = sock.receive()?;
+            drop(sock);
+            let code = supervise(nix::unistd::Pid::from_raw(pid), Some(&master), || 0)?;
+            Ok(u8::try_from(code & 0xff).unwrap_or(1))
+        }
+        (ExecOutcome::Detached(_), None) => Ok(0),
+        (ExecOutcome::Exited(code), _) => Ok(u8::try_from(code & 0xff).unwrap_or(1)),
     }
 }

@@ -4,6 +4,7 @@ mod create;
 mod exec;
 mod info;
 mod lifecycle;
+mod tty;
 mod update;
 
 use crate::Globals;

@@ -63,9 +63,6 @@ pub struct InitConfig<'a> {
 /// Run the init side. Never returns: it execs the user program or exits
 /// after reporting the error to the parent.
 pub fn run(cfg: InitConfig<'_>, chan: &Channel) -> ! {
-    // Non-dumpable until exec: the container cannot ptrace us or open our
-    // /proc files (CVE-2019-5736 defence in depth).
-    let _ = nix::sys::prctl::set_dumpable(false);
     let code = match setup_and_wait(&cfg, chan) {
         Ok(ready) => {
             // Past `start`: errors can only go to stderr now.
@@ -107,6 +104,11 @@ fn setup_and_wait(cfg: &InitConfig<'_>, chan: &Channel) -> Result<Ready> {
         nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
             .context("become root in the user namespace (setresuid)")?;
     }
+    // Non-dumpable until exec: the container cannot ptrace us or open our
+    // /proc files (CVE-2019-5736 defence in depth). Only now: the parent (or
+    // newuidmap, for rootless containers) had to open our /proc/<pid>/*_map
+    // files, which a non-dumpable process's owner can no longer do.
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
     if ns.creates(LinuxNamespaceType::Cgroup) {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare the cgroup namespace")?;
     }
