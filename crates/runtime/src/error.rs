@@ -4,9 +4,8 @@ use std::path::PathBuf;
 use crate::cgroups::CgroupError;
 use crate::seccomp::SeccompError;
 
-/// Every error the runtime library returns. Messages are lowercase, name what
-/// failed (the container, the config.json field, the path), and leave the
-/// underlying cause to `source()`.
+/// Every error the runtime library returns. Messages are lowercase and name
+/// what failed (the container, the config.json field, the path).
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// The id cannot be used as a container id.
@@ -32,20 +31,14 @@ pub enum RuntimeError {
     /// The bundle or its config.json cannot be read.
     #[error("bundle {path}: {reason}")]
     Bundle { path: PathBuf, reason: String },
-    /// A file operation failed.
-    #[error("{context}")]
-    Io {
-        context: String,
-        #[source]
-        source: io::Error,
-    },
-    /// A system call failed.
-    #[error("{context}")]
-    Sys {
-        context: String,
-        #[source]
-        source: nix::Error,
-    },
+    /// A file operation failed. The OS error is part of the message:
+    /// these errors often cross a process boundary as text (from the
+    /// container's init to the runtime), where a source chain would be lost.
+    #[error("{context}: {source}")]
+    Io { context: String, source: io::Error },
+    /// A system call failed (the errno is part of the message, as for `Io`).
+    #[error("{context}: {source}")]
+    Sys { context: String, source: nix::Error },
     /// Setting up the container process failed; the message comes from the
     /// container's init (or exec'd) process.
     #[error("{0}")]

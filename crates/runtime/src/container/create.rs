@@ -239,6 +239,24 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     if fast && ns.creates(LinuxNamespaceType::User) {
         write_id_maps(child, &linux, opts.rootless)?;
     }
+    // Idmapped mounts are made here, on the host, and handed to the init.
+    let idmap_userns = |pid: Pid| -> Result<Vec<OwnedFd>> {
+        if !crate::rootfs::has_idmapped(&spec) {
+            return Ok(Vec::new());
+        }
+        let path = match ns.joins(LinuxNamespaceType::User) {
+            Some(p) => p.to_path_buf(),
+            None => PathBuf::from(format!("/proc/{pid}/ns/user")),
+        };
+        let userns =
+            std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+        crate::rootfs::idmapped_trees(&spec, &bundle, userns.as_fd())
+    };
+    let go_fds = if fast || ns.joins(LinuxNamespaceType::User).is_some() {
+        idmap_userns(child)?
+    } else {
+        Vec::new()
+    };
     if managed && !placed {
         if cgroup_tasks.is_empty() {
             cg.add_process(child.as_raw())?;
@@ -246,13 +264,21 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
             cg.add_process_after_self_attach(child.as_raw())?;
         }
     }
-    parent_ch.send(&Msg::Go)?;
+    {
+        use std::os::fd::AsRawFd;
+        let raw: Vec<i32> = go_fds.iter().map(|f| f.as_raw_fd()).collect();
+        parent_ch.send_with_fds(&Msg::Go, &raw)?;
+    }
+    drop(go_fds);
     let mut init_pid = child;
     loop {
         match parent_ch.recv()? {
             Some(Msg::MapIds) => {
                 write_id_maps(child, &linux, opts.rootless)?;
-                parent_ch.send(&Msg::MapsDone)?;
+                let trees = idmap_userns(child)?;
+                use std::os::fd::AsRawFd;
+                let raw: Vec<i32> = trees.iter().map(|f| f.as_raw_fd()).collect();
+                parent_ch.send_with_fds(&Msg::MapsDone, &raw)?;
             }
             Some(Msg::Pid(p)) => {
                 init_pid = Pid::from_raw(p);

@@ -78,7 +78,7 @@ impl Channel {
     /// Receive a message and any file descriptors sent with it.
     pub fn recv_with_fds(&self) -> Result<Option<(Msg, Vec<OwnedFd>)>> {
         let mut buf = vec![0u8; 64 * 1024];
-        let mut cmsg_buf = nix::cmsg_space!([RawFd; 4]);
+        let mut cmsg_buf = nix::cmsg_space!([RawFd; 64]);
         let (len, fds) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(
@@ -117,10 +117,15 @@ impl Channel {
 
     /// Wait for one specific message; an `Error` message or EOF becomes an error.
     pub fn expect(&self, want: &Msg) -> Result<()> {
-        match self.recv()? {
-            Some(m) if &m == want => Ok(()),
-            Some(Msg::Error(e)) => Err(RuntimeError::Child(e)),
-            Some(other) => Err(RuntimeError::Child(format!(
+        self.expect_with_fds(want).map(drop)
+    }
+
+    /// Like [`Channel::expect`], returning the fds sent with the message.
+    pub fn expect_with_fds(&self, want: &Msg) -> Result<Vec<OwnedFd>> {
+        match self.recv_with_fds()? {
+            Some((m, fds)) if &m == want => Ok(fds),
+            Some((Msg::Error(e), _)) => Err(RuntimeError::Child(e)),
+            Some((other, _)) => Err(RuntimeError::Child(format!(
                 "protocol error: expected {want:?}, got {other:?}"
             ))),
             None => Err(RuntimeError::Child(format!(

@@ -90,13 +90,13 @@ struct Ready {
 }
 
 fn setup_and_wait(cfg: &InitConfig<'_>, chan: &Channel) -> Result<Ready> {
-    chan.expect(&Msg::Go)?;
+    let mut idmapped = chan.expect_with_fds(&Msg::Go)?;
     for file in &cfg.cgroup_tasks {
         std::fs::write(file, "0").with_context(|| format!("join cgroup {}", file.display()))?;
     }
     let ns = cfg.namespaces;
     if !cfg.fast {
-        enter_namespaces(cfg, chan)?;
+        idmapped.extend(enter_namespaces(cfg, chan)?);
     }
     if ns.has_new_or_joined(LinuxNamespaceType::User) {
         nix::unistd::setresgid(0.into(), 0.into(), 0.into())
@@ -144,6 +144,7 @@ fn setup_and_wait(cfg: &InitConfig<'_>, chan: &Channel) -> Result<Ready> {
                 .console_size()
                 .map(|b| (b.height() as u16, b.width() as u16))
         }),
+        idmapped: std::cell::RefCell::new(idmapped.into()),
     };
     let pty = rootfs::prepare(&plan)?;
     // The working directory is created if missing, as runc does.
@@ -284,7 +285,8 @@ impl Ready {
 /// The general path: join namespaces by path and unshare new ones in the
 /// right order, then fork the real init when a pid or time namespace
 /// only applies to children.
-fn enter_namespaces(cfg: &InitConfig<'_>, chan: &Channel) -> Result<()> {
+fn enter_namespaces(cfg: &InitConfig<'_>, chan: &Channel) -> Result<Vec<OwnedFd>> {
+    let mut idmapped = Vec::new();
     let ns = cfg.namespaces;
     for (t, fd) in &cfg.joined {
         if *t == LinuxNamespaceType::User {
@@ -294,7 +296,7 @@ fn enter_namespaces(cfg: &InitConfig<'_>, chan: &Channel) -> Result<()> {
     if ns.creates(LinuxNamespaceType::User) {
         nix::sched::unshare(CloneFlags::CLONE_NEWUSER).context("unshare the user namespace")?;
         chan.send(&Msg::MapIds)?;
-        chan.expect(&Msg::MapsDone)?;
+        idmapped = chan.expect_with_fds(&Msg::MapsDone)?;
     }
     for (t, fd) in &cfg.joined {
         if *t != LinuxNamespaceType::User {
@@ -335,7 +337,7 @@ fn enter_namespaces(cfg: &InitConfig<'_>, chan: &Channel) -> Result<()> {
     } else {
         chan.send(&Msg::Pid(nix::unistd::getpid().as_raw()))?;
     }
-    Ok(())
+    Ok(idmapped)
 }
 
 fn hook_state(cfg: &InitConfig<'_>, pid: i32, status: &str) -> Vec<u8> {

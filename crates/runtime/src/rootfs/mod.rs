@@ -43,6 +43,47 @@ pub struct RootfsPlan<'a> {
     pub userns: bool,
     /// Open a pty for the process (process.terminal), with this size.
     pub terminal: Option<Option<(u16, u16)>>,
+    /// Idmapped trees made by the runtime (see [`idmapped_trees`]), one per
+    /// `idmap` bind mount, in config.json order.
+    pub idmapped: std::cell::RefCell<std::collections::VecDeque<OwnedFd>>,
+}
+
+/// The detached, idmapped trees for every bind mount with `idmap` or
+/// `ridmap` in config.json, in order, mapped through the user namespace
+/// behind `userns`. Made on the host by the runtime and sent to the init.
+pub fn idmapped_trees(spec: &Spec, bundle: &Path, userns: BorrowedFd<'_>) -> Result<Vec<OwnedFd>> {
+    let mut out = Vec::new();
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        let o = options::parse(m.options().as_deref().unwrap_or(&[]));
+        if !o.idmap || !is_bind(m) {
+            continue;
+        }
+        let src = m.source().clone().unwrap_or_default();
+        let src = if src.is_absolute() {
+            src
+        } else {
+            bundle.join(src)
+        };
+        let recursive = o.recursive || m.options().iter().flatten().any(|x| x == "ridmap");
+        let (attrs, _) = mount::attrs_of(&o);
+        out.push(
+            mount::idmapped_tree(&src, recursive, attrs, userns).map_err(|e| {
+                RuntimeError::spec(
+                    format!("mounts[{i}].options"),
+                    format!("idmap {}: {e}", src.display()),
+                )
+            })?,
+        );
+    }
+    Ok(out)
+}
+
+/// Whether config.json has an idmapped bind mount.
+pub fn has_idmapped(spec: &Spec) -> bool {
+    spec.mounts()
+        .iter()
+        .flatten()
+        .any(|m| is_bind(m) && options::parse(m.options().as_deref().unwrap_or(&[])).idmap)
 }
 
 /// Propagation flags of `linux.rootfsPropagation`.
@@ -209,26 +250,31 @@ fn mount_one(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount) -
             resolve::create_file(root, dest)?
         };
         let (attrs, rec) = mount::attrs_of(&o);
-        let userns_fd = if o.idmap {
-            Some(std::fs::File::open("/proc/self/ns/user").context("open own user namespace")?)
+        if o.idmap {
+            let tree = plan.idmapped.borrow_mut().pop_front().ok_or_else(|| {
+                RuntimeError::spec(
+                    field("options"),
+                    "no idmapped tree was prepared for this mount",
+                )
+            })?;
+            mount::attach(tree.as_fd(), target.as_fd())?;
         } else {
-            None
-        };
-        mount::bind(
-            rustix::fs::CWD,
-            &src,
-            target.as_fd(),
-            o.recursive,
-            attrs,
-            rec,
-            userns_fd.as_ref().map(|f| f.as_fd()),
-        )
-        .map_err(|e| {
-            RuntimeError::spec(
-                field("source"),
-                format!("bind {} on {}: {e}", src.display(), dest.display()),
+            mount::bind(
+                rustix::fs::CWD,
+                &src,
+                target.as_fd(),
+                o.recursive,
+                attrs,
+                rec,
+                None,
             )
-        })?;
+            .map_err(|e| {
+                RuntimeError::spec(
+                    field("source"),
+                    format!("bind {} on {}: {e}", src.display(), dest.display()),
+                )
+            })?;
+        }
         for p in &o.propagation {
             let t = resolve::open(root, dest, OFlags::PATH)
                 .map_err(|e| RuntimeError::io(format!("reopen {}", dest.display()), e.into()))?;

@@ -207,6 +207,42 @@ pub fn propagate(target: &str, flags: MsFlags) -> Result<()> {
         .with_context(|| format!("set propagation {flags:?} on {target}"))
 }
 
+/// A detached tree of `source` with the container's id mapping applied
+/// (`idmap`; recursive for `ridmap`/`rbind`), made by the runtime on the
+/// host: only a process with CAP_SYS_ADMIN over the source filesystem may
+/// create idmapped mounts.
+pub fn idmapped_tree(
+    source: &Path,
+    recursive: bool,
+    attrs: Attrs,
+    userns: BorrowedFd<'_>,
+) -> Result<OwnedFd> {
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    let tree: OwnedFd = rustix::mount::open_tree(rustix::fs::CWD, source, flags)
+        .with_context(|| format!("open_tree {}", source.display()))?;
+    setattr(tree.as_fd(), Attrs::default(), recursive, Some(userns))
+        .map_err(|e| RuntimeError::InvalidArgument(format!("idmap {}: {e}", source.display())))?;
+    if !attrs.is_empty() {
+        setattr(tree.as_fd(), attrs, false, None)?;
+    }
+    Ok(tree)
+}
+
+/// Attach a detached tree onto `target`.
+pub fn attach(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<()> {
+    rustix::mount::move_mount(
+        tree,
+        "",
+        target,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .context("move_mount")
+}
+
 /// Make a detached mount tree read-only (the runtime's own binary, see
 /// [`crate::exe`]).
 pub fn set_readonly(tree: BorrowedFd<'_>) -> Result<()> {

@@ -1,0 +1,291 @@
+#![allow(clippy::unwrap_used)]
+//! config.json features that runc 1.1 does not have, or that this suite
+//! checks more deeply than the conformance suite: time namespaces with
+//! offsets, idmapped bind mounts, hook timeouts, personality, domainname,
+//! the console socket, the seccomp notify listener, refused fields.
+//! These run against berth-runtime only (runc 1.1.5 lacks them).
+//!
+//! Run: `BERTH_TEST_ROOT=1 cargo test -p berth-runtime-cli --test features` as root.
+
+mod common;
+
+use std::fs;
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+use common::*;
+use serde_json::json;
+
+fn berth() -> Runtime {
+    Runtime {
+        name: "berth".into(),
+        bin: PathBuf::from(env!("CARGO_BIN_EXE_berth-runtime")),
+    }
+}
+
+/// Receive one fd (and the message) from a connected UNIX socket.
+fn recv_fd(conn: &std::os::unix::net::UnixStream) -> (Vec<u8>, OwnedFd) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut cmsg = vec![0u8; 64];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    // SAFETY: a zeroed msghdr filled with valid buffers that outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr().cast();
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.as_mut_ptr().cast();
+    msg.msg_controllen = cmsg.len();
+    // SAFETY: msg points to valid buffers for the duration of the call.
+    let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, 0) };
+    assert!(n > 0, "recvmsg: {}", std::io::Error::last_os_error());
+    // SAFETY: the kernel filled a control message; CMSG_FIRSTHDR/DATA read it.
+    let fd = unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!c.is_null(), "no control message");
+        assert_eq!((*c).cmsg_type, libc::SCM_RIGHTS);
+        std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32)
+    };
+    let data = buf[..n as usize].to_vec();
+    // SAFETY: SCM_RIGHTS gave us this fd.
+    (data, unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[test]
+fn time_namespace_offsets() {
+    if !require_root() {
+        return;
+    }
+    let mut c = Ct::new(&berth());
+    let ns = c.spec["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.push(json!({"type": "time"}));
+    c.spec["linux"]["timeOffsets"] = json!({
+        "monotonic": {"secs": 86400 * 365, "nanosecs": 0},
+        "boottime": {"secs": 86400 * 365, "nanosecs": 0}
+    });
+    c.sh("cat /proc/uptime; cat /proc/self/timens_offsets");
+    let out = c.run_ok();
+    let uptime: f64 = out.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(
+        uptime > 86400.0 * 365.0,
+        "uptime inside the time namespace: {out}"
+    );
+    assert!(
+        out.contains("monotonic") && out.contains("31536000"),
+        "{out}"
+    );
+    // Offsets without a time namespace are refused, naming the field.
+    let mut d = Ct::new(&berth());
+    d.spec["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 1}});
+    let o = d.run();
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("linux.timeOffsets"), "{}", o.stderr);
+}
+
+#[test]
+fn idmapped_bind_mount() {
+    if !require_root() {
+        return;
+    }
+    let mut c = Ct::new(&berth());
+    let host_dir = c.tmp.join("idmap-src");
+    fs::create_dir_all(&host_dir).unwrap();
+    fs::write(host_dir.join("f"), "x").unwrap();
+    std::os::unix::fs::chown(host_dir.join("f"), Some(100_000), Some(100_000)).unwrap();
+    // The container's root is host uid 100000: it must own its rootfs.
+    let ok = std::process::Command::new("chown")
+        .args(["-R", "100000:100000"])
+        .arg(&c.rootfs)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let ns = c.spec["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.push(json!({"type": "user"}));
+    c.spec["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    c.spec["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    // A user namespace cannot mount sysfs or a cgroup fs of the host's net ns.
+    let mounts: Vec<_> = c.spec["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["type"] != "sysfs" && m["type"] != "cgroup")
+        .cloned()
+        .collect();
+    c.spec["mounts"] = json!(mounts);
+    let m = c.spec["mounts"].as_array_mut().unwrap();
+    m.push(
+        json!({"destination": "/plain", "type": "bind", "source": host_dir, "options": ["bind"]}),
+    );
+    m.push(json!({"destination": "/mapped", "type": "bind", "source": host_dir, "options": ["bind", "idmap"]}));
+    // Owned by host uid 100000 = container root through the user namespace;
+    // with idmap the host's file owner 100000 is shifted again by the mapping.
+    c.sh("stat -c %u /plain/f; stat -c %u /mapped/f");
+    let out = c.run_ok();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0", "plain bind shows the mapped owner: {out}");
+    assert_ne!(lines[1], "0", "idmapped bind shifts ownership: {out}");
+}
+
+#[test]
+fn hook_timeout_kills_the_hook_and_fails_create() {
+    if !require_root() {
+        return;
+    }
+    let mut c = Ct::new(&berth());
+    c.spec["hooks"] = json!({
+        "createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]
+    });
+    let started = std::time::Instant::now();
+    let o = c.create();
+    assert_ne!(o.code, 0, "create with a hanging hook must fail");
+    assert!(o.stderr.contains("timed out"), "{}", o.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(25),
+        "hook was not killed"
+    );
+    // Nothing is left: the state entry is gone.
+    assert!(!c.root.join(&c.id).exists(), "state dir left behind");
+}
+
+#[test]
+fn personality_and_domainname() {
+    if !require_root() {
+        return;
+    }
+    let mut c = Ct::new(&berth());
+    c.spec["linux"]["personality"] = json!({"domain": "LINUX32"});
+    c.spec["domainname"] = json!("berth.test");
+    c.sh("uname -m; cat /proc/sys/kernel/domainname");
+    let out = c.run_ok();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "i686", "LINUX32 personality: {out}");
+    assert_eq!(lines[1], "berth.test", "{out}");
+}
+
+#[test]
+fn console_socket_receives_the_pty() {
+    if !require_root() {
+        return;
+    }
+    let mut c = Ct::new(&berth());
+    c.spec["process"]["terminal"] = json!(true);
+    c.spec["process"]["consoleSize"] = json!({"height": 33, "width": 111});
+    c.sh("tty; stty size; ls -l /dev/console | cut -c1; sleep 600");
+    let sock_path = c.tmp.join("console.sock");
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    let o = c.create_with(&["--console-socket", sock_path.to_str().unwrap()]);
+    o.ok();
+    let (conn, _) = listener.accept().unwrap();
+    let (_, master) = recv_fd(&conn);
+    c.start().ok();
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    let ok = wait_until(WAIT, || {
+        // SAFETY: read into a valid buffer from an fd we own.
+        let n = unsafe { libc::read(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            text.push_str(&String::from_utf8_lossy(&buf[..n as usize]));
+        }
+        text.contains("33 111") && text.lines().count() >= 3
+    });
+    assert!(ok, "console output: {text:?}");
+    assert!(text.contains("/dev/pts/0"), "{text}");
+    // /dev/console is the pty (a character device), bound by fd.
+    assert!(text.lines().any(|l| l.trim() == "c"), "{text}");
+    c.kill("KILL").ok();
+}
+
+#[test]
+fn seccomp_notify_listener_gets_fd_and_state() {
+    if !require_root() {
+        return;
+    }
+    let mut c = Ct::new(&berth());
+    let sock_path = c.tmp.join("seccomp.sock");
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    c.spec["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock_path,
+        "listenerMetadata": "berth-test",
+        "syscalls": [{"names": ["sethostname"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    c.sh("echo ready; exec sleep 600");
+    c.create().ok();
+    c.start().ok();
+    let (conn, _) = listener.accept().unwrap();
+    let (data, notify_fd) = recv_fd(&conn);
+    let state: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
+    assert_eq!(state["metadata"], "berth-test", "{state}");
+    assert_eq!(state["state"]["id"], json!(c.id), "{state}");
+    assert!(notify_fd.as_raw_fd() >= 0);
+    c.wait_stdout("ready");
+    c.kill("KILL").ok();
+}
+
+#[test]
+fn unsupported_fields_are_refused_by_name() {
+    if !require_root() {
+        return;
+    }
+    for (field, value, name) in [
+        (
+            "/linux/memoryPolicy",
+            json!({"mode": "MPOL_BIND", "nodes": "0"}),
+            "linux.memoryPolicy",
+        ),
+        ("/linux/netDevices", json!({"eth9": {}}), "linux.netDevices"),
+        ("/linux/intelRdt", json!({"closID": "x"}), "linux.intelRdt"),
+        (
+            "/process/scheduler",
+            json!({"policy": "SCHED_OTHER"}),
+            "process.scheduler",
+        ),
+        (
+            "/process/apparmorProfile",
+            json!("unconfined"),
+            "process.apparmorProfile",
+        ),
+        (
+            "/process/selinuxLabel",
+            json!("system_u:system_r:container_t:s0"),
+            "process.selinuxLabel",
+        ),
+    ] {
+        let mut c = Ct::new(&berth());
+        *c.spec
+            .pointer_mut(field.rsplit_once('/').unwrap().0)
+            .unwrap()
+            .as_object_mut()
+            .unwrap()
+            .entry(field.rsplit_once('/').unwrap().1)
+            .or_insert(json!(null)) = value;
+        let o = c.run();
+        assert_ne!(o.code, 0, "{field} accepted");
+        assert!(o.stderr.contains(name), "{field}: {}", o.stderr);
+        assert_eq!(
+            o.stderr.trim().lines().count(),
+            1,
+            "one-line error: {}",
+            o.stderr
+        );
+    }
+}
+
+#[test]
+fn systemd_cgroup_flag_is_refused_clearly() {
+    if !require_root() {
+        return;
+    }
+    let c = Ct::new(&berth());
+    // Global flags go before the verb, as runc takes them.
+    let o = run_cmd(
+        std::process::Command::new(env!("CARGO_BIN_EXE_berth-runtime"))
+            .args(["--systemd-cgroup", "--root"])
+            .arg(&c.root)
+            .arg("list"),
+    );
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("systemd"), "{}", o.stderr);
+}
