@@ -98,14 +98,16 @@ pub struct StateView {
 pub const OCI_VERSION: &str = "1.2.0";
 
 impl Record {
-    /// Write the record atomically (temp file, fsync, rename).
+    /// Write the record atomically (temp file, rename). No fsync: the state
+    /// root is runtime state (tmpfs /run by default) that does not outlive a
+    /// reboot, and its containers do not either; a crash leaves either the
+    /// old or the new file, never a torn one.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let tmp = dir.join(".state.json.tmp");
         let data = serde_json::to_vec(self)
             .map_err(|e| RuntimeError::InvalidArgument(format!("serialise state: {e}")))?;
         let mut f = fs::File::create(&tmp).with_context(|| format!("write {}", tmp.display()))?;
         f.write_all(&data)
-            .and_then(|()| f.sync_all())
             .with_context(|| format!("write {}", tmp.display()))?;
         fs::rename(&tmp, dir.join(STATE_FILE))
             .with_context(|| format!("rename state file in {}", dir.display()))

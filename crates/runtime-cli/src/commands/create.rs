@@ -67,9 +67,8 @@ pub fn run(g: &Globals, a: &RunArgs) -> anyhow::Result<u8> {
         None => None,
     };
     drop(console);
-    let id = &a.create.id;
-    if let Err(e) = container::start(&g.root, id) {
-        let _ = container::delete(&g.root, id, true);
+    if let Err(e) = container::start_loaded(&c) {
+        let _ = container::delete_loaded(&c, true);
         return Err(e.into());
     }
     if a.detach {
@@ -83,7 +82,7 @@ pub fn run(g: &Globals, a: &RunArgs) -> anyhow::Result<u8> {
         waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG))
     {}
     if !a.keep {
-        container::delete(&g.root, id, true)?;
+        container::delete_loaded(&c, true)?;
     }
     Ok(u8::try_from(code & 0xff).unwrap_or(1))
 }

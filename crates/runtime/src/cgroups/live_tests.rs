@@ -105,8 +105,14 @@ fn live_lifecycle() -> TestResult {
         .is_some()
         || live.file("io.weight").is_some()
         || live.file("io.bfq.weight").is_some();
-    let hugetlb =
-        live.file("hugetlb.2MB.max").is_some() || live.file("hugetlb.2MB.limit_in_bytes").is_some();
+    // On a hybrid host the cgroup2 side gets hugetlb enabled only when a
+    // limit asks for it, so look at what the unified mount offers.
+    let unified_offers_hugetlb =
+        std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
+            .is_ok_and(|c| c.split_whitespace().any(|x| x == "hugetlb"));
+    let hugetlb = live.file("hugetlb.2MB.max").is_some()
+        || live.file("hugetlb.2MB.limit_in_bytes").is_some()
+        || (layout == Layout::Hybrid && unified_offers_hugetlb);
     if layout == Layout::Hybrid {
         assert!(hugetlb, "this host's unified mount offers hugetlb");
     }

@@ -11,12 +11,17 @@ use crate::state::Status;
 /// ones only with `force`), its cgroups and its state, then run the
 /// poststop hooks.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
-    let c = Container::load(root, id)?;
+    delete_loaded(&Container::load(root, id)?, force)
+}
+
+/// [`delete`] for a container already loaded.
+pub fn delete_loaded(c: &Container, force: bool) -> Result<()> {
+    let id = c.record.id.as_str();
     let status = c.status();
     match status {
         Status::Stopped => {}
-        Status::Created => kill_all_and_wait(&c)?,
-        Status::Running | Status::Paused | Status::Creating if force => kill_all_and_wait(&c)?,
+        Status::Created => kill_all_and_wait(c)?,
+        Status::Running | Status::Paused | Status::Creating if force => kill_all_and_wait(c)?,
         _ => {
             return Err(RuntimeError::InvalidState {
                 id: id.to_string(),
@@ -28,7 +33,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     // Anything left in the cgroup (processes that outlived init) goes too.
     if let Some(cg) = c.cgroups()? {
         if !cg.processes().unwrap_or_default().is_empty() {
-            kill_all_and_wait(&c)?;
+            kill_all_and_wait(c)?;
         }
         cg.destroy()?;
     }

@@ -15,11 +15,11 @@ mod update;
 use std::path::{Path, PathBuf};
 
 pub use create::{CreateOptions, create};
-pub use delete::delete;
+pub use delete::{delete, delete_loaded};
 pub use exec::{ExecOptions, ExecOutcome, exec};
 pub use kill::kill;
 pub use pause::{pause, resume};
-pub use start::start;
+pub use start::{start, start_loaded};
 pub use update::{stats, update};
 
 use crate::cgroups::{AnyCgroups, CgroupManager, CgroupRoots};
@@ -58,9 +58,12 @@ impl Container {
 
     /// Current status.
     pub fn status(&self) -> Status {
-        let cg = self.cgroups().ok().flatten();
+        // The freezer is only read for a live, started container.
         self.record.status(&self.dir, || {
-            cg.as_ref().is_some_and(|c| c.is_frozen().unwrap_or(false))
+            self.cgroups()
+                .ok()
+                .flatten()
+                .is_some_and(|c| c.is_frozen().unwrap_or(false))
         })
     }
 

@@ -11,7 +11,12 @@ use crate::state::{EXEC_FIFO, Status};
 /// run the poststart hooks (a failing poststart hook is logged, as the
 /// spec says, and does not stop the container).
 pub fn start(root: &Path, id: &str) -> Result<()> {
-    let c = Container::load(root, id)?;
+    start_loaded(&Container::load(root, id)?)
+}
+
+/// [`start`] for a container already loaded (or just created).
+pub fn start_loaded(c: &Container) -> Result<()> {
+    let id = c.record.id.as_str();
     let status = c.status();
     if status != Status::Created {
         return Err(RuntimeError::InvalidState {

@@ -57,12 +57,28 @@ impl CapSets {
     /// so done before changing user).
     pub fn apply_bounding(&self) -> Result<()> {
         for cap in caps::all() {
-            if !self.bounding.contains(&cap)
-                && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
-            {
-                caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
-                    RuntimeError::InvalidArgument(format!("drop {cap} from the bounding set: {e}"))
-                })?;
+            if self.bounding.contains(&cap) {
+                continue;
+            }
+            // Dropping a capability that is already gone succeeds; one the
+            // kernel does not know gives EINVAL and is not there to drop.
+            // SAFETY: prctl(PR_CAPBSET_DROP, n) takes plain integers.
+            let ret = unsafe {
+                libc::prctl(
+                    libc::PR_CAPBSET_DROP,
+                    libc::c_ulong::from(cap.index()),
+                    0,
+                    0,
+                    0,
+                )
+            };
+            if ret != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EINVAL) {
+                    return Err(RuntimeError::InvalidArgument(format!(
+                        "drop {cap} from the bounding set: {e}"
+                    )));
+                }
             }
         }
         Ok(())

@@ -41,6 +41,10 @@ pub fn open(root: BorrowedFd<'_>, path: &Path, flags: OFlags) -> Result<OwnedFd,
 
 /// Open a directory inside `root`, creating missing components (mode 0755).
 pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd> {
+    // Most destinations exist already: one lookup.
+    if let Ok(fd) = open(root, path, OFlags::PATH | OFlags::DIRECTORY) {
+        return Ok(fd);
+    }
     let mut current: OwnedFd = open(root, Path::new("/"), OFlags::PATH | OFlags::DIRECTORY)
         .map_err(|e| err("open the container root", e))?;
     let mut prefix = std::path::PathBuf::from("/");
