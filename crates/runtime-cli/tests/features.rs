@@ -289,3 +289,48 @@ fn systemd_cgroup_flag_is_refused_clearly() {
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains("systemd"), "{}", o.stderr);
 }
+
+#[test]
+fn events_reports_oom_kills() {
+    if !require_root() {
+        return;
+    }
+    use std::io::BufRead;
+    let mut c = Ct::new(&berth());
+    c.spec["linux"]["resources"]["memory"] = json!({"limit": 32 << 20, "swap": 32 << 20});
+    c.start_running("sleep 1; head -c 200m /dev/zero | tail -c 150m > /dev/null; sleep 600");
+    let mut ev = c
+        .cmd()
+        .args(["events", "--interval", "200ms", &c.id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = ev.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if tx
+                .send(v["type"].as_str().unwrap_or_default().to_string())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let mut kinds = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < deadline && !kinds.iter().any(|k| k == "oom") {
+        if let Ok(k) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+            kinds.push(k);
+        }
+    }
+    let _ = ev.kill();
+    let _ = ev.wait();
+    assert!(kinds.iter().any(|k| k == "stats"), "{kinds:?}");
+    assert!(kinds.iter().any(|k| k == "oom"), "no oom event: {kinds:?}");
+    c.kill("KILL").ok();
+}

@@ -1,4 +1,4 @@
-use std::io::Read;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -125,14 +125,34 @@ fn interval(s: &str) -> anyhow::Result<Duration> {
     Ok(d)
 }
 
+/// `events`: with --stats one statistics event; otherwise a statistics
+/// event every --interval and an `oom` event whenever the OOM killer hit
+/// the container, until it stops (as runc).
 pub fn events(g: &Globals, a: &EventsArgs) -> anyhow::Result<()> {
     let every = interval(&a.interval)?;
+    let mut out = std::io::stdout().lock();
+    let mut ooms = container::oom_kills(&g.root, &a.id)?;
     loop {
-        let stats = container::stats(&g.root, &a.id)?;
+        let stats = match container::stats(&g.root, &a.id) {
+            Ok(s) => s,
+            // The container stopped: the stream ends.
+            Err(berth_runtime::RuntimeError::InvalidState { .. }) if !a.stats => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
         let ev = serde_json::json!({"type": "stats", "id": a.id, "data": stats});
-        println!("{ev}");
+        if writeln!(out, "{ev}").and_then(|()| out.flush()).is_err() {
+            return Ok(()); // reader went away
+        }
         if a.stats {
             return Ok(());
+        }
+        let now = container::oom_kills(&g.root, &a.id).unwrap_or(ooms);
+        if now > ooms {
+            let ev = serde_json::json!({"type": "oom", "id": a.id});
+            if writeln!(out, "{ev}").and_then(|()| out.flush()).is_err() {
+                return Ok(());
+            }
+            ooms = now;
         }
         std::thread::sleep(every);
     }

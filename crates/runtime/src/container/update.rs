@@ -40,3 +40,27 @@ pub fn stats(root: &Path, id: &str) -> Result<Stats> {
         None => Ok(Stats::default()),
     }
 }
+
+/// How many processes of the container the OOM killer has killed so far
+/// (v1 `memory.oom_control` `oom_kill`, v2 `memory.events` `oom_kill`),
+/// for `events`; 0 when unknown.
+pub fn oom_kills(root: &Path, id: &str) -> Result<u64> {
+    let c = Container::load(root, id)?;
+    let Some(cg) = c.cgroups()? else {
+        return Ok(0);
+    };
+    for dir in cg.paths() {
+        for file in ["memory.oom_control", "memory.events"] {
+            if let Ok(text) = std::fs::read_to_string(dir.join(file)) {
+                let n = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("oom_kill "))
+                    .and_then(|v| v.trim().parse().ok());
+                if let Some(n) = n {
+                    return Ok(n);
+                }
+            }
+        }
+    }
+    Ok(0)
+}
