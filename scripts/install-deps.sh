@@ -8,6 +8,10 @@ mode=${1:-run}
 pkgs="busybox-static libseccomp-dev pkg-config iproute2 nftables python3 file"
 if [ "$mode" = test ]; then
   pkgs="$pkgs runc uidmap util-linux procps"
+  # The real clients berth-runtime is driven by (crates/runtime-cli/tests/clients.rs):
+  # dockerd 20.10 (pulls containerd, tini, iptables), podman 4.3 (conmon) and containerd's ctr.
+  # The tests start private daemons of their own; none is started at install time.
+  pkgs="$pkgs docker.io containerd podman conmon"
 fi
 missing=""
 for p in $pkgs; do
@@ -20,6 +24,15 @@ if [ -n "$missing" ]; then
   fi
   echo "install-deps: installing$missing"
   export DEBIAN_FRONTEND=noninteractive
+  # No package's postinst may start a service (docker.io and containerd ship units and init
+  # scripts): deny it through policy-rc.d, which invoke-rc.d and deb-systemd-invoke honour, unless
+  # the machine already has a policy of its own.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# install-deps.sh: no service starts during installation\nexit 101\n' \
+      >/usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   # shellcheck disable=SC2086
   apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -206,7 +206,7 @@ pub struct ExecArgs {
     /// Pass N extra file descriptors
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
-    /// Exec even if the container is paused (accepted)
+    /// Exec even if the container is paused (the process starts frozen)
     #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
 }

@@ -31,6 +31,14 @@ pub fn rootfs(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         .as_ref()
         .ok_or_else(|| RuntimeError::spec("root", "missing"))?;
     let path = bundle.join(root.path());
+    // As runc: the rootfs itself must not be a symlink (it would be
+    // resolved on the host, outside the bundle's control).
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(RuntimeError::spec(
+            "root.path",
+            format!("{} is a symlink; give the real directory", path.display()),
+        ));
+    }
     match std::fs::metadata(&path) {
         Ok(m) if m.is_dir() => Ok(path),
         Ok(_) => Err(RuntimeError::spec(

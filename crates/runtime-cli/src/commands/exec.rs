@@ -98,6 +98,7 @@ pub fn exec(g: &Globals, a: &ExecArgs) -> anyhow::Result<u8> {
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
+        ignore_paused: a.ignore_paused,
     };
     // A terminal in the foreground without --console-socket: we hold the
     // pty and connect it to our stdin/stdout, as runc does.

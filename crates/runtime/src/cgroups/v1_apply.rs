@@ -381,7 +381,8 @@ fn blkio(cg: &V1Cgroups, b: &LinuxBlockIo) -> Result<(), CgroupError> {
             bfq
         }
     };
-    if let Some(w) = b.weight() {
+    // 0 means "not set", as in runc (dockerd always sends weight 0).
+    if let Some(w) = b.weight().filter(|w| *w != 0) {
         let d = dir("weight")?;
         set(
             d,
@@ -390,7 +391,7 @@ fn blkio(cg: &V1Cgroups, b: &LinuxBlockIo) -> Result<(), CgroupError> {
             &f("weight"),
         )?;
     }
-    if let Some(w) = b.leaf_weight() {
+    if let Some(w) = b.leaf_weight().filter(|w| *w != 0) {
         set(
             dir("leafWeight")?,
             "blkio.leaf_weight",

@@ -283,7 +283,7 @@ fn cpu(dir: &Path, ctrls: &[String], c: &LinuxCpu) -> Result<(), CgroupError> {
 fn io(dir: &Path, ctrls: &[String], b: &LinuxBlockIo) -> Result<(), CgroupError> {
     let f = |name: &str| format!("{R}.blockIO.{name}");
     let bfq = fs::exists(dir, "io.bfq.weight");
-    if b.leaf_weight().is_some() {
+    if b.leaf_weight().is_some_and(|w| w != 0) {
         return Err(CgroupError::unsupported(
             f("leafWeight"),
             "not supported by cgroup v2",

@@ -26,6 +26,8 @@ pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
     /// Pass fds 3..3+N.
     pub preserve_fds: u32,
+    /// Allow exec into a paused container (the process starts frozen).
+    pub ignore_paused: bool,
 }
 
 /// What became of an exec'd process.
@@ -46,7 +48,8 @@ pub enum ExecOutcome {
 pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<ExecOutcome> {
     let c = Container::load(root, id)?;
     let status = c.status();
-    if status != Status::Running && status != Status::Created {
+    let paused_ok = opts.ignore_paused && status == Status::Paused;
+    if status != Status::Running && status != Status::Created && !paused_ok {
         return Err(RuntimeError::InvalidState {
             id: id.to_string(),
             op: "exec in",
@@ -96,7 +99,9 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<ExecOutcome> {
         let _ = waitpid(child, None);
         e
     };
-    if let Some(cg) = &cgroups {
+    // Into the container's cgroups before anything runs; in a paused
+    // container only once the process exec'd (a frozen setup would hang).
+    if let (Some(cg), false) = (&cgroups, paused_ok) {
         cg.add_process(child.as_raw()).map_err(|e| fail(e.into()))?;
     }
     parent_ch.send(&Msg::Go).map_err(fail)?;
@@ -125,6 +130,9 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<ExecOutcome> {
     }
     let pid =
         pid.ok_or_else(|| RuntimeError::Child("the exec'd process exited during setup".into()))?;
+    if let (Some(cg), true) = (&cgroups, paused_ok) {
+        cg.add_process(pid.as_raw())?;
+    }
     if let Some(pf) = &opts.pid_file {
         crate::container::create::write_pid_file(pf, pid.as_raw())?;
     }

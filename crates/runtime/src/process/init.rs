@@ -63,6 +63,13 @@ pub struct InitConfig<'a> {
 /// Run the init side. Never returns: it execs the user program or exits
 /// after reporting the error to the parent.
 pub fn run(cfg: InitConfig<'_>, chan: &Channel) -> ! {
+    // No fd the runtime inherited (other than stdio and --preserve-fds) may
+    // reach the container (CVE-2024-21626): close-on-exec from the start.
+    if let Err(e) = setup::cloexec_from(3 + cfg.preserve_fds) {
+        let _ = chan.send(&Msg::Error(e.full()));
+        // SAFETY: _exit ends the forked child without the parent's destructors.
+        unsafe { libc::_exit(1) }
+    }
     let code = match setup_and_wait(&cfg, chan) {
         Ok(ready) => {
             // Past `start`: errors can only go to stderr now.

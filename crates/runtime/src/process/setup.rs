@@ -186,12 +186,16 @@ pub fn cloexec_from(first: u32) -> Result<()> {
 /// a host directory through a leaked fd).
 pub fn enter_cwd(cwd: &Path) -> Result<()> {
     nix::unistd::chdir(cwd).with_context(|| format!("chdir to process.cwd {}", cwd.display()))?;
-    let now = nix::unistd::getcwd().context("getcwd")?;
-    if !now.is_absolute() || now.as_os_str().as_bytes().starts_with(b"(unreachable)") {
-        return Err(RuntimeError::spec(
+    let outside = || {
+        RuntimeError::spec(
             "process.cwd",
             format!("{} resolves outside the container", cwd.display()),
-        ));
+        )
+    };
+    // getcwd fails with ENOENT for a directory not reachable from our root.
+    let now = nix::unistd::getcwd().map_err(|_| outside())?;
+    if !now.is_absolute() || now.as_os_str().as_bytes().starts_with(b"(unreachable)") {
+        return Err(outside());
     }
     Ok(())
 }

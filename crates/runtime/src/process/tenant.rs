@@ -35,6 +35,13 @@ pub struct TenantConfig {
 /// namespace only applies to children) and report its pid. The caller is a
 /// child subreaper, so the process becomes its child when we exit.
 pub fn run(cfg: TenantConfig, chan: &Channel) -> ! {
+    // Inherited fds never reach the container (CVE-2024-21626), and none is
+    // open while we enter it: close-on-exec from the start.
+    if let Err(e) = setup::cloexec_from(3 + cfg.preserve_fds) {
+        let _ = chan.send(&Msg::Error(e.full()));
+        // SAFETY: _exit ends the forked child without the parent's destructors.
+        unsafe { libc::_exit(1) }
+    }
     let _ = nix::sys::prctl::set_dumpable(false);
     let code = match join_and_fork(&cfg, chan) {
         Ok(()) => {
