@@ -332,5 +332,6 @@ fn events_reports_oom_kills() {
     let _ = ev.wait();
     assert!(kinds.iter().any(|k| k == "stats"), "{kinds:?}");
     assert!(kinds.iter().any(|k| k == "oom"), "no oom event: {kinds:?}");
-    c.kill("KILL").ok();
+    // The OOM killer may have picked the init itself: it may be gone already.
+    let _ = c.kill("KILL");
 }
