@@ -123,7 +123,7 @@ impl V1Cgroups {
     /// cgroup2 mount, but only when a controller is enabled there for it
     /// (hugetlb limits); otherwise the cgroup2 side is left alone.
     pub fn add_to_unified(&self, pid: i32) -> Result<(), CgroupError> {
-        let Some(u) = &self.unified else {
+        let Some(u) = self.unified.as_ref().filter(|u| u.dir.is_dir()) else {
             return Ok(());
         };
         let parent = u.dir.parent().unwrap_or(&u.mount);
@@ -142,7 +142,8 @@ impl V1Cgroups {
     /// Every directory of the container's cgroup.
     pub fn paths(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = self.hierarchies.iter().map(|h| h.dir.clone()).collect();
-        if let Some(u) = &self.unified {
+        // The hybrid cgroup2 directory exists only once something used it.
+        if let Some(u) = self.unified.as_ref().filter(|u| u.dir.is_dir()) {
             v.push(u.dir.clone());
         }
         v
@@ -227,9 +228,8 @@ impl CgroupManager for V1Cgroups {
                 fs::create_dir_all(&h.dir)?;
             }
         }
-        if let Some(u) = &self.unified {
-            v2::create_tree(&u.mount, &u.rel, Some(&[]))?;
-        }
+        // The hybrid cgroup2 side is created only when a controller there is
+        // used (hugetlb limits, see unified_dir_with): nothing to do now.
         Ok(())
     }
 
