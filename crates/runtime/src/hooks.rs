@@ -60,6 +60,25 @@ const ALL: [HookKind; 6] = [
     HookKind::Poststop,
 ];
 
+/// The container state hooks get on their stdin (OCI `State`).
+pub fn state_json(
+    id: &str,
+    pid: i32,
+    bundle: &std::path::Path,
+    spec: &oci_spec::runtime::Spec,
+    status: &str,
+) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "id": id,
+        "status": status,
+        "pid": pid,
+        "bundle": bundle,
+        "annotations": spec.annotations().clone().unwrap_or_default(),
+    }))
+    .unwrap_or_default()
+}
+
 /// Check hook paths and timeouts.
 pub fn validate(hooks: &Hooks) -> Result<()> {
     for kind in ALL {
@@ -120,9 +139,16 @@ fn run_one(hook: &Hook, state_json: &[u8]) -> std::result::Result<(), String> {
         // A hook that does not read its stdin is fine (EPIPE).
         let _ = stdin.write_all(state_json);
     }
-    let deadline = hook
+    let Some(deadline) = hook
         .timeout()
-        .map(|t| Instant::now() + Duration::from_secs(t.unsigned_abs()));
+        .map(|t| Instant::now() + Duration::from_secs(t.unsigned_abs()))
+    else {
+        return match child.wait() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("exited with {status}")),
+            Err(e) => Err(format!("wait: {e}")),
+        };
+    };
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
@@ -130,9 +156,7 @@ fn run_one(hook: &Hook, state_json: &[u8]) -> std::result::Result<(), String> {
             Ok(None) => {}
             Err(e) => return Err(format!("wait: {e}")),
         }
-        if let Some(d) = deadline
-            && Instant::now() >= d
-        {
+        if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
             return Err(format!(

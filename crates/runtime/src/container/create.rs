@@ -6,7 +6,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 use oci_spec::runtime::{
-    Linux, LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespaceType, LinuxResources, Spec,
+    Linux, LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespaceType, LinuxResources,
 };
 
 use crate::cgroups::{AnyCgroups, CgroupManager, CgroupRoots, Layout};
@@ -289,7 +289,8 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
                 }
             }
             Some(Msg::RunCreateRuntimeHooks) => {
-                let state = hook_state(&opts.id, init_pid.as_raw(), &bundle, &spec);
+                let state =
+                    hooks::state_json(&opts.id, init_pid.as_raw(), &bundle, &spec, "creating");
                 let res =
                     hooks::run(spec.hooks().as_ref(), HookKind::Prestart, &state).and_then(|()| {
                         hooks::run(spec.hooks().as_ref(), HookKind::CreateRuntime, &state)
@@ -342,18 +343,6 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("berth-tmp");
     std::fs::write(&tmp, pid.to_string()).with_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("write pid file {}", path.display()))
-}
-
-fn hook_state(id: &str, pid: i32, bundle: &Path, spec: &Spec) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "ociVersion": crate::state::OCI_VERSION,
-        "id": id,
-        "status": "creating",
-        "pid": pid,
-        "bundle": bundle,
-        "annotations": spec.annotations().clone().unwrap_or_default(),
-    }))
-    .unwrap_or_default()
 }
 
 /// The device cgroup rules: the spec's, then allow rules for the devices

@@ -168,7 +168,7 @@ fn setup_and_wait(cfg: &InitConfig<'_>, chan: &Channel) -> Result<Ready> {
         chan.send(&Msg::RunCreateRuntimeHooks)?;
         chan.expect(&Msg::HooksDone)?;
     }
-    let state = hook_state(cfg, host_pid, "created");
+    let state = hooks::state_json(cfg.id, host_pid, cfg.bundle, cfg.spec, "created");
     hooks::run(hooks, HookKind::CreateContainer, &state)?;
 
     // Settings written through /proc before pivot_root: the host's procfs
@@ -256,7 +256,7 @@ impl Ready {
             .process()
             .as_ref()
             .ok_or_else(|| RuntimeError::spec("process", "missing"))?;
-        let state = hook_state(cfg, self.host_pid, "running");
+        let state = hooks::state_json(cfg.id, self.host_pid, cfg.bundle, cfg.spec, "running");
         hooks::run(spec.hooks().as_ref(), HookKind::StartContainer, &state)?;
         drop(state);
         let nnp = process.no_new_privileges().unwrap_or(false);
@@ -345,18 +345,6 @@ fn enter_namespaces(cfg: &InitConfig<'_>, chan: &Channel) -> Result<Vec<OwnedFd>
         chan.send(&Msg::Pid(nix::unistd::getpid().as_raw()))?;
     }
     Ok(idmapped)
-}
-
-fn hook_state(cfg: &InitConfig<'_>, pid: i32, status: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "ociVersion": crate::state::OCI_VERSION,
-        "id": cfg.id,
-        "status": status,
-        "pid": pid,
-        "bundle": cfg.bundle,
-        "annotations": cfg.spec.annotations().clone().unwrap_or_default(),
-    }))
-    .unwrap_or_default()
 }
 
 fn send_notify_fd(cfg: &InitConfig<'_>, pid: i32, fd: OwnedFd) -> Result<()> {
