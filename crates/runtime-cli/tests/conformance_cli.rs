@@ -431,3 +431,100 @@ cli_test!(bad_input_fails_cleanly, |rt| {
         assert_one_line_error(&o, &c.tag());
     }
 });
+
+cli_test!(update_from_resources_file_and_suffixes, |rt| {
+    let mut c = Ct::new(rt);
+    c.start_running("exec sleep 600");
+    let file = c.tmp.join("resources.json");
+    fs::write(
+        &file,
+        serde_json::to_vec(&json!({"pids": {"limit": 55}, "cpu": {"shares": 256}})).unwrap(),
+    )
+    .unwrap();
+    c.rt(&["update", "-r", file.to_str().unwrap(), &c.id]).ok();
+    assert_eq!(read_trim(c.cg("pids").join("pids.max")), "55");
+    assert_eq!(read_trim(c.cg("cpu").join("cpu.shares")), "256");
+    // Sizes take k/m/g suffixes, as runc's do.
+    c.rt(&["update", "--memory", "96m", &c.id]).ok();
+    assert_eq!(
+        read_trim(c.cg("memory").join("memory.limit_in_bytes")),
+        (96u64 << 20).to_string()
+    );
+});
+
+cli_test!(features_document, |rt| {
+    let o = run_cmd(std::process::Command::new(&rt.bin).arg("features"));
+    o.ok();
+    let f = o.json();
+    assert!(
+        f["ociVersionMin"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("1.")),
+        "{f}"
+    );
+    assert!(f["ociVersionMax"].is_string(), "{f}");
+    let hooks = f["hooks"].as_array().cloned().unwrap_or_default();
+    for h in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ] {
+        assert!(hooks.contains(&json!(h)), "hook {h}: {f}");
+    }
+    let opts = f["mountOptions"].as_array().cloned().unwrap_or_default();
+    for o in ["ro", "nosuid", "rbind", "rprivate"] {
+        assert!(opts.contains(&json!(o)), "mount option {o}: {f}");
+    }
+    let ns = f["linux"]["namespaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for n in ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"] {
+        assert!(ns.contains(&json!(n)), "namespace {n}: {f}");
+    }
+    assert!(
+        f["linux"]["capabilities"]
+            .as_array()
+            .is_some_and(|c| c.contains(&json!("CAP_SYS_ADMIN"))),
+        "{f}"
+    );
+    assert_eq!(f["linux"]["seccomp"]["enabled"], json!(true), "{f}");
+});
+
+cli_test!(json_log_carries_the_error, |rt| {
+    // containerd reads the last error from --log in --log-format json.
+    let c = Ct::new(rt);
+    let log = c.tmp.join("runtime.log");
+    let o = run_cmd(c.cmd().arg("--log").arg(&log).args([
+        "--log-format",
+        "json",
+        "state",
+        "no-such-container",
+    ]));
+    o.failed();
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    let errors: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["level"] == "error")
+        .collect();
+    assert!(!errors.is_empty(), "no error line in the log: {text:?}");
+    assert!(
+        errors.iter().any(|e| e["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not exist"))),
+        "{text}"
+    );
+});
+
+cli_test!(create_no_new_keyring, |rt| {
+    let mut c = Ct::new(rt);
+    c.sh("echo ready; cat /proc/self/stat > /dev/null; exec sleep 600");
+    c.create_with(&["--no-new-keyring"]).ok();
+    c.start().ok();
+    c.wait_stdout("ready");
+    c.kill("KILL").ok();
+});
