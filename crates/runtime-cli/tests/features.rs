@@ -335,3 +335,110 @@ fn events_reports_oom_kills() {
     // The OOM killer may have picked the init itself: it may be gone already.
     let _ = c.kill("KILL");
 }
+
+/// A second mount of the host's cgroup2 hierarchy, shown to berth-runtime
+/// as the only cgroup mount (through its test seam): containers run as on a
+/// pure cgroup v2 host.
+struct PureV2 {
+    dir: tempfile::TempDir,
+    mountinfo: PathBuf,
+}
+
+impl PureV2 {
+    fn new() -> PureV2 {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-v2-")
+            .tempdir()
+            .unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "cgroup2", "berth-v2-test"])
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount cgroup2");
+        let mountinfo = dir.path().with_extension("mountinfo");
+        fs::write(
+            &mountinfo,
+            format!(
+                "99 1 0:99 / {} rw,relatime - cgroup2 berth-v2-test rw\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        PureV2 { dir, mountinfo }
+    }
+}
+
+impl Drop for PureV2 {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+        let _ = fs::remove_file(&self.mountinfo);
+    }
+}
+
+#[test]
+fn pure_cgroup_v2_container_lifecycle() {
+    if !require_root() {
+        return;
+    }
+    let v2 = PureV2::new();
+    let mut c = Ct::new(&berth());
+    let host_dir = v2.dir.path().join(c.cgroup.trim_start_matches('/'));
+    // No memory/cpu controllers on this cgroup2 (they are bound to v1 here):
+    // only what cgroup2 always has — processes, freezer, device filter.
+    c.spec["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    for set in ["bounding", "effective", "permitted"] {
+        c.spec["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_MKNOD"));
+    }
+    // tun (10:200) is not in the allowed set: its node can be made (the
+    // "m" rule) but not opened; /dev/null (1:3) can.
+    c.sh("echo ready; cat /proc/self/cgroup; ls /sys/fs/cgroup/cgroup.procs; echo x > /dev/null && echo NULL-OK; mknod /dev/t c 10 200 && echo MKNOD-OK; (exec 3<>/dev/t) && echo TUN-OK; exec sleep 600");
+    c.write_spec();
+    let so = fs::File::create(&c.out_path).unwrap();
+    // Only create needs the seam: the container's state remembers it.
+    let st = c
+        .cmd()
+        .env("BERTH_TEST_CGROUP_MOUNTINFO", &v2.mountinfo)
+        .args(["create", "--bundle"])
+        .arg(&c.bundle)
+        .arg(&c.id)
+        .stdout(so)
+        .status()
+        .unwrap();
+    assert!(st.success(), "create on cgroup v2");
+    c.start().ok();
+    c.wait_stdout("ready");
+    let out = c.wait_stdout("/sys/fs/cgroup/cgroup.procs");
+    // The init was placed in its cgroup (clone3 CLONE_INTO_CGROUP) ...
+    let pid = c.pid();
+    let procs = fs::read_to_string(host_dir.join("cgroup.procs")).unwrap();
+    assert!(
+        procs.split_whitespace().any(|p| p == pid.to_string()),
+        "{procs}"
+    );
+    // ... sees its cgroup2 directory mounted at /sys/fs/cgroup,
+    assert!(out.contains(&format!("0::{}\n", c.cgroup)), "{out}");
+    // ... and the device filter (eBPF) allows /dev/null and mknod, not tun.
+    assert!(out.contains("NULL-OK") && out.contains("MKNOD-OK"), "{out}");
+    assert!(!out.contains("TUN-OK"), "{out}");
+    // pause/resume through cgroup.freeze
+    c.rt(&["pause", &c.id]).ok();
+    assert_eq!(c.status(), "paused");
+    assert_eq!(
+        fs::read_to_string(host_dir.join("cgroup.freeze"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
+    c.rt(&["resume", &c.id]).ok();
+    assert_eq!(c.status(), "running");
+    c.rt(&["delete", "--force", &c.id]).ok();
+    assert!(!host_dir.exists(), "v2 cgroup left: {}", host_dir.display());
+}

@@ -63,6 +63,10 @@ pub struct Record {
     pub cgroup_path: PathBuf,
     /// Whether cgroups are managed (false for rootless without access).
     pub cgroups_managed: bool,
+    /// The mountinfo the cgroups were found through, when not the real one
+    /// (the tests' seam, see [`crate::cgroups::MOUNTINFO_ENV`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_mountinfo: Option<PathBuf>,
     /// Whether the container was created rootless.
     pub rootless: bool,
     /// The whole spec, for exec defaults and poststop hooks.
@@ -233,6 +237,7 @@ mod tests {
             annotations: HashMap::new(),
             cgroup_path: "/berth/c1".into(),
             cgroups_managed: true,
+            cgroup_mountinfo: None,
             rootless: false,
             spec: oci_spec::runtime::Spec::default(),
         };

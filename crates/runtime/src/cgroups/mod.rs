@@ -197,10 +197,18 @@ pub struct CgroupRoots {
     pub proc_cgroup: PathBuf,
 }
 
+/// Test seam: a mountinfo file to read instead of /proc/self/mountinfo, so
+/// that the integration tests can run whole containers on a second mount
+/// of the host's cgroup2 hierarchy, as on a pure cgroup v2 host.
+pub const MOUNTINFO_ENV: &str = "BERTH_TEST_CGROUP_MOUNTINFO";
+
 impl Default for CgroupRoots {
     fn default() -> Self {
+        let mountinfo = std::env::var_os(MOUNTINFO_ENV)
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from("/proc/self/mountinfo"), PathBuf::from);
         CgroupRoots {
-            mountinfo: PathBuf::from("/proc/self/mountinfo"),
+            mountinfo,
             proc_cgroup: PathBuf::from("/proc/self/cgroup"),
         }
     }

@@ -327,6 +327,9 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
         annotations: spec.annotations().clone().unwrap_or_default(),
         cgroup_path,
         cgroups_managed: managed,
+        cgroup_mountinfo: std::env::var_os(crate::cgroups::MOUNTINFO_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
         rootless: opts.rootless,
         spec,
     };

@@ -50,10 +50,11 @@ impl Container {
         if !self.record.cgroups_managed {
             return Ok(None);
         }
-        Ok(Some(AnyCgroups::open(
-            &self.record.cgroup_path,
-            &CgroupRoots::default(),
-        )?))
+        let mut roots = CgroupRoots::default();
+        if let Some(m) = &self.record.cgroup_mountinfo {
+            roots.mountinfo = m.clone();
+        }
+        Ok(Some(AnyCgroups::open(&self.record.cgroup_path, &roots)?))
     }
 
     /// Current status.
