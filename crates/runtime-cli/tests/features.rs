@@ -442,3 +442,39 @@ fn pure_cgroup_v2_container_lifecycle() {
     c.rt(&["delete", "--force", &c.id]).ok();
     assert!(!host_dir.exists(), "v2 cgroup left: {}", host_dir.display());
 }
+
+#[test]
+fn pure_cgroup_v2_with_cgroup_namespace() {
+    if !require_root() {
+        return;
+    }
+    let v2 = PureV2::new();
+    let mut c = Ct::new(&berth());
+    c.spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "cgroup"}));
+    c.spec["linux"]["resources"] = json!({});
+    // In its own cgroup namespace the container is at "/", and a fresh
+    // cgroup2 is mounted on /sys/fs/cgroup showing only its subtree.
+    c.sh("cat /proc/self/cgroup; grep ' /sys/fs/cgroup ' /proc/self/mounts; cat /sys/fs/cgroup/cgroup.procs");
+    c.write_spec();
+    let so = fs::File::create(&c.out_path).unwrap();
+    let st = c
+        .cmd()
+        .env("BERTH_TEST_CGROUP_MOUNTINFO", &v2.mountinfo)
+        .args(["run", "--bundle"])
+        .arg(&c.bundle)
+        .arg(&c.id)
+        .stdout(so)
+        .status()
+        .unwrap();
+    let out = c.stdout();
+    assert!(st.success(), "{out}");
+    assert!(out.lines().any(|l| l == "0::/"), "{out}");
+    assert!(out.contains("cgroup2 /sys/fs/cgroup cgroup2"), "{out}");
+    // Its own pid 1 is the only process listed.
+    assert!(out.lines().any(|l| l.trim() == "1"), "{out}");
+    let host_dir = v2.dir.path().join(c.cgroup.trim_start_matches('/'));
+    assert!(!host_dir.exists(), "v2 cgroup left: {}", host_dir.display());
+}
