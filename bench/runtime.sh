@@ -282,7 +282,14 @@ apply_crun_fix() {
     if mountpoint -q "$mnt"; then log "WARNING: $mnt is already a mount point"; return 1; fi
     if [ ! -e "$mnt" ]; then mkdir "$mnt"; FIX_MKDIR+=("$mnt"); fi
     FIX_CTRLS+=("$ctrl")
-    mount -t cgroup -o "$ctrl" cgroup "$mnt" || { log "WARNING: mounting $ctrl as v1 failed"; return 1; }
+    # Right after a test run the cgroup2 side may still be tearing down
+    # cgroups that used the controller: retry for a few seconds.
+    local tries=0
+    until mount -t cgroup -o "$ctrl" cgroup "$mnt" 2>/dev/null; do
+      tries=$((tries + 1))
+      if [ "$tries" -ge 20 ]; then log "WARNING: mounting $ctrl as v1 failed"; return 1; fi
+      sleep 0.5
+    done
   done
   [ -z "$(cat "$CG/unified/cgroup.controllers")" ]
 }

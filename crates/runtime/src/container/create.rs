@@ -126,10 +126,29 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
         .unwrap_or_else(|| PathBuf::from(format!("/berth/{}", opts.id)));
     let cg = AnyCgroups::open(&cgroup_path, &CgroupRoots::default())?;
     let managed = !opts.rootless || cg.can_manage();
-    if managed {
+    let fast = ns.fast_path();
+    let resources = resources_with_default_devices(&linux);
+    // The common case (v1 or hybrid, no user namespace, no hugetlb): the
+    // init starts on its root filesystem right away and the cgroups are
+    // made meanwhile; it joins them (through `tasks`) once told they exist,
+    // before mounting any cgroup filesystem. Elsewhere cgroups come first.
+    let late_cgroups = managed
+        && fast
+        && cg.layout() != Layout::V2
+        && !ns.has_new_or_joined(LinuxNamespaceType::User)
+        && resources
+            .hugepage_limits()
+            .as_ref()
+            .is_none_or(|h| h.is_empty())
+        && resources.unified().as_ref().is_none_or(|u| u.is_empty());
+    let setup_cgroups = |cleanup: &mut Cleanup| -> Result<()> {
         cg.create()?;
         cleanup.cgroups = Some(AnyCgroups::open(&cgroup_path, &CgroupRoots::default())?);
-        cg.apply(&resources_with_default_devices(&linux))?;
+        cg.apply(&resources)?;
+        Ok(())
+    };
+    if managed && !late_cgroups {
+        setup_cgroups(&mut cleanup)?;
     }
     let cgroup_dirs = cgroup_mount_dirs(&cg, &cgroup_path);
     // v1: the init joins its cgroups itself (fast, see V1Cgroups::task_files),
@@ -183,7 +202,6 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     };
     let joined = ns.open_joined()?;
     let (parent_ch, child_ch) = channel::pair()?;
-    let fast = ns.fast_path();
     let flags = if fast {
         ns.clone_flags()
     } else {
@@ -226,6 +244,7 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
                 caps,
                 seccomp_listener,
                 cgroup_tasks: cgroup_tasks.clone(),
+                late_go: late_cgroups,
             };
             init::run(cfg, &child_ch)
         }
@@ -235,6 +254,9 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     drop(fifo);
     drop(joined);
     cleanup.pids.push(child);
+    if late_cgroups {
+        setup_cgroups(&mut cleanup)?;
+    }
 
     if fast && ns.creates(LinuxNamespaceType::User) {
         write_id_maps(child, &linux, opts.rootless)?;

@@ -58,6 +58,9 @@ pub struct InitConfig<'a> {
     /// cgroup v1 `tasks` files to write "0" into: init joins its cgroups
     /// itself, which avoids the kernel's global lock on `cgroup.procs`.
     pub cgroup_tasks: Vec<PathBuf>,
+    /// The parent makes the cgroups while init prepares its root
+    /// filesystem: `Go` is awaited only before the first cgroup mount.
+    pub late_go: bool,
 }
 
 /// Run the init side. Never returns: it execs the user program or exits
@@ -97,11 +100,28 @@ struct Ready {
 }
 
 fn setup_and_wait(cfg: &InitConfig<'_>, chan: &Channel) -> Result<Ready> {
-    let mut idmapped = chan.expect_with_fds(&Msg::Go)?;
-    for file in &cfg.cgroup_tasks {
-        std::fs::write(file, "0").with_context(|| format!("join cgroup {}", file.display()))?;
-    }
     let ns = cfg.namespaces;
+    // Wait until the cgroups exist, join them, and enter a new cgroup
+    // namespace rooted there.
+    let join_cgroups = || -> Result<Vec<OwnedFd>> {
+        let fds = chan.expect_with_fds(&Msg::Go)?;
+        for file in &cfg.cgroup_tasks {
+            std::fs::write(file, "0").with_context(|| format!("join cgroup {}", file.display()))?;
+        }
+        Ok(fds)
+    };
+    let unshare_cgroupns = || -> Result<()> {
+        if ns.creates(LinuxNamespaceType::Cgroup) {
+            nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+                .context("unshare the cgroup namespace")?;
+        }
+        Ok(())
+    };
+    let mut idmapped = if cfg.late_go {
+        Vec::new()
+    } else {
+        join_cgroups()?
+    };
     if !cfg.fast {
         idmapped.extend(enter_namespaces(cfg, chan)?);
     }
@@ -116,8 +136,8 @@ fn setup_and_wait(cfg: &InitConfig<'_>, chan: &Channel) -> Result<Ready> {
     // newuidmap, for rootless containers) had to open our /proc/<pid>/*_map
     // files, which a non-dumpable process's owner can no longer do.
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
-    if ns.creates(LinuxNamespaceType::Cgroup) {
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare the cgroup namespace")?;
+    if !cfg.late_go {
+        unshare_cgroupns()?;
     }
     if !cfg.no_new_keyring {
         join_session_keyring(cfg.id);
@@ -139,6 +159,10 @@ fn setup_and_wait(cfg: &InitConfig<'_>, chan: &Channel) -> Result<Ready> {
         set_domainname(d)?;
     }
 
+    let late_join = || -> Result<()> {
+        join_cgroups()?;
+        unshare_cgroupns()
+    };
     let plan = RootfsPlan {
         spec,
         rootfs: cfg.rootfs,
@@ -152,6 +176,7 @@ fn setup_and_wait(cfg: &InitConfig<'_>, chan: &Channel) -> Result<Ready> {
                 .map(|b| (b.height() as u16, b.width() as u16))
         }),
         idmapped: std::cell::RefCell::new(idmapped.into()),
+        join_cgroups: cfg.late_go.then_some(&late_join as &dyn Fn() -> Result<()>),
     };
     let pty = rootfs::prepare(&plan)?;
     // The working directory is created if missing, as runc does.

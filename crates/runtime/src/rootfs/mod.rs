@@ -26,7 +26,6 @@ use rustix::fs::{FileType, OFlags};
 use crate::error::{Context, Result, RuntimeError};
 
 /// What [`prepare`] needs besides the spec.
-#[derive(Debug)]
 pub struct RootfsPlan<'a> {
     /// The spec.
     pub spec: &'a Spec,
@@ -46,6 +45,19 @@ pub struct RootfsPlan<'a> {
     /// Idmapped trees made by the runtime (see [`idmapped_trees`]), one per
     /// `idmap` bind mount, in config.json order.
     pub idmapped: std::cell::RefCell<std::collections::VecDeque<OwnedFd>>,
+    /// Called once before the first cgroup mount (or after all mounts):
+    /// the init joins its cgroups only then (see `InitConfig::late_go`).
+    pub join_cgroups: Option<&'a dyn Fn() -> Result<()>>,
+}
+
+impl std::fmt::Debug for RootfsPlan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootfsPlan")
+            .field("rootfs", &self.rootfs)
+            .field("bundle", &self.bundle)
+            .field("cgroup_dirs", &self.cgroup_dirs)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The detached, idmapped trees for every bind mount with `idmap` or
@@ -141,11 +153,20 @@ pub fn prepare(plan: &RootfsPlan<'_>) -> Result<Option<crate::process::console::
 
     let mounts = plan.spec.mounts().as_deref().unwrap_or(&[]);
     let mut dev_bound = false;
+    let mut join = plan.join_cgroups;
     for (i, m) in mounts.iter().enumerate() {
         if m.destination() == Path::new("/dev") && is_bind(m) {
             dev_bound = true;
         }
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2"))
+            && let Some(f) = join.take()
+        {
+            f()?;
+        }
         mount_one(plan, root.as_fd(), i, m)?;
+    }
+    if let Some(f) = join.take() {
+        f()?;
     }
     if !dev_bound {
         let linux = plan.spec.linux().as_ref();
@@ -172,8 +193,9 @@ pub fn prepare(plan: &RootfsPlan<'_>) -> Result<Option<crate::process::console::
         None => None,
     };
     if let Some(linux) = plan.spec.linux() {
+        let null = std::cell::OnceCell::new();
         for p in linux.masked_paths().iter().flatten() {
-            mask(root.as_fd(), Path::new(p))?;
+            mask(root.as_fd(), Path::new(p), &null)?;
         }
         for p in linux.readonly_paths().iter().flatten() {
             readonly(root.as_fd(), Path::new(p))?;
@@ -404,7 +426,7 @@ fn normalize(p: &Path) -> PathBuf {
 /// directories. The /dev/null used is checked to be the real null device
 /// (CVE-2025-31133: a container-made symlink or other file at /dev/null
 /// would otherwise be bound over the masked path).
-fn mask(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
+fn mask(root: BorrowedFd<'_>, path: &Path, null: &std::cell::OnceCell<OwnedFd>) -> Result<()> {
     let target = match resolve::open(root, path, OFlags::PATH | OFlags::NOFOLLOW) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Ok(()),
@@ -427,6 +449,28 @@ fn mask(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
         )
         .map_err(|e| RuntimeError::spec("linux.maskedPaths", format!("{}: {e}", path.display())));
     }
+    let null = match null.get() {
+        Some(fd) => fd,
+        None => {
+            let fd = verified_null(root)?;
+            null.get_or_init(|| fd)
+        }
+    };
+    mount::bind(
+        null.as_fd(),
+        Path::new(""),
+        target.as_fd(),
+        false,
+        mount::Attrs::default(),
+        mount::Attrs::default(),
+        None,
+    )
+    .map_err(|e| RuntimeError::spec("linux.maskedPaths", format!("{}: {e}", path.display())))
+}
+
+/// The container's /dev/null, opened without following links and checked
+/// to be the 1:3 character device (opened once, for every masked file).
+fn verified_null(root: BorrowedFd<'_>) -> Result<OwnedFd> {
     let null = resolve::open(
         root,
         Path::new("/dev/null"),
@@ -444,16 +488,7 @@ fn mask(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
                 .into(),
         ));
     }
-    mount::bind(
-        null.as_fd(),
-        Path::new(""),
-        target.as_fd(),
-        false,
-        mount::Attrs::default(),
-        mount::Attrs::default(),
-        None,
-    )
-    .map_err(|e| RuntimeError::spec("linux.maskedPaths", format!("{}: {e}", path.display())))
+    Ok(null)
 }
 
 /// Make a path read-only (recursively).
