@@ -32,8 +32,13 @@ build:
 	RUSTFLAGS="-C target-feature=+crt-static" \
 	$(CARGO) build --release --locked --target $(TARGET) -p berth-runtime-cli
 
+# The installed binary is made immutable: no process, root included, may
+# open it for writing, so berth-runtime needs no re-exec to protect itself
+# from CVE-2019-5736 (see crates/runtime/src/exe.rs).
 install: build
+	@chattr -i $(PREFIX)/bin/berth-runtime 2>/dev/null || true
 	install -D -m 0755 $(RELEASE_BIN)/berth-runtime $(PREFIX)/bin/berth-runtime
+	@chattr +i $(PREFIX)/bin/berth-runtime || echo "install: chattr +i failed; berth-runtime will re-execute from a read-only view of itself instead"
 
 ## test: the whole suite, as root: format, lints, unit and integration
 ## tests (the conformance suite runs against berth-runtime and runc), and a

@@ -34,7 +34,10 @@ CG=/sys/fs/cgroup
 CGPARENT=berth
 CGPATH=/$CGPARENT/bench
 BENCH_JSON=${BENCH_JSON:-${TMPDIR:-/tmp}/berth-runtime-bench.json}
-RUNTIMES=(crun runc berth)
+# berth: berth-runtime as `make install` leaves it (immutable: no re-exec
+# needed, see crates/runtime/src/exe.rs); berth-rx: the same binary left
+# writable, so every run re-executes from a read-only view of itself.
+RUNTIMES=(crun runc berth berth-rx)
 
 log()  { printf '[bench] %s\n' "$*" >&2; }
 die()  { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -172,6 +175,7 @@ cleanup() {
   remove_bench_cgroups all
   undo_crun_fix
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+    chattr -i "$WORK/bin/berth-runtime" 2>/dev/null || true
     if [ "$WORK_MOUNTED" = 1 ]; then umount "$WORK" && rmdir "$WORK"; else rm -rf "$WORK"; fi
   fi
   exit "$rc"
@@ -213,6 +217,16 @@ else
   WORK_MOUNTED=1
 fi
 BUNDLE=$WORK/bundle
+if [ -z "$BERTH_SKIP" ]; then
+  mkdir -p "$WORK/bin" "$WORK/bin-rx"
+  cp "$BERTH" "$WORK/bin-rx/berth-runtime"
+  cp "$BERTH" "$WORK/bin/berth-runtime"
+  chattr +i "$WORK/bin/berth-runtime" || log "WARNING: chattr +i failed: berth and berth-rx both re-exec"
+  BIN[berth]=$WORK/bin/berth-runtime
+  BIN[berth-rx]=$WORK/bin-rx/berth-runtime
+else
+  BIN[berth-rx]=$BERTH
+fi
 STATE=$WORK/state
 mkdir -p "$STATE/crun" "$STATE/runc" "$STATE/berth"
 log "bundle: $BUNDLE"
@@ -297,7 +311,7 @@ apply_crun_fix() {
 ACTIVE=()
 CRUN_FIX="not needed"
 for rt in "${RUNTIMES[@]}"; do
-  if [ "$rt" = berth ] && [ -n "$BERTH_SKIP" ]; then continue; fi
+  if [[ $rt == berth* ]] && [ -n "$BERTH_SKIP" ]; then continue; fi
   if precheck "$rt"; then ACTIVE+=("$rt"); continue; fi
   if [ "$rt" = crun ] && grep -q 'hybrid mode not supported' "$WORK/precheck-crun.log"; then
     log "crun refuses this host: $(grep -m1 'hybrid' "$WORK/precheck-crun.log")"
@@ -309,7 +323,7 @@ for rt in "${RUNTIMES[@]}"; do
     remove_bench_cgroups all
     undo_crun_fix
   fi
-  if [ "$rt" = berth ]; then
+  if [[ $rt == berth* ]]; then
     BERTH_SKIP="pre-check failed: $(tail -3 "$WORK/precheck-$rt.log" | tr '\n' ' ')"
   else
     loud "$rt cannot run the bundle; skipping it. Output:
@@ -364,35 +378,36 @@ import json, math, sys
 res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 ms = lambda s: s * 1000.0
 print(f"{'runtime':<8} {'mean ± stddev [ms]':>22} {'min [ms]':>10} {'max [ms]':>10}")
-for name in ("crun", "runc", "berth"):
+for name in ("crun", "runc", "berth", "berth-rx"):
     r = res.get(name)
     if r is None:
         print(f"{name:<8} {'(skipped)':>22}")
         continue
     print(f"{name:<8} {ms(r['mean']):>12.2f} ± {ms(r['stddev'] or 0):<7.2f} {ms(r['min']):>10.2f} {ms(r['max']):>10.2f}")
 print()
-b = res.get("berth")
-for other in ("crun", "runc"):
-    o = res.get(other)
-    if b is None or o is None:
-        print(f"berth/{other}: n/a (berth-runtime skipped)" if b is None else f"berth/{other}: n/a")
-        continue
-    ratio = b["mean"] / o["mean"]
-    err = ratio * math.sqrt(((b["stddev"] or 0) / b["mean"]) ** 2 + ((o["stddev"] or 0) / o["mean"]) ** 2)
-    print(f"berth/{other}: {ratio:.2f} ± {err:.2f}")
+for mine in ("berth", "berth-rx"):
+    b = res.get(mine)
+    for other in ("crun", "runc"):
+        o = res.get(other)
+        if b is None or o is None:
+            print(f"{mine}/{other}: n/a")
+            continue
+        ratio = b["mean"] / o["mean"]
+        err = ratio * math.sqrt(((b["stddev"] or 0) / b["mean"]) ** 2 + ((o["stddev"] or 0) / o["mean"]) ** 2)
+        print(f"{mine}/{other}: {ratio:.2f} ± {err:.2f}")
 PY
   echo
   echo "peak RSS of one run (/usr/bin/time -f %M, KiB):"
   for rt in "${RUNTIMES[@]}"; do
-    printf '  %-6s %s\n' "$rt" "${RSS[$rt]:-(skipped)}"
+    printf '  %-8s %s\n' "$rt" "${RSS[$rt]:-(skipped)}"
   done
   echo
   echo "binary size (bytes):"
   for rt in "${RUNTIMES[@]}"; do
     if [ -f "${BIN[$rt]}" ]; then
-      printf '  %-6s %10s  %s\n' "$rt" "$(stat -L -c %s "${BIN[$rt]}")" "${BIN[$rt]}"
+      printf '  %-8s %10s  %s\n' "$rt" "$(stat -L -c %s "${BIN[$rt]}")" "${BIN[$rt]}"
     else
-      printf '  %-6s %10s  %s\n' "$rt" "missing" "${BIN[$rt]}"
+      printf '  %-8s %10s  %s\n' "$rt" "missing" "${BIN[$rt]}"
     fi
   done
   if [ -n "$BERTH_SKIP" ]; then

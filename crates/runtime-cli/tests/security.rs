@@ -1379,3 +1379,88 @@ sec_test!(cve_2025_52881_sysctl_hits_container_procfs, |rt| {
         "host ip_default_ttl changed"
     );
 });
+
+/// An immutable copy of berth-runtime, removed (after `chattr -i`) on drop.
+struct ImmutableCopy(PathBuf);
+
+impl Drop for ImmutableCopy {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+berth_test!(cve_2019_5736_immutable_install_runs_without_reexec, |rt| {
+    // `make install` marks the binary immutable; the runtime then skips the
+    // read-only re-exec, and the attack meets EPERM instead of EROFS.
+    let dir = tempfile::Builder::new()
+        .prefix("berth-imm-")
+        .tempdir()
+        .unwrap();
+    let copy = ImmutableCopy(dir.path().join("berth-runtime"));
+    fs::copy(&rt.bin, &copy.0).unwrap();
+    let ok = Command::new("chattr")
+        .arg("+i")
+        .arg(&copy.0)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "chattr +i {}", copy.0.display());
+    let imm = Runtime {
+        name: "berth".into(),
+        bin: copy.0.clone(),
+    };
+    let before = sha256(&imm.bin);
+    let mut c = Ct::new(&imm);
+    c.args(&["sleep", "600"]);
+    c.create().ok();
+    let pid = c.pid();
+    // No re-exec: the init runs the installed file itself.
+    assert_eq!(
+        fs::read_link(format!("/proc/{pid}/exe")).unwrap(),
+        copy.0,
+        "{} the runtime re-executed although its binary is immutable",
+        c.tag()
+    );
+    match OpenOptions::new()
+        .append(true)
+        .open(format!("/proc/{pid}/exe"))
+    {
+        Ok(_) => panic!(
+            "{} opened the immutable runtime binary for writing",
+            c.tag()
+        ),
+        Err(e) => assert!(
+            [libc::EPERM, libc::ETXTBSY].contains(&errno_of(&e)),
+            "{} unexpected error {e}",
+            c.tag()
+        ),
+    }
+    let held = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(format!("/proc/{pid}/exe"))
+        .unwrap();
+    check_exe_writes_blocked(&c, "true");
+    c.delete_force();
+    assert!(
+        wait_until(WAIT, || !pid_alive(pid)),
+        "{} init survived",
+        c.tag()
+    );
+    let reopen = OpenOptions::new()
+        .append(true)
+        .open(format!("/proc/self/fd/{}", held.as_raw_fd()));
+    assert!(
+        reopen.is_err_and(|e| errno_of(&e) == libc::EPERM),
+        "{} the exited runtime's immutable exe could be reopened for writing",
+        c.tag()
+    );
+    drop(held);
+    assert_eq!(
+        sha256(&imm.bin),
+        before,
+        "{} runtime binary changed",
+        c.tag()
+    );
+});

@@ -15,9 +15,14 @@
 //! not a copy of the binary. Where the new mount API is missing, a sealed
 //! memfd copy (youki's and runc's other defence) is used instead.
 //!
+//! An installed binary marked immutable (`chattr +i`, which `make install`
+//! does) is protected as it is: not even root may open an immutable file
+//! for writing, so no re-exec is needed and none is done.
+//!
 //! Limit (shared with crun and runc's bind-fd): a container granted
-//! CAP_SYS_ADMIN in the host's user namespace could remount the detached
-//! mount read-write; such a container already controls the host.
+//! CAP_SYS_ADMIN (or CAP_LINUX_IMMUTABLE) in the host's user namespace
+//! could make the binary writable again; such a container already controls
+//! the host.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -34,12 +39,15 @@ const SEALS: SealFlags = SealFlags::SEAL
     .union(SealFlags::GROW)
     .union(SealFlags::WRITE);
 
-/// Whether this process runs from a binary that cannot be written: a
-/// read-only mount, or a sealed memfd.
+/// Whether this process runs from a binary that cannot be written: an
+/// immutable file, a read-only mount, or a sealed memfd.
 pub fn is_protected() -> bool {
     let Ok(exe) = File::open("/proc/self/exe") else {
         return false;
     };
+    if rustix::fs::ioctl_getflags(&exe).is_ok_and(|f| f.contains(rustix::fs::IFlags::IMMUTABLE)) {
+        return true;
+    }
     if rustix::fs::fcntl_get_seals(&exe).is_ok_and(|s| s.contains(SEALS)) {
         return true;
     }
