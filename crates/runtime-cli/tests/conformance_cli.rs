@@ -528,3 +528,24 @@ cli_test!(create_no_new_keyring, |rt| {
     c.wait_stdout("ready");
     c.kill("KILL").ok();
 });
+
+cli_test!(run_no_pivot, |rt| {
+    // --no-pivot: MS_MOVE + chroot instead of pivot_root; the process still
+    // sees only its rootfs.
+    let mut c = Ct::new(rt);
+    c.sh("ls / | tr '\\n' ' '; test -e /bin/busybox && echo BUSYBOX");
+    c.write_spec();
+    let o = run_cmd(
+        c.cmd()
+            .args(["run", "--no-pivot", "--bundle"])
+            .arg(&c.bundle)
+            .arg(&c.id),
+    );
+    o.ok();
+    assert!(o.stdout.contains("BUSYBOX"), "{}", o.stdout);
+    assert!(
+        !o.stdout.contains("work "),
+        "host root visible: {}",
+        o.stdout
+    );
+});
