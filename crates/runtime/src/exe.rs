@@ -26,7 +26,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use rustix::fs::{MemfdFlags, SealFlags};
@@ -113,7 +113,6 @@ fn reexec(fd: OwnedFd) -> Result<()> {
         })
         .collect::<std::result::Result<_, _>>()
         .map_err(|_| RuntimeError::InvalidArgument("environment contains a NUL byte".into()))?;
-    let _ = fd.as_raw_fd();
     match nix::unistd::fexecve(fd.as_fd(), &args, &env) {
         Err(e) => Err(RuntimeError::sys(
             "re-exec from a read-only view of the binary",

@@ -3,7 +3,7 @@
 //! stdin/stdout, as runc does.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -137,7 +137,6 @@ pub fn pump(
         if !sig.is_empty() {
             return Ok(());
         }
-        let _ = master.as_raw_fd();
     }
 }
 

@@ -142,8 +142,9 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
             .is_none_or(|h| h.is_empty())
         && resources.unified().as_ref().is_none_or(|u| u.is_empty());
     let setup_cgroups = |cleanup: &mut Cleanup| -> Result<()> {
+        // Armed before create: a half-made tree is removed too.
+        cleanup.cgroups = Some(cg.clone());
         cg.create()?;
-        cleanup.cgroups = Some(AnyCgroups::open(&cgroup_path, &CgroupRoots::default())?);
         cg.apply(&resources)?;
         Ok(())
     };
