@@ -399,7 +399,7 @@ fn pure_cgroup_v2_container_lifecycle() {
     }
     // tun (10:200) is not in the allowed set: its node can be made (the
     // "m" rule) but not opened; /dev/null (1:3) can.
-    c.sh("echo ready; cat /proc/self/cgroup; ls /sys/fs/cgroup/cgroup.procs; echo x > /dev/null && echo NULL-OK; mknod /dev/t c 10 200 && echo MKNOD-OK; (exec 3<>/dev/t) && echo TUN-OK; exec sleep 600");
+    c.sh("echo ready; cat /proc/self/cgroup; ls /sys/fs/cgroup/cgroup.procs; echo x > /dev/null && echo NULL-OK; mknod /dev/t c 10 200 && echo MKNOD-OK; (exec 3<>/dev/t) && echo TUN-OK; echo CHECKS-DONE; exec sleep 600");
     c.write_spec();
     let so = fs::File::create(&c.out_path).unwrap();
     // Only create needs the seam: the container's state remembers it.
@@ -415,7 +415,8 @@ fn pure_cgroup_v2_container_lifecycle() {
     assert!(st.success(), "create on cgroup v2");
     c.start().ok();
     c.wait_stdout("ready");
-    let out = c.wait_stdout("/sys/fs/cgroup/cgroup.procs");
+    // Wait for the last line: the checks print in order.
+    let out = c.wait_stdout("CHECKS-DONE");
     // The init was placed in its cgroup (clone3 CLONE_INTO_CGROUP) ...
     let pid = c.pid();
     let procs = fs::read_to_string(host_dir.join("cgroup.procs")).unwrap();
