@@ -113,15 +113,7 @@ pub fn create(root: BorrowedFd<'_>, dev: &Device, bind_from_host: bool) -> Resul
                 .open(&dev.path)
                 .with_context(|| format!("open host device {}", dev.path.display()))?
         };
-        return mount::bind(
-            host.as_fd(),
-            Path::new(""),
-            target.as_fd(),
-            false,
-            mount::Attrs::default(),
-            mount::Attrs::default(),
-            None,
-        );
+        return mount::bind_fd(host.as_fd(), target.as_fd());
     }
     let devnum = rustix::fs::makedev(dev.major, dev.minor);
     rustix::fs::mknodat(
@@ -194,13 +186,5 @@ pub fn console(root: BorrowedFd<'_>, slave: BorrowedFd<'_>) -> Result<()> {
             "/dev/console in the container is not a regular file; refusing to bind the console over it".into(),
         ));
     }
-    mount::bind(
-        slave,
-        Path::new(""),
-        target.as_fd(),
-        false,
-        mount::Attrs::default(),
-        mount::Attrs::default(),
-        None,
-    )
+    mount::bind_fd(slave, target.as_fd())
 }

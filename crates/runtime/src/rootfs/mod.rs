@@ -456,16 +456,8 @@ fn mask(root: BorrowedFd<'_>, path: &Path, null: &std::cell::OnceCell<OwnedFd>) 
             null.get_or_init(|| fd)
         }
     };
-    mount::bind(
-        null.as_fd(),
-        Path::new(""),
-        target.as_fd(),
-        false,
-        mount::Attrs::default(),
-        mount::Attrs::default(),
-        None,
-    )
-    .map_err(|e| RuntimeError::spec("linux.maskedPaths", format!("{}: {e}", path.display())))
+    mount::bind_fd(null.as_fd(), target.as_fd())
+        .map_err(|e| RuntimeError::spec("linux.maskedPaths", format!("{}: {e}", path.display())))
 }
 
 /// The container's /dev/null, opened without following links and checked

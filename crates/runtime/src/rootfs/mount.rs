@@ -182,6 +182,20 @@ pub fn bind(
     .with_context(|| format!("move_mount {}", source.display()))
 }
 
+/// Bind the file or directory behind `source` (an fd, no path lookup) onto
+/// `target`, non-recursively and with no attribute changes.
+pub fn bind_fd(source: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<()> {
+    bind(
+        source,
+        Path::new(""),
+        target,
+        false,
+        Attrs::default(),
+        Attrs::default(),
+        None,
+    )
+}
+
 /// Mount a filesystem (proc, tmpfs, sysfs, …) on the directory behind `target`.
 pub fn mount_fs(
     source: Option<&Path>,
