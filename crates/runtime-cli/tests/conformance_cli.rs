@@ -549,3 +549,21 @@ cli_test!(run_no_pivot, |rt| {
         o.stdout
     );
 });
+
+cli_test!(exec_process_file_without_user, |rt| {
+    // runc takes a --process without "user" as root.
+    let mut c = Ct::new(rt);
+    c.start_running("exec sleep 600");
+    let p = c.tmp.join("minimal-process.json");
+    fs::write(
+        &p,
+        serde_json::to_vec(
+            &json!({"args": ["/bin/sh", "-c", "/bin/id -u; echo minimal"], "cwd": "/"}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let o = c.rt(&["exec", "--process", p.to_str().unwrap(), &c.id]);
+    o.ok();
+    assert!(o.stdout.starts_with("0\nminimal"), "{}", o.stdout);
+});

@@ -15,7 +15,14 @@ fn build_process(g: &Globals, a: &ExecArgs) -> anyhow::Result<Process> {
     if let Some(path) = &a.process {
         let data =
             std::fs::read(path).with_context(|| format!("read --process {}", path.display()))?;
-        let p: Process = serde_json::from_slice(&data)
+        let mut v: serde_json::Value = serde_json::from_slice(&data)
+            .with_context(|| format!("--process {}: not valid JSON", path.display()))?;
+        // runc takes a process without "user" as uid 0, gid 0.
+        if let Some(obj) = v.as_object_mut() {
+            obj.entry("user")
+                .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+        }
+        let p: Process = serde_json::from_value(v)
             .with_context(|| format!("--process {}: not a valid OCI process", path.display()))?;
         return Ok(p);
     }
