@@ -52,7 +52,9 @@ clippy:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 unit:
-	BERTH_TEST_ROOT=1 $(CARGO) test --locked --workspace
+	@saved="$$(cat /sys/fs/cgroup/unified/cgroup.subtree_control 2>/dev/null)"; \
+	BERTH_TEST_ROOT=1 $(CARGO) test --locked --workspace; rc=$$?; \
+	scripts/cgroup2-restore.sh "$$saved"; exit $$rc
 
 leaks:
 	scripts/check-leaks.sh
