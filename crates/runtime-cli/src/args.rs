@@ -8,10 +8,13 @@ use clap::{Args, Parser, Subcommand};
 /// berth-runtime: an OCI runtime, a drop-in replacement for runc.
 ///
 /// It creates and runs containers from OCI bundles (a directory with a
-/// config.json and a root filesystem), as `runc` does. State lives under
-/// --root, one directory per container.
+/// config.json and a root filesystem), with the same verbs and flags as
+/// runc 1.1, so containerd, dockerd and podman can use it. State lives under
+/// --root (default /run/berth-runtime for root), one directory per
+/// container. Global options go before the verb:
+/// `berth-runtime --root /tmp/s run -b ./bundle mycontainer`.
 #[derive(Debug, Parser)]
-#[command(name = "berth-runtime", version, about, long_about = None)]
+#[command(name = "berth-runtime", version)]
 pub struct Cli {
     /// Directory for container state
     #[arg(long, env = "BERTH_RUNTIME_ROOT")]
@@ -69,7 +72,7 @@ pub enum Command {
     Resume(IdArg),
     /// Change a container's resource limits
     Update(UpdateArgs),
-    /// Print container events (resource statistics)
+    /// Print container events: resource statistics, and OOM kills
     Events(EventsArgs),
     /// Checkpoint a container (not supported)
     Checkpoint(PassArgs),
