@@ -165,19 +165,22 @@ pub fn validate(spec: &Spec) -> Result<()> {
         .mount_label()
         .as_deref()
         .is_some_and(|l| !l.is_empty())
-        && !selinux_enabled()
     {
-        return Err(RuntimeError::spec(
-            "linux.mountLabel",
-            "SELinux is not enabled on this host",
-        ));
+        return Err(RuntimeError::spec("linux.mountLabel", selinux_refusal()));
     }
     if let Some(devices) = linux.devices() {
         for (i, d) in devices.iter().enumerate() {
-            if !d.path().is_absolute() || !d.path().starts_with("/dev") {
+            let dotdot = d
+                .path()
+                .components()
+                .any(|c| c == std::path::Component::ParentDir);
+            if !d.path().is_absolute() || !d.path().starts_with("/dev") || dotdot {
                 return Err(RuntimeError::spec(
                     format!("linux.devices[{i}].path"),
-                    format!("{} must be an absolute path under /dev", d.path().display()),
+                    format!(
+                        "{} must be an absolute path under /dev, without ..",
+                        d.path().display()
+                    ),
                 ));
             }
         }
@@ -196,7 +199,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
+/// Check a process (the container's, or one to `exec`).
+pub fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(RuntimeError::spec("process.args", "must not be empty"));
     }
@@ -238,11 +242,10 @@ fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
         .selinux_label()
         .as_deref()
         .is_some_and(|p| !p.is_empty())
-        && !selinux_enabled()
     {
         return Err(RuntimeError::spec(
             "process.selinuxLabel",
-            "SELinux is not enabled on this host",
+            selinux_refusal(),
         ));
     }
     if process.scheduler().is_some() {
@@ -306,8 +309,13 @@ fn apparmor_enabled() -> bool {
         .is_ok_and(|s| s.trim() == "Y")
 }
 
-fn selinux_enabled() -> bool {
-    Path::new("/sys/fs/selinux/enforce").exists()
+/// SELinux labels are refused: berth does not apply them yet.
+fn selinux_refusal() -> &'static str {
+    if Path::new("/sys/fs/selinux/enforce").exists() {
+        "SELinux labels are not supported by berth yet"
+    } else {
+        "SELinux is not enabled on this host"
+    }
 }
 
 /// The default config.json of `berth-runtime spec`, like runc's: busybox

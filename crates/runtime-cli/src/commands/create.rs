@@ -109,6 +109,7 @@ pub fn supervise(
         tty::RawMode::enter()
     });
     let mut stdin_open = true;
+    let mut master_open = true;
     let code = loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => break code,
@@ -118,7 +119,7 @@ pub fn supervise(
             Err(e) => return Err(e.into()),
         }
         if let Some(m) = master {
-            tty::pump(m.as_fd(), sfd.as_fd(), &mut stdin_open)?;
+            tty::pump(m.as_fd(), sfd.as_fd(), &mut stdin_open, &mut master_open)?;
         }
         if let Some(info) = sfd.read_signal()? {
             let signo = info.ssi_signo as i32;

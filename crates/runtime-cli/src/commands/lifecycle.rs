@@ -14,8 +14,12 @@ pub fn kill(g: &Globals, a: &KillArgs) -> anyhow::Result<()> {
 
 pub fn delete(g: &Globals, a: &DeleteArgs) -> anyhow::Result<()> {
     match container::delete(&g.root, &a.id, a.force) {
-        // runc treats deleting a missing container with --force as success.
-        Err(berth_runtime::RuntimeError::NotFound(_)) if a.force => Ok(()),
+        // runc treats deleting a missing container with --force as success;
+        // what an interrupted create left behind goes too.
+        Err(berth_runtime::RuntimeError::NotFound(_)) if a.force => {
+            container::delete_incomplete(&g.root, &a.id)?;
+            Ok(())
+        }
         other => Ok(other?),
     }
 }

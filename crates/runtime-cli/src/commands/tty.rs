@@ -86,36 +86,42 @@ pub fn resize(master: BorrowedFd<'_>) {
 }
 
 /// Move bytes between stdin/stdout and the pty until `signal_fd` is
-/// readable (a signal arrived): returns so the caller can handle it.
+/// readable (a signal arrived): returns so the caller can handle it. Once
+/// the pty hangs up (every slave closed) it is no longer polled.
 pub fn pump(
     master: BorrowedFd<'_>,
     signal_fd: BorrowedFd<'_>,
     stdin_open: &mut bool,
+    master_open: &mut bool,
 ) -> anyhow::Result<()> {
     let mut buf = [0u8; 8192];
     loop {
         let stdin = std::io::stdin();
-        let mut fds = vec![
-            PollFd::new(signal_fd, PollFlags::POLLIN),
-            PollFd::new(master, PollFlags::POLLIN),
-        ];
-        if *stdin_open {
+        let mut fds = vec![PollFd::new(signal_fd, PollFlags::POLLIN)];
+        let master_at = master_open.then(|| {
+            fds.push(PollFd::new(master, PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        let stdin_at = (*stdin_open && *master_open).then(|| {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
-        }
+            fds.len() - 1
+        });
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::Error::EINTR) => continue,
             Err(e) => return Err(e.into()),
             Ok(_) => {}
         }
-        let ready = |i: usize| {
-            fds.get(i)
+        let ready = |i: Option<usize>| {
+            i.and_then(|i| fds.get(i))
                 .and_then(|f| f.revents())
                 .unwrap_or(PollFlags::empty())
         };
-        let (sig, out, inp) = (ready(0), ready(1), ready(2));
-        if out.intersects(PollFlags::POLLIN | PollFlags::POLLHUP) {
+        let (sig, out, inp) = (ready(Some(0)), ready(master_at), ready(stdin_at));
+        if out.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
             match nix::unistd::read(master, &mut buf) {
-                Ok(0) | Err(nix::Error::EIO) => {}
+                // Every slave is closed: stop polling the pty (it would
+                // stay readable and spin).
+                Ok(0) | Err(nix::Error::EIO) => *master_open = false,
                 Ok(n) => {
                     let mut o = std::io::stdout().lock();
                     o.write_all(&buf[..n])?;

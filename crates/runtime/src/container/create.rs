@@ -290,7 +290,7 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     {
         use std::os::fd::AsRawFd;
         let raw: Vec<i32> = go_fds.iter().map(|f| f.as_raw_fd()).collect();
-        parent_ch.send_with_fds(&Msg::Go, &raw)?;
+        parent_ch.send_to_child(&Msg::Go, &raw)?;
     }
     drop(go_fds);
     let mut init_pid = child;
@@ -301,14 +301,16 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
                 let trees = idmap_userns(child)?;
                 use std::os::fd::AsRawFd;
                 let raw: Vec<i32> = trees.iter().map(|f| f.as_raw_fd()).collect();
-                parent_ch.send_with_fds(&Msg::MapsDone, &raw)?;
+                parent_ch.send_to_child(&Msg::MapsDone, &raw)?;
             }
             Some(Msg::Pid(p)) => {
                 init_pid = Pid::from_raw(p);
                 cleanup.pids.push(init_pid);
                 if init_pid != child {
-                    // The intermediate exits right after; reap it.
+                    // The intermediate exits right after; reap it, and
+                    // forget its pid (it may be reused).
                     let _ = nix::sys::wait::waitpid(child, None);
+                    cleanup.pids.retain(|p| *p != child);
                 }
             }
             Some(Msg::RunCreateRuntimeHooks) => {
@@ -319,7 +321,7 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
                         hooks::run(spec.hooks().as_ref(), HookKind::CreateRuntime, &state)
                     });
                 res?;
-                parent_ch.send(&Msg::HooksDone)?;
+                parent_ch.send_to_child(&Msg::HooksDone, &[])?;
             }
             Some(Msg::Ready) => break,
             Some(Msg::Error(e)) => return Err(RuntimeError::Child(e)),

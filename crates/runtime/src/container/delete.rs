@@ -44,3 +44,38 @@ pub fn delete_loaded(c: &Container, force: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// Remove what a `create` that never finished (the runtime was killed)
+/// left under `root/id`: the state directory without a record, and the
+/// default cgroup `/berth/<id>` with anything running in it. Returns
+/// whether there was anything to remove. (A custom cgroupsPath is not
+/// known without the record; those cgroups are left.)
+pub fn delete_incomplete(root: &Path, id: &str) -> Result<bool> {
+    crate::id::validate(id)?;
+    let dir = root.join(id);
+    if !dir.is_dir() || dir.join(crate::state::STATE_FILE).exists() {
+        return Ok(false);
+    }
+    let cgroup = std::path::PathBuf::from(format!("/berth/{id}"));
+    if let Ok(cg) =
+        crate::cgroups::AnyCgroups::open(&cgroup, &crate::cgroups::CgroupRoots::default())
+        && cg.paths().iter().any(|p| p.is_dir())
+    {
+        let _ = cg.thaw();
+        for _ in 0..200 {
+            let pids = cg.processes().unwrap_or_default();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                // SAFETY: kill(2) with plain integers, on processes in this
+                // container's own cgroup.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        cg.destroy()?;
+    }
+    std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+    Ok(true)
+}

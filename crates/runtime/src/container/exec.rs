@@ -61,6 +61,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<ExecOutcome> {
             "exec must be called from a single-threaded process".into(),
         ));
     }
+    crate::spec::validate_process(&opts.process)?;
     let namespaces = crate::namespaces::of_process(c.record.pid)?;
     let linux = c.record.spec.linux().clone().unwrap_or_default();
     let seccomp = linux
@@ -104,7 +105,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<ExecOutcome> {
     if let (Some(cg), false) = (&cgroups, paused_ok) {
         cg.add_process(child.as_raw()).map_err(|e| fail(e.into()))?;
     }
-    parent_ch.send(&Msg::Go).map_err(fail)?;
+    parent_ch.send_to_child(&Msg::Go, &[]).map_err(fail)?;
     let mut pid = None;
     loop {
         match parent_ch.recv()? {

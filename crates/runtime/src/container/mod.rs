@@ -15,7 +15,7 @@ mod update;
 use std::path::{Path, PathBuf};
 
 pub use create::{CreateOptions, create};
-pub use delete::{delete, delete_loaded};
+pub use delete::{delete, delete_incomplete, delete_loaded};
 pub use exec::{ExecOptions, ExecOutcome, exec};
 pub use kill::kill;
 pub use pause::{pause, resume};

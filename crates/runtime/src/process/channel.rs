@@ -70,6 +70,19 @@ impl Channel {
         self.send_with_fds(msg, &[])
     }
 
+    /// Send to a child that may already have failed: if the send fails
+    /// because the child is gone, return the error the child reported
+    /// before exiting (its real cause), not the broken pipe.
+    pub fn send_to_child(&self, msg: &Msg, fds: &[RawFd]) -> Result<()> {
+        match self.send_with_fds(msg, fds) {
+            Ok(()) => Ok(()),
+            Err(e) => match self.recv() {
+                Ok(Some(Msg::Error(child))) => Err(RuntimeError::Child(child)),
+                _ => Err(e),
+            },
+        }
+    }
+
     /// Receive a message; `None` on EOF (the other side exited or exec'd).
     pub fn recv(&self) -> Result<Option<Msg>> {
         Ok(self.recv_with_fds()?.map(|(m, _)| m))

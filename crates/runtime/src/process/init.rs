@@ -206,17 +206,7 @@ fn setup_and_wait(cfg: &InitConfig<'_>, chan: &Channel) -> Result<Ready> {
         }
     }
     setup::apply_process_attrs(process)?;
-    if let Some(profile) = process
-        .apparmor_profile()
-        .as_deref()
-        .filter(|p| !p.is_empty())
-    {
-        setup::write_proc(
-            "/proc/self/attr/apparmor/exec",
-            format!("exec {profile}").as_bytes(),
-        )
-        .map_err(|e| RuntimeError::spec("process.apparmorProfile", e.to_string()))?;
-    }
+    setup::set_apparmor(process)?;
 
     rootfs::pivot(cfg.rootfs, cfg.no_pivot)?;
     rootfs::finish(spec)?;
@@ -235,7 +225,7 @@ fn setup_and_wait(cfg: &InitConfig<'_>, chan: &Channel) -> Result<Ready> {
 
     let args = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();
-    let path = setup::find_executable(&args[0], &env)?;
+    let path = setup::find_executable(&args[0], &env, process.cwd())?;
     let args_c = setup::cstrings(&args, "process.args")?;
     let env_c = setup::cstrings(&env, "process.env")?;
 

@@ -114,12 +114,13 @@ pub fn set_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
     Ok(())
 }
 
-/// Find the program to execute: a path with a slash as is, otherwise the
-/// first executable match in the process's PATH (or the default PATH).
-pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
+/// Find the program to execute: a path with a slash as is (a relative one
+/// from `cwd`, where it will be executed), otherwise the first executable
+/// match in the process's PATH (or the default PATH).
+pub fn find_executable(arg0: &str, env: &[String], cwd: &Path) -> Result<PathBuf> {
     let not_found = |why: &str| RuntimeError::Child(format!("exec: {arg0:?}: {why}"));
     if arg0.contains('/') {
-        let p = PathBuf::from(arg0);
+        let p = cwd.join(arg0);
         return match std::fs::metadata(&p) {
             Ok(m) if m.is_file() => Ok(p),
             Ok(_) => Err(not_found("is not a regular file")),
@@ -131,7 +132,7 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
         .find_map(|kv| kv.strip_prefix("PATH="))
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let cand = Path::new(dir).join(arg0);
+        let cand = cwd.join(dir).join(arg0);
         if let Ok(m) = std::fs::metadata(&cand) {
             use std::os::unix::fs::PermissionsExt;
             if m.is_file() && m.permissions().mode() & 0o111 != 0 {
@@ -227,6 +228,19 @@ pub fn apply_process_attrs(p: &Process) -> Result<()> {
                 nix::Error::last(),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Confine the next exec with process.apparmorProfile (checked available
+/// at validation); the write goes through [`write_proc`].
+pub fn set_apparmor(p: &Process) -> Result<()> {
+    if let Some(profile) = p.apparmor_profile().as_deref().filter(|p| !p.is_empty()) {
+        write_proc(
+            "/proc/self/attr/apparmor/exec",
+            format!("exec {profile}").as_bytes(),
+        )
+        .map_err(|e| RuntimeError::spec("process.apparmorProfile", e.to_string()))?;
     }
     Ok(())
 }

@@ -63,6 +63,11 @@ pub fn run(cfg: TenantConfig, chan: &Channel) -> ! {
 
 fn join_and_fork(cfg: &TenantConfig, chan: &Channel) -> Result<()> {
     chan.expect(&Msg::Go)?;
+    // oom_score_adj and io priority are written here, through the host's
+    // procfs before entering the container's mount namespace (a container
+    // could bind other procfs files over its own /proc/<pid>/...), and are
+    // inherited by the process forked below (CVE-2025-52881).
+    setup::apply_process_attrs(&cfg.process)?;
     for (t, fd) in &cfg.namespaces {
         namespaces::join(*t, fd.as_fd())?;
     }
@@ -83,7 +88,6 @@ fn exec(cfg: &TenantConfig, chan: &Channel) -> Result<std::convert::Infallible> 
         return Err(RuntimeError::spec("process.args", "must not be empty"));
     }
     let env = p.env().clone().unwrap_or_default();
-    setup::apply_process_attrs(p)?;
     if let Some(r) = p.rlimits() {
         setup::set_rlimits(r)?;
     }
@@ -102,9 +106,10 @@ fn exec(cfg: &TenantConfig, chan: &Channel) -> Result<std::convert::Infallible> 
     } else {
         None
     };
-    let path = setup::find_executable(&args[0], &env)?;
+    let path = setup::find_executable(&args[0], &env, p.cwd())?;
     let args_c = setup::cstrings(&args, "process.args")?;
     let env_c = setup::cstrings(&env, "process.env")?;
+    setup::set_apparmor(p)?;
     let nnp = p.no_new_privileges().unwrap_or(false);
     cfg.caps.apply_bounding()?;
     if let (Some(prog), false) = (&cfg.seccomp, nnp) {

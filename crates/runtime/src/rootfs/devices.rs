@@ -113,6 +113,20 @@ pub fn create(root: BorrowedFd<'_>, dev: &Device, bind_from_host: bool) -> Resul
                 .open(&dev.path)
                 .with_context(|| format!("open host device {}", dev.path.display()))?
         };
+        // Only the device asked for: the host node must have its type and number.
+        let st = rustix::fs::fstat(&host)
+            .with_context(|| format!("stat host device {}", dev.path.display()))?;
+        if FileType::from_raw_mode(st.st_mode) != dev.kind
+            || rustix::fs::major(st.st_rdev) != dev.major
+            || rustix::fs::minor(st.st_rdev) != dev.minor
+        {
+            return Err(RuntimeError::InvalidArgument(format!(
+                "host {} is not the device {}:{} the container asks for",
+                dev.path.display(),
+                dev.major,
+                dev.minor
+            )));
+        }
         return mount::bind_fd(host.as_fd(), target.as_fd());
     }
     let devnum = rustix::fs::makedev(dev.major, dev.minor);

@@ -269,7 +269,7 @@ fn mount_one(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount) -
         let target = if meta.is_dir() {
             resolve::mkdir_all(root, dest)?
         } else {
-            resolve::create_file(root, dest)?
+            resolve::create_file_following(root, dest)?
         };
         let (attrs, rec) = mount::attrs_of(&o);
         if o.idmap {

@@ -77,8 +77,20 @@ pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd> {
     Ok(current)
 }
 
+/// Like [`create_file`], but an existing symlink at `path` is followed
+/// (inside `root`), as runc does for bind mount destinations such as an
+/// image's `/etc/resolv.conf -> ../run/resolv.conf`.
+pub fn create_file_following(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd> {
+    match open(root, path, OFlags::PATH) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::NOENT) => create_file(root, path),
+        Err(e) => Err(err(&path.display().to_string(), e)),
+    }
+}
+
 /// Open (creating it empty if missing) a regular file inside `root` as an
-/// O_PATH fd, for a file bind mount. Parent directories are created.
+/// O_PATH fd, for a file bind mount. Parent directories are created. A
+/// symlink at `path` itself is not followed.
 pub fn create_file(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd> {
     match open(root, path, OFlags::PATH | OFlags::NOFOLLOW) {
         Ok(fd) => return Ok(fd),
