@@ -567,3 +567,38 @@ cli_test!(exec_process_file_without_user, |rt| {
     o.ok();
     assert!(o.stdout.starts_with("0\nminimal"), "{}", o.stdout);
 });
+
+cli_test!(relative_args0_runs_from_cwd, |rt| {
+    // `./run.sh` is looked up from process.cwd, not from /.
+    let mut c = Ct::new(rt);
+    fs::create_dir_all(c.rootfs.join("app")).unwrap();
+    fs::write(c.rootfs.join("app/run.sh"), "#!/bin/sh\necho from-app\n").unwrap();
+    fs::set_permissions(
+        c.rootfs.join("app/run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    c.args(&["./run.sh"]);
+    c.spec["process"]["cwd"] = json!("/app");
+    let out = c.run_ok();
+    assert_eq!(out.trim(), "from-app");
+});
+
+cli_test!(file_bind_onto_image_symlink_lands_inside, |rt| {
+    // An image's /etc/resolv.conf -> ../run/resolv.conf: the bind follows
+    // the link inside the rootfs.
+    let mut c = Ct::new(rt);
+    fs::create_dir_all(c.rootfs.join("run")).unwrap();
+    let _ = fs::remove_file(c.rootfs.join("etc/resolv.conf"));
+    std::os::unix::fs::symlink("../run/resolv.conf", c.rootfs.join("etc/resolv.conf")).unwrap();
+    fs::write(c.rootfs.join("run/resolv.conf"), "").unwrap();
+    let src = c.tmp.join("resolv.conf");
+    fs::write(&src, "nameserver 127.0.0.53\n").unwrap();
+    c.spec["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/etc/resolv.conf", "type": "bind",
+        "source": src, "options": ["bind", "ro"]
+    }));
+    c.sh("cat /etc/resolv.conf; cat /run/resolv.conf");
+    let out = c.run_ok();
+    assert_eq!(out.matches("127.0.0.53").count(), 2, "{out}");
+});

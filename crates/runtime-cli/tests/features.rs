@@ -479,3 +479,66 @@ fn pure_cgroup_v2_with_cgroup_namespace() {
     let host_dir = v2.dir.path().join(c.cgroup.trim_start_matches('/'));
     assert!(!host_dir.exists(), "v2 cgroup left: {}", host_dir.display());
 }
+
+#[test]
+fn delete_force_cleans_an_interrupted_create() {
+    if !require_root() {
+        return;
+    }
+    let mut c = Ct::new(&berth());
+    c.spec["hooks"] = json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "2"]}]});
+    c.args(&["sleep", "600"]);
+    c.write_spec();
+    let mut create = c
+        .cmd()
+        .args(["create", "--bundle"])
+        .arg(&c.bundle)
+        .arg(&c.id)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill the runtime while the hook runs (the init exists, no record yet).
+    let dir = c.root.join(&c.id);
+    assert!(
+        wait_until(WAIT, || dir.join("exec.fifo").exists()),
+        "create never started"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = create.kill();
+    let _ = create.wait();
+    assert!(dir.exists() && !dir.join("state.json").exists());
+    c.rt(&["delete", "--force", &c.id]).ok();
+    assert!(!dir.exists(), "state dir left");
+    assert!(
+        cgroup_dirs(&c.cgroup).iter().all(|d| !d.exists()),
+        "cgroups left"
+    );
+    // The id can be used again.
+    c.args(&["true"]);
+    c.run_ok();
+}
+
+#[test]
+fn init_errors_are_not_hidden_by_a_broken_pipe() {
+    if !require_root() {
+        return;
+    }
+    // The init fails on its first mount while the parent still makes the
+    // (many) cgroup device rules: the user sees the mount error.
+    let mut c = Ct::new(&berth());
+    let mut rules = vec![json!({"allow": false, "access": "rwm"})];
+    for minor in 0..1500 {
+        rules
+            .push(json!({"allow": true, "type": "c", "major": 250, "minor": minor, "access": "r"}));
+    }
+    c.spec["linux"]["resources"]["devices"] = json!(rules);
+    c.spec["mounts"].as_array_mut().unwrap().insert(
+        0,
+        json!({"destination": "/x", "type": "nosuchfs", "source": "none"}),
+    );
+    let o = c.run();
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("mounts[0]"), "{}", o.stderr);
+    assert!(!o.stderr.contains("Broken pipe"), "{}", o.stderr);
+}
