@@ -602,3 +602,23 @@ cli_test!(file_bind_onto_image_symlink_lands_inside, |rt| {
     let out = c.run_ok();
     assert_eq!(out.matches("127.0.0.53").count(), 2, "{out}");
 });
+
+cli_test!(container_signal_state_is_clean, |rt| {
+    // Nothing blocked, and SIGPIPE not ignored (the Rust runtime ignores it
+    // in berth-runtime itself; an ignored signal survives execve).
+    let mut c = Ct::new(rt);
+    c.sh("grep -E 'SigBlk|SigIgn' /proc/self/status");
+    let out = c.run_ok();
+    let mask = |name: &str| -> u64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+            .unwrap()
+    };
+    assert_eq!(mask("SigBlk:"), 0, "{out}");
+    assert_eq!(
+        mask("SigIgn:") & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE ignored: {out}"
+    );
+});

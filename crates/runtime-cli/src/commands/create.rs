@@ -26,8 +26,20 @@ fn options(g: &Globals, a: &CreateArgs) -> CreateOptions {
 }
 
 pub fn create(g: &Globals, a: &CreateArgs) -> anyhow::Result<()> {
+    warn_notify_socket(a);
     container::create(&options(g, a))?;
     Ok(())
+}
+
+/// --notify-socket (systemd's sd_notify) is accepted for compatibility but
+/// not relayed: say so rather than ignore it.
+fn warn_notify_socket(a: &CreateArgs) {
+    if let Some(p) = &a.notify_socket {
+        tracing::warn!(
+            "--notify-socket {}: sd_notify is not relayed by berth-runtime; the container's READY=1 will not reach it",
+            p.display()
+        );
+    }
 }
 
 /// Signals `run` forwards to the container's init.
@@ -43,6 +55,13 @@ const FORWARDED: [Signal; 8] = [
 ];
 
 pub fn run(g: &Globals, a: &RunArgs) -> anyhow::Result<u8> {
+    // Signals that arrive while the container is made wait (blocked) and
+    // are forwarded once it runs, as runc does; a Ctrl-C must not kill us
+    // half-way and leave the container behind. The init unblocks them.
+    if !a.detach {
+        forwarded_mask().thread_block()?;
+    }
+    warn_notify_socket(&a.create);
     let mut opts = options(g, &a.create);
     let terminal = berth_runtime::spec::load(&a.create.bundle)
         .ok()
@@ -95,13 +114,7 @@ pub fn supervise(
     master: Option<&OwnedFd>,
     foreign: impl Fn() -> i32,
 ) -> anyhow::Result<i32> {
-    // The mask is set only now, after the fork, so the container does not
-    // inherit blocked signals.
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGCHLD);
-    for s in FORWARDED {
-        mask.add(s);
-    }
+    let mask = forwarded_mask();
     mask.thread_block()?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)?;
     let _raw = master.map(|m| {
@@ -137,6 +150,16 @@ pub fn supervise(
         tty::drain(m.as_fd());
     }
     Ok(code)
+}
+
+/// SIGCHLD and the signals forwarded to the container.
+fn forwarded_mask() -> SigSet {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        mask.add(s);
+    }
+    mask
 }
 
 /// The init is not our child (should not happen): poll until it is gone.

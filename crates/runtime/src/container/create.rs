@@ -75,6 +75,7 @@ impl Drop for Cleanup {
 /// Must be called from a single-threaded process (it forks).
 pub fn create(opts: &CreateOptions) -> Result<Container> {
     crate::id::validate(&opts.id)?;
+    check_preserve_fds(opts.preserve_fds)?;
     if !clone::single_threaded() {
         return Err(RuntimeError::InvalidArgument(
             "create must be called from a single-threaded process".into(),
@@ -364,6 +365,19 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     }
     cleanup.armed = false;
     Ok(Container { dir, record })
+}
+
+/// The most fds `--preserve-fds` may pass (fds 3..3+N must stay countable).
+const MAX_PRESERVE_FDS: u32 = 1 << 20;
+
+/// Refuse a `--preserve-fds` count that could not be real.
+pub(crate) fn check_preserve_fds(n: u32) -> Result<()> {
+    if n > MAX_PRESERVE_FDS {
+        return Err(RuntimeError::InvalidArgument(format!(
+            "--preserve-fds {n}: at most {MAX_PRESERVE_FDS} file descriptors can be passed"
+        )));
+    }
+    Ok(())
 }
 
 /// Write a pid file atomically, as runc does.

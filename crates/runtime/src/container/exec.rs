@@ -62,6 +62,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<ExecOutcome> {
         ));
     }
     crate::spec::validate_process(&opts.process)?;
+    crate::container::create::check_preserve_fds(opts.preserve_fds)?;
     let namespaces = crate::namespaces::of_process(c.record.pid)?;
     let linux = c.record.spec.linux().clone().unwrap_or_default();
     let seccomp = linux

@@ -274,6 +274,8 @@ impl Ready {
         let state = hooks::state_json(cfg.id, self.host_pid, cfg.bundle, cfg.spec, "running");
         hooks::run(spec.hooks().as_ref(), HookKind::StartContainer, &state)?;
         drop(state);
+        // Before seccomp, which may not allow the signal syscalls.
+        setup::reset_signals()?;
         let nnp = process.no_new_privileges().unwrap_or(false);
         cfg.caps.apply_bounding()?;
         let mut notify = None;

@@ -152,6 +152,20 @@ pub fn cstrings(items: &[String], what: &str) -> Result<Vec<CString>> {
         .map_err(|_| RuntimeError::spec(what, "contains a NUL byte"))
 }
 
+/// Give the user program the signal state a process expects: nothing
+/// blocked (`run` blocks the signals it forwards) and SIGPIPE at its
+/// default (the Rust runtime ignores it, and an ignored signal stays
+/// ignored across execve).
+pub fn reset_signals() -> Result<()> {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
+    // SAFETY: setting SIGPIPE back to SIG_DFL installs no Rust handler.
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }
+        .context("reset SIGPIPE")?;
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .context("unblock signals")?;
+    Ok(())
+}
+
 /// Replace this process with the user program.
 pub fn exec(path: &Path, args: &[CString], env: &[CString]) -> RuntimeError {
     let p = match CString::new(path.as_os_str().as_bytes()) {

@@ -110,6 +110,8 @@ fn exec(cfg: &TenantConfig, chan: &Channel) -> Result<std::convert::Infallible> 
     let args_c = setup::cstrings(&args, "process.args")?;
     let env_c = setup::cstrings(&env, "process.env")?;
     setup::set_apparmor(p)?;
+    // Before seccomp, which may not allow the signal syscalls.
+    setup::reset_signals()?;
     let nnp = p.no_new_privileges().unwrap_or(false);
     cfg.caps.apply_bounding()?;
     if let (Some(prog), false) = (&cfg.seccomp, nnp) {
