@@ -136,6 +136,9 @@ fn hook_timeout_kills_the_hook_and_fails_create() {
     c.spec["hooks"] = json!({
         "createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]
     });
+    // A state bigger than a pipe holds, which the hook never reads: the
+    // timeout must still fire.
+    c.spec["annotations"] = json!({"org.berth.big": "x".repeat(200_000)});
     let started = std::time::Instant::now();
     let o = c.create();
     assert_ne!(o.code, 0, "create with a hanging hook must fail");
@@ -221,6 +224,14 @@ fn seccomp_notify_listener_gets_fd_and_state() {
     assert_eq!(state["state"]["id"], json!(c.id), "{state}");
     assert!(notify_fd.as_raw_fd() >= 0);
     c.wait_stdout("ready");
+    // A process exec'd into the container gets the same filter, and its
+    // notify fd reaches the listener too.
+    c.rt(&["exec", "-d", &c.id, "sleep", "30"]).ok();
+    let (conn2, _) = listener.accept().unwrap();
+    let (data2, fd2) = recv_fd(&conn2);
+    let state2: serde_json::Value = serde_json::from_slice(&data2).unwrap();
+    assert_eq!(state2["state"]["id"], json!(c.id), "{state2}");
+    assert!(fd2.as_raw_fd() >= 0);
     c.kill("KILL").ok();
 }
 

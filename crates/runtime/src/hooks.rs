@@ -135,21 +135,40 @@ fn run_one(hook: &Hook, state_json: &[u8]) -> std::result::Result<(), String> {
     }
     cmd.stdin(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("cannot start: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin is fine (EPIPE).
-        let _ = stdin.write_all(state_json);
-    }
-    let Some(deadline) = hook
+    let deadline = hook
         .timeout()
-        .map(|t| Instant::now() + Duration::from_secs(t.unsigned_abs()))
-    else {
+        .map(|t| Instant::now() + Duration::from_secs(t.unsigned_abs()));
+    let mut stdin = child.stdin.take();
+    let mut written = 0;
+    if deadline.is_none() {
+        // No timeout: write the state (a hook that does not read it is fine:
+        // EPIPE) and wait as long as the hook runs.
+        if let Some(mut s) = stdin.take() {
+            let _ = s.write_all(state_json);
+        }
         return match child.wait() {
             Ok(status) if status.success() => Ok(()),
             Ok(status) => Err(format!("exited with {status}")),
             Err(e) => Err(format!("wait: {e}")),
         };
-    };
+    }
+    // With a timeout the state is written without blocking, so a hook that
+    // neither reads its stdin nor exits is still killed on time.
+    if let Some(s) = &stdin {
+        let _ = rustix::fs::fcntl_setfl(s, rustix::fs::OFlags::NONBLOCK);
+    }
+    let deadline = deadline.unwrap_or_else(Instant::now);
     loop {
+        if let Some(s) = stdin.as_mut() {
+            match s.write(&state_json[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => written = state_json.len(),
+            }
+            if written >= state_json.len() {
+                stdin = None; // EOF for the hook
+            }
+        }
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => return Err(format!("exited with {status}")),

@@ -18,6 +18,7 @@ use crate::process::caps::CapSets;
 use crate::process::channel::{self, Msg};
 use crate::process::clone::{self, Forked};
 use crate::process::init::{self, InitConfig};
+use crate::process::setup;
 use crate::state::{EXEC_FIFO, Record};
 
 /// How to create a container (the flags of `create`).
@@ -185,23 +186,7 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
         .as_deref()
         .map(crate::process::console::connect)
         .transpose()?;
-    let seccomp_listener = match (
-        &seccomp,
-        linux
-            .seccomp()
-            .as_ref()
-            .and_then(|s| s.listener_path().clone()),
-    ) {
-        (Some(p), Some(path)) if p.needs_listener() => {
-            Some(std::os::unix::net::UnixStream::connect(&path).map_err(|e| {
-                RuntimeError::spec(
-                    "linux.seccomp.listenerPath",
-                    format!("connect to {}: {e}", path.display()),
-                )
-            })?)
-        }
-        _ => None,
-    };
+    let seccomp_listener = setup::connect_seccomp_listener(&linux, seccomp.as_ref())?;
     let joined = ns.open_joined()?;
     let (parent_ch, child_ch) = channel::pair()?;
     let flags = if fast {

@@ -10,6 +10,7 @@ use crate::error::{Result, RuntimeError};
 use crate::process::caps::CapSets;
 use crate::process::channel::{self, Msg};
 use crate::process::clone::{self, Forked};
+use crate::process::setup;
 use crate::process::tenant::{self, TenantConfig};
 use crate::state::Status;
 
@@ -79,6 +80,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<ExecOutcome> {
     let cgroups = c.cgroups()?;
     clone::become_subreaper()?;
     let (parent_ch, child_ch) = channel::pair()?;
+    let seccomp_listener = setup::connect_seccomp_listener(&linux, seccomp.as_ref())?;
     let cfg = TenantConfig {
         process: opts.process.clone(),
         namespaces,
@@ -86,6 +88,10 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<ExecOutcome> {
         seccomp,
         console_socket,
         preserve_fds: opts.preserve_fds,
+        spec: c.record.spec.clone(),
+        id: c.record.id.clone(),
+        bundle: c.record.bundle.clone(),
+        seccomp_listener,
     };
     let child = match clone::fork(nix::sched::CloneFlags::empty())? {
         Forked::Child => {

@@ -299,7 +299,14 @@ impl Ready {
             }
         }
         if let Some(fd) = notify {
-            send_notify_fd(cfg, self.host_pid, fd)?;
+            setup::send_notify_fd(
+                cfg.spec,
+                cfg.seccomp_listener.as_ref(),
+                cfg.id,
+                cfg.bundle,
+                self.host_pid,
+                fd,
+            )?;
         }
         setup::cloexec_from(3 + cfg.preserve_fds)?;
         Err(setup::exec(&self.path, &self.args, &self.env))
@@ -362,34 +369,6 @@ fn enter_namespaces(cfg: &InitConfig<'_>, chan: &Channel) -> Result<Vec<OwnedFd>
         chan.send(&Msg::Pid(nix::unistd::getpid().as_raw()))?;
     }
     Ok(idmapped)
-}
-
-fn send_notify_fd(cfg: &InitConfig<'_>, pid: i32, fd: OwnedFd) -> Result<()> {
-    let seccomp = cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let (Some(path), Some(stream)) = (
-        seccomp.and_then(|s| s.listener_path().as_ref()),
-        cfg.seccomp_listener.as_ref(),
-    ) else {
-        return Err(RuntimeError::spec(
-            "linux.seccomp.listenerPath",
-            "a SCMP_ACT_NOTIFY rule needs a listener",
-        ));
-    };
-    let meta = seccomp.and_then(|s| s.listener_metadata().as_deref());
-    let state = oci_spec::runtime::StateBuilder::default()
-        .version(crate::state::OCI_VERSION)
-        .id(cfg.id)
-        .status(oci_spec::runtime::ContainerState::Running)
-        .pid(pid)
-        .bundle(cfg.bundle)
-        .build()
-        .map_err(|e| RuntimeError::InvalidArgument(format!("build state: {e}")))?;
-    let json = crate::seccomp::container_process_state(pid, meta, state)?;
-    let stream = stream
-        .try_clone()
-        .context("duplicate the seccomp listener connection")?;
-    crate::seccomp::send_on(stream, path, fd.as_fd(), &json)?;
-    Ok(())
 }
 
 fn join_session_keyring(id: &str) {

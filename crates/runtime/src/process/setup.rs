@@ -259,6 +259,67 @@ pub fn set_apparmor(p: &Process) -> Result<()> {
     Ok(())
 }
 
+/// Connect to linux.seccomp.listenerPath when the filter has NOTIFY rules
+/// (done by the runtime before forking: the path is on the host).
+pub fn connect_seccomp_listener(
+    linux: &oci_spec::runtime::Linux,
+    prog: Option<&crate::seccomp::SeccompProgram>,
+) -> Result<Option<std::os::unix::net::UnixStream>> {
+    let path = linux
+        .seccomp()
+        .as_ref()
+        .and_then(|s| s.listener_path().clone());
+    match (prog, path) {
+        (Some(p), Some(path)) if p.needs_listener() => {
+            std::os::unix::net::UnixStream::connect(&path)
+                .map(Some)
+                .map_err(|e| {
+                    RuntimeError::spec(
+                        "linux.seccomp.listenerPath",
+                        format!("connect to {}: {e}", path.display()),
+                    )
+                })
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Hand a seccomp notify fd and the container process state to the
+/// listener at linux.seccomp.listenerPath, over a connection made before
+/// the process entered the container (the path is on the host).
+pub fn send_notify_fd(
+    spec: &oci_spec::runtime::Spec,
+    listener: Option<&std::os::unix::net::UnixStream>,
+    id: &str,
+    bundle: &Path,
+    pid: i32,
+    fd: std::os::fd::OwnedFd,
+) -> Result<()> {
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let (Some(path), Some(stream)) = (seccomp.and_then(|s| s.listener_path().as_ref()), listener)
+    else {
+        return Err(RuntimeError::spec(
+            "linux.seccomp.listenerPath",
+            "a SCMP_ACT_NOTIFY rule needs a listener",
+        ));
+    };
+    let meta = seccomp.and_then(|s| s.listener_metadata().as_deref());
+    let state = oci_spec::runtime::StateBuilder::default()
+        .version(crate::state::OCI_VERSION)
+        .id(id)
+        .status(oci_spec::runtime::ContainerState::Running)
+        .pid(pid)
+        .bundle(bundle)
+        .build()
+        .map_err(|e| RuntimeError::InvalidArgument(format!("build state: {e}")))?;
+    let json = crate::seccomp::container_process_state(pid, meta, state)?;
+    let stream = stream
+        .try_clone()
+        .context("duplicate the seccomp listener connection")?;
+    crate::seccomp::send_on(stream, path, fd.as_fd(), &json)?;
+    Ok(())
+}
+
 /// Set the umask (process.user.umask, default 0022).
 pub fn set_umask(user: &User) {
     let mask = user.umask().unwrap_or(0o022);

@@ -28,6 +28,14 @@ pub struct TenantConfig {
     pub console_socket: Option<OwnedFd>,
     /// --preserve-fds.
     pub preserve_fds: u32,
+    /// The container's spec, id and bundle (for the seccomp listener).
+    pub spec: oci_spec::runtime::Spec,
+    /// Container id.
+    pub id: String,
+    /// Bundle path.
+    pub bundle: std::path::PathBuf,
+    /// Connection to linux.seccomp.listenerPath, made before the fork.
+    pub seccomp_listener: Option<std::os::unix::net::UnixStream>,
 }
 
 /// The first child: wait until the parent placed us in the container's
@@ -114,8 +122,9 @@ fn exec(cfg: &TenantConfig, chan: &Channel) -> Result<std::convert::Infallible> 
     setup::reset_signals()?;
     let nnp = p.no_new_privileges().unwrap_or(false);
     cfg.caps.apply_bounding()?;
+    let mut notify = None;
     if let (Some(prog), false) = (&cfg.seccomp, nnp) {
-        prog.install()?;
+        notify = prog.install()?;
     }
     let allow_setgroups =
         std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() == "allow");
@@ -129,8 +138,20 @@ fn exec(cfg: &TenantConfig, chan: &Channel) -> Result<std::convert::Infallible> 
     if nnp {
         setup::set_no_new_privs()?;
         if let Some(prog) = &cfg.seccomp {
-            prog.install()?;
+            notify = prog.install()?;
         }
+    }
+    if let Some(fd) = notify {
+        // Our pid as the host sees it is not known in the container's pid
+        // namespace; the state carries the container's id and bundle.
+        setup::send_notify_fd(
+            &cfg.spec,
+            cfg.seccomp_listener.as_ref(),
+            &cfg.id,
+            &cfg.bundle,
+            nix::unistd::getpid().as_raw(),
+            fd,
+        )?;
     }
     chan.send(&Msg::Exec)?;
     setup::cloexec_from(3 + cfg.preserve_fds)?;
