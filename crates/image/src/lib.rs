@@ -1,0 +1,8 @@
+//! berth-image: what images are made of.
+//!
+//! This crate is being built up (see the images issue); so far it has:
+
+/// Content-addressed blob storage with verified, crash-safe writes.
+pub mod content;
+/// Image references (`busybox` → `docker.io/library/busybox:latest`).
+pub mod reference;
