@@ -4,5 +4,7 @@
 
 /// Content-addressed blob storage with verified, crash-safe writes.
 pub mod content;
+/// Layer application: untar (gzip/zstd/plain) OCI layers fd-relative inside a root.
+pub mod layer;
 /// Image references (`busybox` → `docker.io/library/busybox:latest`).
 pub mod reference;
