@@ -25,7 +25,9 @@
 
 mod common;
 
-use common::{BUSYBOX, Out, make_rootfs, mounts_under, pid_alive, reap_cgroups, run_cmd};
+use common::{
+    BUSYBOX, Out, detach_mounts, make_rootfs, mounts_under, pid_alive, reap_cgroups, run_cmd,
+};
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -513,13 +515,7 @@ impl ClientEnv {
         let mounts = mounts_under(&self.tmp);
         if !mounts.is_empty() {
             problems.push(format!("mounts left: {mounts:?}"));
-            for m in mounts.iter().rev() {
-                let c = std::ffi::CString::new(m.as_str()).unwrap();
-                // SAFETY: c is a valid NUL-terminated path.
-                unsafe {
-                    libc::umount2(c.as_ptr(), libc::MNT_DETACH);
-                }
-            }
+            detach_mounts(&mounts);
         }
         let new_netns: Vec<String> = netns_entries()
             .difference(&self.netns_before)

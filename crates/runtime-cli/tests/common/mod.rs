@@ -419,6 +419,17 @@ fn collect_dirs(d: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Lazily unmount `mounts` (from [`mounts_under`]), deepest first.
+pub fn detach_mounts(mounts: &[String]) {
+    for mp in mounts.iter().rev() {
+        let c = std::ffi::CString::new(mp.as_str()).unwrap();
+        // SAFETY: c is a valid NUL-terminated path.
+        unsafe {
+            libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+        }
+    }
+}
+
 /// Mount points (host mount namespace) at or below `dir`.
 pub fn mounts_under(dir: &Path) -> Vec<String> {
     let prefix = dir.to_string_lossy().into_owned();
@@ -713,13 +724,7 @@ impl Ct {
         let m = mounts_under(&self.tmp);
         if !m.is_empty() {
             problems.push(format!("mounts left on the host: {m:?}"));
-            for mp in m.iter().rev() {
-                let c = std::ffi::CString::new(mp.as_str()).unwrap();
-                // SAFETY: c is a valid NUL-terminated path.
-                unsafe {
-                    libc::umount2(c.as_ptr(), libc::MNT_DETACH);
-                }
-            }
+            detach_mounts(&m);
         }
         problems
     }
