@@ -8,3 +8,7 @@ pub mod content;
 pub mod layer;
 /// Image references (`busybox` → `docker.io/library/busybox:latest`).
 pub mod reference;
+/// Snapshots: overlayfs (or copied) trees that containers run on.
+pub mod snapshot;
+/// Image config → OCI runtime spec, with Docker's semantics and defaults.
+pub mod spec;

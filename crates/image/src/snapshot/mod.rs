@@ -1,0 +1,1 @@
+//! Snapshots: overlayfs (or copied) directory trees that containers run on.

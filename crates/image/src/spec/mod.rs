@@ -1,0 +1,1 @@
+//! Image config → OCI runtime spec, with Docker's semantics and defaults.
