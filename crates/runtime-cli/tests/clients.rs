@@ -841,6 +841,28 @@ fn docker_with_berth_runtime() {
         let logs = docker(&["logs", &name]).stdout;
         assert!(logs.contains("got-TERM"), "trap did not run; logs {logs:?}");
     });
+    checks.check(
+        "docker save → berth load → runs on berth-runtime",
+        || {
+            let saved = env.path("docker-saved.tar");
+            docker(&["save", "-o", saved.to_str().unwrap(), img]).ok();
+            let out = berth_load_and_run(&env, &saved, img, &["echo", "loaded from docker save"]);
+            assert_eq!(out.trim(), "loaded from docker save");
+        },
+    );
+    checks.check("berth save → docker load → docker run", || {
+        let archive = berth_save(&env, "berth-saved:v1");
+        let o = docker(&["load", "-i", archive.to_str().unwrap()]);
+        o.ok();
+        assert!(
+            o.stdout.contains("berth-saved:v1"),
+            "docker load said {:?}",
+            o.stdout
+        );
+        let mut a = vec!["run", "--rm", "--runtime", "berth", "--network", "none"];
+        a.extend(["berth-saved:v1", "echo", "saved by berth"]);
+        assert_stdout(&docker(&a), "saved by berth");
+    });
     checks.check("docker rm", || {
         assert!(started, "no container");
         docker(&["rm", &name]).ok();
@@ -952,6 +974,33 @@ fn podman_with_berth_runtime() {
         let logs = podman(&["logs", &name]).stdout;
         assert!(logs.contains("got-TERM"), "trap did not run; logs {logs:?}");
         podman(&["rm", &name]).ok();
+    });
+    for format in ["docker-archive", "oci-archive"] {
+        checks.check(
+            &format!("podman save --format {format} → berth load → runs"),
+            || {
+                let saved = env.path(&format!("podman-{format}.tar"));
+                podman(&[
+                    "save",
+                    "--format",
+                    format,
+                    "-o",
+                    saved.to_str().unwrap(),
+                    img,
+                ])
+                .ok();
+                let out = berth_load_and_run(&env, &saved, img, &["echo", "loaded from podman"]);
+                assert_eq!(out.trim(), "loaded from podman");
+            },
+        );
+    }
+    checks.check("berth save → podman load → podman run", || {
+        let archive = berth_save(&env, "berth-saved:v1");
+        podman(&["load", "-i", archive.to_str().unwrap()]).ok();
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(&base);
+        a.extend(["docker.io/library/berth-saved:v1", "echo", "saved by berth"]);
+        assert_stdout(&podman(&a), "saved by berth");
     });
     checks.check("no runtime state left in /run/berth-runtime", || {
         let created = env.created_ids();
@@ -1260,4 +1309,83 @@ disabled_plugins = [
         assert!(left.is_empty(), "runtime state entries left: {left:?}");
     });
     checks.finish(&env);
+}
+
+/// berth's image store under the env's temp dir.
+fn berth_store(env: &ClientEnv) -> berth_image::store::ImageStore {
+    berth_image::store::ImageStore::open(&env.path("berth-images")).unwrap()
+}
+
+/// Loads `archive` (a client's `save` output) into berth's store, applies the
+/// layers of `name` to a fresh bundle's rootfs, and runs `cmd` in it with
+/// berth-runtime; returns the container's stdout.
+fn berth_load_and_run(env: &ClientEnv, archive: &Path, name: &str, cmd: &[&str]) -> String {
+    use berth_image::content::Provider;
+    let store = berth_store(env);
+    let file = fs::File::open(archive).unwrap();
+    let report = berth_image::archive::load(
+        &store,
+        std::io::BufReader::new(file),
+        &berth_image::archive::LoadOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        report.images.iter().any(|i| i.name.ends_with(name)),
+        "{name} not among the loaded images {:?}",
+        report.images.iter().map(|i| &i.name).collect::<Vec<_>>()
+    );
+    let img = store.get(name).unwrap();
+    let resolved = store
+        .resolve(&img.target, &berth_image::store::Platform::host())
+        .unwrap();
+    let rt = common::runtimes()
+        .into_iter()
+        .find(|r| r.name == "berth")
+        .unwrap();
+    let mut ct = common::Ct::new(&rt);
+    fs::remove_dir_all(&ct.rootfs).unwrap();
+    fs::create_dir_all(&ct.rootfs).unwrap();
+    for (layer, diff_id) in &resolved.layers {
+        let digest = layer.digest().to_string().parse().unwrap();
+        let blob = store.content().open(&digest).unwrap();
+        let stats = berth_image::layer::apply_layer(
+            std::io::BufReader::new(blob),
+            &ct.rootfs,
+            &berth_image::layer::ApplyOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(stats.diff_id.as_deref(), Some(diff_id.as_str()));
+    }
+    ct.args(cmd);
+    ct.run_ok()
+}
+
+/// Imports the env's busybox rootfs into berth's store as `name` (Cmd `sh`)
+/// and saves it to a tarball; returns its path.
+fn berth_save(env: &ClientEnv, name: &str) -> PathBuf {
+    let store = berth_store(env);
+    let tar = fs::File::open(env.rootfs_tar()).unwrap();
+    berth_image::archive::import(
+        &store,
+        std::io::BufReader::new(tar),
+        &berth_image::archive::ImportOptions {
+            name: Some(name.into()),
+            config: Some(serde_json::json!({
+                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                "Cmd": ["sh"],
+            })),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let out = env.path("berth-saved.tar");
+    let file = fs::File::create(&out).unwrap();
+    berth_image::archive::save(
+        &store,
+        &[name],
+        &berth_image::store::Platform::host(),
+        std::io::BufWriter::new(file),
+    )
+    .unwrap();
+    out
 }
