@@ -16,10 +16,12 @@
 //! `blobs/sha256/…`) plus `manifest.json` and `repositories` for
 //! docker-archive readers (Docker 20.10, podman).
 
+mod export;
 mod import;
 mod load;
 mod save;
 
+pub use export::{ExportStats, export};
 pub use import::{ImportOptions, import};
 pub use load::{LoadOptions, LoadReport, load};
 pub use save::save;
