@@ -49,6 +49,12 @@ impl HostInfo {
     }
 }
 
+/// The host architecture in Go's spelling (`amd64`, `arm64`), as the API
+/// reports it.
+pub fn goarch() -> String {
+    berth_image::store::Platform::host().architecture
+}
+
 fn machine() -> String {
     match std::env::consts::ARCH {
         "x86" => "i686".into(),
