@@ -48,6 +48,7 @@ pub fn split_prefix(path: &str) -> Option<(ApiVersion, &str)> {
 /// Docker's headers to every answer.
 pub async fn versioned(mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
+    tracing::debug!(method = %req.method(), uri = %req.uri(), "request");
     let mut version = MAX_API;
     if let Some((v, tail)) = split_prefix(&path) {
         if v < MIN_API {

@@ -381,3 +381,68 @@ fn bad_config_file_is_refused() {
     assert!(err.contains("is not valid JSON"), "{err}");
     assert!(!dir.path().join("s.sock").exists());
 }
+
+#[test]
+fn sigterm_lets_a_load_in_flight_finish() {
+    use std::io::{Read, Write};
+    let mut d = Daemon::start();
+    let tmp = d.dir.path().to_owned();
+    let arch = tmp.join("busybox.tar");
+    busybox_archive(&tmp.join("scratch"), "inflight:latest", "in-flight", &arch);
+    let bytes = std::fs::read(&arch).unwrap();
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        s,
+        "POST /v1.50/images/load?quiet=1 HTTP/1.1\r\nHost: docker\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        bytes.len()
+    )
+    .unwrap();
+    let half = bytes.len() / 2;
+    s.write_all(&bytes[..half]).unwrap();
+    s.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // New connections are refused while the request in flight goes on.
+    assert!(std::os::unix::net::UnixStream::connect(&d.sock).is_err());
+    s.write_all(&bytes[half..]).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("Loaded image: inflight:latest"), "{resp}");
+    let st = d.terminate_wait();
+    assert_eq!(st.code(), Some(0), "{}", d.log());
+    assert!(!d.sock.exists());
+    // The load is durable: a new store over the same data root has it.
+    let store = ImageStore::open(&d.data_root).unwrap();
+    assert!(store.get("inflight:latest").is_ok());
+}
+
+#[test]
+fn a_second_daemon_on_the_same_socket_is_refused() {
+    let d = Daemon::start();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berthd"))
+        .arg("-H")
+        .arg(format!("unix://{}", d.sock.display()))
+        .arg("--data-root")
+        .arg(d.dir.path().join("other-data"))
+        .arg("--exec-root")
+        .arg(d.dir.path().join("other-run"))
+        .arg("--config-file")
+        .arg(d.dir.path().join("daemon.json"))
+        .env_remove("BERTH_ROOT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is in use"), "{err}");
+    // The first daemon still serves.
+    d.docker_ok(&["version"]);
+}

@@ -178,6 +178,11 @@ impl Daemon {
             nix::sys::signal::Signal::SIGTERM,
         )
         .unwrap();
+        self.terminate_wait()
+    }
+
+    /// Waits (20 s at most) for the daemon to exit.
+    pub fn terminate_wait(&mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
