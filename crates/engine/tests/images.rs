@@ -132,7 +132,7 @@ fn load_reports_moved_tags_and_save_by_id_has_no_tags() {
     let imgs = e.images();
     let a = import(&e, "app:latest", "a");
     let mut tar_a = Vec::new();
-    let recs = imgs.save_records(&[a.clone()]).unwrap();
+    let recs = imgs.save_records(std::slice::from_ref(&a)).unwrap();
     assert_eq!(recs, vec![a.clone()]);
     imgs.save(&recs, &mut tar_a).unwrap();
     let mut tar_named = Vec::new();
