@@ -47,6 +47,9 @@ fn run(flags: &Flags) -> anyhow::Result<()> {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM during start-up still cleans up.
+    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
     let pidfile = PidFile::create(&cfg.pidfile)?;
     let engine = Engine::open(EngineConfig {
         data_root: cfg.data_root.clone(),
@@ -58,8 +61,6 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         host: Arc::new(berth_engine::system::HostInfo::read()),
         debug: cfg.debug,
     };
-    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sockets = Vec::new();
