@@ -498,9 +498,9 @@ pub fn prepare(image: &ImageConfiguration, rootfs: &Path, opts: &RunOptions) -> 
         match security.seccomp {
             Some(SeccompChoice::Unconfined) => None,
             Some(SeccompChoice::Profile(p)) => p.to_oci(&target)?,
-            Some(SeccompChoice::Builtin) | None => {
-                SeccompProfile::docker_default().to_oci(&target)?
-            }
+            Some(SeccompChoice::Builtin) | None => SeccompProfile::docker_default()
+                .to_oci(&target)?
+                .map(seccomp::without_unknown_syscalls),
         }
     };
 
