@@ -1,0 +1,1 @@
+//! Snapshot tests (real mounts; they need root and `BERTH_TEST_ROOT=1`).
