@@ -106,7 +106,7 @@ pub(super) fn write(
 }
 
 /// One PAX record: `<len> <key>=<value>\n`, len counting itself.
-fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+pub(super) fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     let body = key.len() + value.len() + 3; // ' ', '=', '\n'
     let mut len = body + 1;
     while len != body + len.to_string().len() {

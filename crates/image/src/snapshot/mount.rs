@@ -64,14 +64,14 @@ fn mount_one(m: &Mount, target: &Path) -> Result<(), SnapshotError> {
 }
 
 /// Options of an overlay mount, split.
-struct Overlay {
+pub(super) struct Overlay {
     lower: Vec<PathBuf>,
     upper: Option<String>,
     work: Option<String>,
     other: Vec<String>,
 }
 
-fn parse_overlay(m: &Mount) -> Overlay {
+pub(super) fn parse_overlay(m: &Mount) -> Overlay {
     let mut o = Overlay {
         lower: Vec::new(),
         upper: None,
@@ -170,7 +170,7 @@ fn fsopen_overlay(o: &Overlay, target: &Path, ro: bool) -> Result<(), Errno> {
 
 /// mount(2) with each lower dir named `/proc/self/fd/N` (held open for the
 /// call): about 17 bytes a layer.
-fn by_fd_paths(o: &Overlay, target: &Path, ro: bool) -> Result<(), SnapshotError> {
+pub(super) fn by_fd_paths(o: &Overlay, target: &Path, ro: bool) -> Result<(), SnapshotError> {
     let mut fds: Vec<OwnedFd> = Vec::with_capacity(o.lower.len());
     for l in &o.lower {
         let fd = rustix::fs::open(
