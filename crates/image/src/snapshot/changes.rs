@@ -60,7 +60,7 @@ impl RawChange {
 pub(super) fn compute(backend: Backend, l: &Layout) -> Result<Vec<RawChange>, SnapshotError> {
     if l.record.kind == Kind::View {
         return Err(SnapshotError::Invalid {
-            key: format!("#{}", l.record.id),
+            key: l.key.clone(),
             reason: "a view has no changes".into(),
         });
     }

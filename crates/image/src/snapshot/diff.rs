@@ -259,3 +259,23 @@ fn entry<W: Write>(
         None => append(b, h, &pax, io::empty()),
     }
 }
+
+#[cfg(test)]
+mod unit {
+    use super::pax_record;
+
+    #[test]
+    fn pax_record_lengths_count_themselves() {
+        for n in [0usize, 1, 5, 90, 94, 95, 96, 990, 995, 1000, 5000] {
+            let mut out = Vec::new();
+            pax_record(&mut out, b"path", &vec![b'a'; n]);
+            let s = String::from_utf8(out.clone()).expect("utf8");
+            let (len, _) = s.split_once(' ').expect("len");
+            assert_eq!(
+                len.parse::<usize>().expect("num"),
+                out.len(),
+                "value of {n} bytes"
+            );
+        }
+    }
+}

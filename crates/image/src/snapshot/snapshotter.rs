@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::fs::{self, DirBuilder, File};
 use std::io::{Read, Write};
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -164,6 +164,7 @@ impl Drop for TempMount {
 
 /// Where one snapshot lives, with its parents' directories.
 pub(super) struct Layout {
+    pub key: String,
     pub record: Record,
     /// `<root>/snapshots/<id>/fs`.
     pub fs: PathBuf,
@@ -183,6 +184,19 @@ impl Snapshotter {
         db: Arc<Database>,
         backend: Option<Backend>,
     ) -> Result<Self, SnapshotError> {
+        // Overlay option strings separate paths with ',' and ':'.
+        if root
+            .as_os_str()
+            .as_bytes()
+            .iter()
+            .any(|b| matches!(b, b',' | b':'))
+        {
+            return Err(SnapshotError::io(
+                "snapshot root may not contain ',' or ':':",
+                root,
+                std::io::Error::from(std::io::ErrorKind::InvalidInput),
+            ));
+        }
         mkdir_all(&root.join("snapshots"))?;
         mkdir_all(&root.join("mnt"))?;
         let tx = db
@@ -489,6 +503,7 @@ impl Snapshotter {
             }
         }
         Ok(Layout {
+            key: key.to_string(),
             fs: self.dir_of(record.id).join("fs"),
             record,
             parents,
@@ -808,5 +823,24 @@ fn detect(root: &Path) -> Backend {
         Backend::Overlay
     } else {
         Backend::Copy
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape(r"/a\040b\011c"), PathBuf::from("/a b\tc"));
+        assert_eq!(unescape(r"/x\\"), PathBuf::from(r"/x\\"));
+        assert_eq!(unescape("/plain"), PathBuf::from("/plain"));
+    }
+
+    #[test]
+    fn keys_are_checked() {
+        assert!(check_key("").is_err());
+        assert!(check_key("a\0b").is_err());
+        assert!(check_key("sha256:abc").is_ok());
     }
 }
