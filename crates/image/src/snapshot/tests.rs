@@ -520,6 +520,40 @@ fn write_diff_round_trip() {
             format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(&tar))
         );
 
+        // The entries, as a tar reader sees them.
+        let mut names = Vec::new();
+        let mut ar = tar::Archive::new(&tar[..]);
+        for e in ar.entries().expect("entries") {
+            let e = e.expect("entry");
+            let p = e.path().expect("path").to_string_lossy().into_owned();
+            names.push((p, e.header().entry_type()));
+        }
+        if let Ok(dump) = std::env::var("BERTH_DUMP_DIFF") {
+            fs::write(format!("{dump}.{backend:?}.tar"), &tar).expect("dump");
+        }
+        for (want, kind) in [
+            (".wh.dir", EntryType::Regular),
+            ("etc/.wh.hosts", EntryType::Regular),
+            ("etc/h2", EntryType::Link),
+            ("etc/passwd", EntryType::Regular),
+            ("keep/.wh.file", EntryType::Regular),
+            ("abs-link", EntryType::Symlink),
+            ("fifo", EntryType::Fifo),
+            (long.as_str(), EntryType::Regular),
+        ] {
+            assert!(
+                names.contains(&(want.to_string(), kind)),
+                "{backend:?} {want}: {names:?}"
+            );
+        }
+        let opaque = names.iter().any(|(n, _)| n == "op/.wh..wh..opq");
+        assert_eq!(opaque, backend == Backend::Overlay, "{names:?}");
+        // No entries for what did not change.
+        assert!(
+            !names.iter().any(|(n, _)| n.starts_with("etc/link")),
+            "{names:?}"
+        );
+
         // Apply it onto a plain copy of the parent and compare.
         let check = env.tmp.path().join("check");
         fs::create_dir(&check).expect("check");
@@ -540,6 +574,46 @@ fn write_diff_round_trip() {
             fs::metadata(check.join("etc/h2")).expect("h2").ino()
         );
         unmount(&root).expect("unmount");
+        drop(s);
+        assert!(env.mounted().is_empty());
+    }
+}
+
+#[test]
+fn failed_unpack_leaves_nothing() {
+    if !need_root() {
+        return;
+    }
+    for backend in BACKENDS {
+        let env = Env::new();
+        let s = env.open(Some(backend));
+        s.unpack_layer("p-", None, "l1", &base_layer()[..], &opts())
+            .expect("l1");
+        let bad = layer(&[E::File("ok", "x"), E::Char("dev/null", 1, 3)]);
+        let err = s
+            .unpack_layer("p-", Some("l1"), "l2", &bad[..], &ApplyOptions::default())
+            .expect_err("devices refused");
+        assert!(matches!(err, SnapshotError::Layer { .. }), "{err}");
+        assert!(err.to_string().starts_with("unpack l2: "), "{err}");
+        let names: Vec<String> = s
+            .list()
+            .expect("list")
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        assert_eq!(names, ["l1"]);
+        assert_eq!(
+            super::copy::names(&env.root().join("snapshots"))
+                .expect("n")
+                .len(),
+            1
+        );
+        assert!(
+            super::copy::names(&env.root().join("mnt"))
+                .expect("mnt")
+                .is_empty()
+        );
+        assert!(s.cleanup().expect("cleanup").is_empty());
         drop(s);
         assert!(env.mounted().is_empty());
     }
