@@ -135,7 +135,7 @@ fn legacy(data: &str, target: &Path, ro: bool) -> Result<(), SnapshotError> {
 }
 
 /// The new mount API, one `lowerdir+` per layer (Linux 6.8+).
-fn fsopen_overlay(o: &Overlay, target: &Path, ro: bool) -> Result<(), Errno> {
+pub(super) fn fsopen_overlay(o: &Overlay, target: &Path, ro: bool) -> Result<(), Errno> {
     let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
     for l in &o.lower {
         rustix::mount::fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;

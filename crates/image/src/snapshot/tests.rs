@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tar::EntryType;
 
 use super::copy::{copy_tree, xattrs};
-use super::mount::{by_fd_paths, parse_overlay};
+use super::mount::{by_fd_paths, fsopen_overlay, parse_overlay};
 use super::*;
 use crate::layer::{ApplyOptions, apply_layer};
 
@@ -646,6 +646,13 @@ fn many_stacked_layers_mount() {
     }
     fs::write(root.join("w"), "w").expect("write");
     unmount(&root).expect("unmount");
+
+    // The fsopen path on its own (this kernel has `lowerdir+`).
+    let target = env.tmp.path().join("m/fsopen");
+    fs::create_dir_all(&target).expect("mkdir");
+    fsopen_overlay(&parse_overlay(&m[0]), &target, true).expect("fsopen");
+    assert!(target.join("f119").is_file() && fs::write(target.join("ro"), "x").is_err());
+    unmount(&target).expect("unmount");
 
     // The fallback for kernels without `lowerdir+`.
     let target = env.tmp.path().join("m/fd");
