@@ -88,7 +88,7 @@ impl ApiError {
         )
     }
 
-    /// 404 with a plain NAME_UNKNOWN-free body for paths that are not API routes.
+    /// 404 for paths that are not API routes.
     pub fn not_found(path: &str) -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,

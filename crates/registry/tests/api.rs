@@ -708,3 +708,50 @@ fn requests_are_logged_one_line_each() {
         lines[1]
     );
 }
+
+#[test]
+fn oversized_manifest_is_refused_with_size_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.json");
+    std::fs::write(&path, r#"{"max_manifest_bytes": 64}"#).unwrap();
+    let s = Server::start(
+        &dir.path().join("root"),
+        &["--config", path.to_str().unwrap()],
+    );
+    let a = agent();
+    let m = image_manifest(&a, &s, "big", "x");
+    let mut r = put_manifest(&a, &s, "big", "t", OCI_MANIFEST, &m);
+    assert_eq!(r.status(), 413);
+    assert_eq!(code(&mut r), "SIZE_INVALID");
+}
+
+#[test]
+fn docker_schema2_manifests_keep_their_media_type() {
+    let (_d, s, a) = setup();
+    let docker = "application/vnd.docker.distribution.manifest.v2+json";
+    let config = push_blob(&a, &s, "dk", b"{\"os\":\"linux\"}");
+    let layer = push_blob(&a, &s, "dk", b"docker layer");
+    let m = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": docker,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config, "size": 14},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": layer, "size": 12}],
+    }))
+    .unwrap();
+    assert_eq!(
+        put_manifest(&a, &s, "dk", "latest", docker, &m).status(),
+        201
+    );
+    let r = a.get(s.url("/v2/dk/manifests/latest")).call().unwrap();
+    assert_eq!(header(&r, "content-type").as_deref(), Some(docker));
+    // Schema 1 is refused.
+    let mut r = put_manifest(
+        &a,
+        &s,
+        "dk",
+        "old",
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        b"{\"schemaVersion\":1,\"name\":\"dk\",\"tag\":\"old\",\"fsLayers\":[]}",
+    );
+    assert_eq!(r.status(), 400);
+    assert_eq!(code(&mut r), "MANIFEST_INVALID");
+}

@@ -192,3 +192,28 @@ fn upload_cut_off_by_sigkill_is_invisible_then_purged_on_restart() {
     let mut r = a.get(s.url(&loc)).call().unwrap();
     assert_eq!(code(&mut r), "BLOB_UPLOAD_UNKNOWN");
 }
+
+#[test]
+fn too_many_uploads_at_once_get_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("limit.json");
+    std::fs::write(&path, r#"{"uploads": {"max_concurrent": 1}}"#).unwrap();
+    let s = Server::start(
+        &dir.path().join("root"),
+        &["--config", path.to_str().unwrap()],
+    );
+    let a = agent();
+    let first = new_upload(&a, &s, "busy");
+    let mut c = start_patch(&s, &first, 10, b"12345");
+    std::thread::sleep(Duration::from_millis(300));
+    let second = new_upload(&a, &s, "busy");
+    let mut r = a.patch(s.url(&second)).send(&b"x"[..]).unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(code(&mut r), "TOOMANYREQUESTS");
+    c.write_all(b"67890").unwrap();
+    let mut reply = [0u8; 12];
+    c.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"HTTP/1.1 202");
+    let r = a.patch(s.url(&second)).send(&b"x"[..]).unwrap();
+    assert_eq!(r.status(), 202);
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use berth_image::content::Digest;
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, LINK, LOCATION};
+use http::header::{CONTENT_TYPE, HeaderValue, LINK, LOCATION};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -368,16 +368,7 @@ async fn token(reg: &Arc<Registry>, req: Request<Incoming>) -> Result<Response<B
         }
     }
     let t = tokio::task::block_in_place(|| auth.issue_token(&headers, form_credentials, &scopes))?;
-    let mut r = json_response(StatusCode::OK, &t);
-    set_header(
-        r.headers_mut(),
-        CONTENT_LENGTH.as_str(),
-        &serde_json::to_vec(&t)
-            .map(|v| v.len())
-            .unwrap_or(0)
-            .to_string(),
-    );
-    Ok(r)
+    Ok(json_response(StatusCode::OK, &t))
 }
 
 #[cfg(test)]

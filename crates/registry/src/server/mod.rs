@@ -158,11 +158,8 @@ pub async fn serve(
 fn is_transient(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted)
-        || e.raw_os_error() == Some(libc_emfile())
-}
-
-const fn libc_emfile() -> i32 {
-    24 // EMFILE: out of file descriptors; wait and retry.
+        // Out of file descriptors: wait for some to close and retry.
+        || e.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error())
 }
 
 /// Answers a request and logs one line for it.

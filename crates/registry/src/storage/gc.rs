@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::str::FromStr;
 use std::time::Duration;
 
 use berth_image::content::{Algorithm, Digest, Info, Manager};
@@ -192,9 +191,4 @@ impl Storage {
         }
         Ok(report)
     }
-}
-
-/// Parses a digest from a report line (used by tests and the CLI).
-pub fn parse_digest(s: &str) -> Option<Digest> {
-    Digest::from_str(s).ok()
 }
