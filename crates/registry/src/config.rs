@@ -33,6 +33,15 @@ use serde::Deserialize;
 
 /// The default data root of the registry.
 pub const DEFAULT_ROOT: &str = "/var/lib/berth/registry";
+
+/// The storage root when none is given: `$BERTH_ROOT/registry` if berth's
+/// data root is overridden, else [`DEFAULT_ROOT`].
+pub fn default_root() -> PathBuf {
+    match std::env::var_os("BERTH_ROOT") {
+        Some(r) if !r.is_empty() => PathBuf::from(r).join("registry"),
+        _ => PathBuf::from(DEFAULT_ROOT),
+    }
+}
 /// The default listen address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:5000";
 

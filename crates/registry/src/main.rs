@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_registry::auth::Auth;
-use berth_registry::config::{Config, DEFAULT_ADDR, DEFAULT_ROOT, TlsConfig};
+use berth_registry::config::{Config, DEFAULT_ADDR, TlsConfig, default_root};
 use berth_registry::server::{self, Registry, tls};
 use berth_registry::storage::Storage;
 use berth_registry::storage::gc::GcOptions;
@@ -40,7 +40,7 @@ struct ServeArgs {
     /// Listen address (default 127.0.0.1:5000).
     #[arg(long)]
     addr: Option<SocketAddr>,
-    /// Storage root (default /var/lib/berth/registry).
+    /// Storage root (default $BERTH_ROOT/registry, or /var/lib/berth/registry).
     #[arg(long, env = "BERTH_REGISTRY_ROOT")]
     root: Option<PathBuf>,
     /// JSON configuration file; flags override it.
@@ -62,7 +62,7 @@ struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct GcArgs {
-    /// Storage root (default /var/lib/berth/registry).
+    /// Storage root (default $BERTH_ROOT/registry, or /var/lib/berth/registry).
     #[arg(long, env = "BERTH_REGISTRY_ROOT")]
     root: Option<PathBuf>,
     /// Report what would be removed; remove nothing.
@@ -94,7 +94,7 @@ fn main() {
 }
 
 fn gc(args: GcArgs) -> anyhow::Result<()> {
-    let root = args.root.unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+    let root = args.root.unwrap_or_else(default_root);
     let storage = Storage::open(&root).with_context(|| format!("open {}", root.display()))?;
     let report = storage
         .collect_garbage(&GcOptions {
@@ -148,10 +148,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.read_only |= args.read_only;
 
-    let root = config
-        .root
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+    let root = config.root.clone().unwrap_or_else(default_root);
     let storage = Storage::open(&root).with_context(|| format!("open {}", root.display()))?;
     // A writable server holds the storage lock, so gc cannot run beside it.
     let _lock = if config.read_only {

@@ -755,3 +755,21 @@ fn docker_schema2_manifests_keep_their_media_type() {
     assert_eq!(r.status(), 400);
     assert_eq!(code(&mut r), "MANIFEST_INVALID");
 }
+
+#[test]
+fn concurrent_pushes_of_the_same_manifest() {
+    let (_d, s, a) = setup();
+    let m = image_manifest(&a, &s, "same", "m");
+    std::thread::scope(|scope| {
+        for i in 0..8 {
+            let (a, s, m) = (&a, &s, &m);
+            scope.spawn(move || {
+                let r = put_manifest(a, s, "same", &format!("t{i}"), OCI_MANIFEST, m);
+                assert_eq!(r.status(), 201);
+            });
+        }
+    });
+    let mut r = a.get(s.url("/v2/same/tags/list")).call().unwrap();
+    assert_eq!(json(&mut r)["tags"].as_array().unwrap().len(), 8);
+    assert_eq!(std::fs::read_dir(s.root.join("ingest")).unwrap().count(), 0);
+}

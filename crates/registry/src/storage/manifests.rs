@@ -190,9 +190,12 @@ impl Storage {
 
         if !self.content.exists(&digest)? {
             let size = bytes.len() as u64;
+            // A ref of its own per request: two clients pushing the same
+            // manifest at once both succeed (the second commit finds the blob).
+            let nonce = durable::random_hex(8).ctx("random ingest ref in", self.content.root())?;
             let mut w = self
                 .content
-                .writer(&format!("manifest-{digest}"), Some((&digest, size)))?;
+                .writer(&format!("manifest-{digest}-{nonce}"), Some((&digest, size)))?;
             w.write_all(bytes)
                 .ctx("write manifest", self.content.root())?;
             w.commit(&digest, size)?;
