@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -116,7 +116,7 @@ pub async fn serve(
         });
         match &tls {
             None => {
-                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                let conn = http1_builder().serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
@@ -135,8 +135,7 @@ pub async fn serve(
                             return;
                         }
                     };
-                    let conn =
-                        http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                    let conn = http1_builder().serve_connection(TokioIo::new(stream), service);
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%remote, error = %e, "connection");
                     }
@@ -153,6 +152,14 @@ pub async fn serve(
         tracing::warn!("requests still in flight after {grace:?}; stopping anyway");
     }
     Ok(())
+}
+
+/// HTTP/1.1 with a bound on how long a client may take to send its headers.
+fn http1_builder() -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    b
 }
 
 fn is_transient(e: &std::io::Error) -> bool {
