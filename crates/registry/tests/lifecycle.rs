@@ -45,6 +45,17 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until a PATCH holds the upload: its status then answers 400
+/// BLOB_UPLOAD_INVALID ("busy with another request").
+fn wait_until_busy(a: &ureq::Agent, s: &Server, loc: &str) {
+    wait_until("the PATCH to be in flight", || {
+        a.get(s.url(loc))
+            .call()
+            .map(|r| r.status() == 400)
+            .unwrap_or(false)
+    });
+}
+
 fn ingest_count(root: &Path) -> usize {
     std::fs::read_dir(root.join("ingest"))
         .map(|d| d.count())
@@ -65,15 +76,8 @@ fn sigterm_finishes_requests_in_flight() {
     let loc = new_upload(&a, &s, "term");
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 249) as u8).collect();
     let mut c = start_patch(&s, &loc, data.len(), &data[..100_000]);
-    // Let the server start on the request before the signal.
-    wait_until("the first half to arrive", || {
-        a.get(s.url("/v2/"))
-            .call()
-            .map(|r| r.status() == 200)
-            .unwrap_or(false)
-            && s.logs().contains("GET /v2/")
-    });
-    std::thread::sleep(Duration::from_millis(300));
+    // The server is in the request once the upload reports busy.
+    wait_until_busy(&a, &s, &loc);
     s.signal(rustix::process::Signal::TERM);
     std::thread::sleep(Duration::from_millis(500));
     assert!(
@@ -205,7 +209,7 @@ fn too_many_uploads_at_once_get_429() {
     let a = agent();
     let first = new_upload(&a, &s, "busy");
     let mut c = start_patch(&s, &first, 10, b"12345");
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until_busy(&a, &s, &first);
     let second = new_upload(&a, &s, "busy");
     let mut r = a.patch(s.url(&second)).send(&b"x"[..]).unwrap();
     assert_eq!(r.status(), 429);
