@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -85,7 +86,8 @@ impl Claims {
 
 /// Signs and checks tokens.
 pub struct TokenSigner {
-    key: Vec<u8>,
+    /// HMAC-SHA256 keyed once; cloned per token.
+    keyed: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for TokenSigner {
@@ -103,9 +105,11 @@ pub fn now() -> u64 {
 }
 
 impl TokenSigner {
-    /// A signer with this key.
-    pub fn new(key: Vec<u8>) -> Self {
-        TokenSigner { key }
+    /// A signer with this key (HMAC takes keys of any length).
+    pub fn new(key: &[u8]) -> Self {
+        let keyed = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+            .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()));
+        TokenSigner { keyed }
     }
 
     /// Loads the key at `path`, making a random one (mode 0600) if absent.
@@ -115,7 +119,7 @@ impl TokenSigner {
             source,
         };
         match fs::read(path) {
-            Ok(key) if key.len() >= 32 => return Ok(TokenSigner::new(key)),
+            Ok(key) if key.len() >= 32 => return Ok(TokenSigner::new(&key)),
             Ok(_) => {
                 return Err(err(std::io::Error::new(
                     ErrorKind::InvalidData,
@@ -132,13 +136,11 @@ impl TokenSigner {
         durable::write_file(path, &key).map_err(err)?;
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(err)?;
-        Ok(TokenSigner::new(key))
+        Ok(TokenSigner::new(&key))
     }
 
     fn mac(&self, payload: &str) -> Hmac<Sha256> {
-        // HMAC takes keys of any length.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("hmac accepts any key length"));
+        let mut mac = self.keyed.clone();
         mac.update(payload.as_bytes());
         mac
     }
@@ -176,7 +178,7 @@ mod tests {
 
     #[test]
     fn sign_verify_tamper_expire() {
-        let s = TokenSigner::new(b"k".repeat(32));
+        let s = TokenSigner::new(&b"k".repeat(32));
         let t = s.sign(&claims(now() + 60));
         let c = s.verify(&t, "svc").unwrap();
         assert!(c.allows("repository", "a/b", "push"));
@@ -184,7 +186,7 @@ mod tests {
         assert!(!c.allows("repository", "a/c", "pull"));
         assert!(s.verify(&t, "other").is_none());
         assert!(
-            TokenSigner::new(b"x".repeat(32))
+            TokenSigner::new(&b"x".repeat(32))
                 .verify(&t, "svc")
                 .is_none()
         );
