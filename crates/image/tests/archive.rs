@@ -15,6 +15,10 @@ use berth_image::store::{GcOptions, ImageStore, Platform};
 fn rootfs_tar(marker: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut dir = tar::Header::new_ustar();
+    dir.set_uid(0);
+    dir.set_gid(0);
+    dir.set_mtime(0);
+    dir.set_mode(0o777);
     dir.set_entry_type(tar::EntryType::Directory);
     dir.set_mode(0o755);
     dir.set_size(0);
@@ -22,16 +26,28 @@ fn rootfs_tar(marker: &str) -> Vec<u8> {
         .unwrap();
     b.append_data(&mut dir, "bin/", std::io::empty()).unwrap();
     let mut f = tar::Header::new_ustar();
+    f.set_uid(0);
+    f.set_gid(0);
+    f.set_mtime(0);
+    f.set_mode(0o777);
     f.set_mode(0o644);
     let body = format!("root:x:0:0:root:/root:/bin/sh\n# {marker}\n");
     f.set_size(body.len() as u64);
     b.append_data(&mut f, "etc/passwd", body.as_bytes())
         .unwrap();
     let mut l = tar::Header::new_ustar();
+    l.set_uid(0);
+    l.set_gid(0);
+    l.set_mtime(0);
+    l.set_mode(0o777);
     l.set_entry_type(tar::EntryType::Symlink);
     l.set_size(0);
     b.append_link(&mut l, "bin/sh", "busybox").unwrap();
     let mut f = tar::Header::new_ustar();
+    f.set_uid(0);
+    f.set_gid(0);
+    f.set_mtime(0);
+    f.set_mode(0o777);
     f.set_mode(0o755);
     f.set_size(5);
     b.append_data(&mut f, "bin/busybox", &b"#!x\n\n"[..])
@@ -183,6 +199,10 @@ fn legacy_docker_archive(
     let mut b = tar::Builder::new(Vec::new());
     let mut add = |path: &str, data: &[u8]| {
         let mut h = tar::Header::new_ustar();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_mode(0o777);
         h.set_mode(0o644);
         h.set_size(data.len() as u64);
         b.append_data(&mut h, path, data).unwrap();
@@ -194,6 +214,10 @@ fn legacy_docker_archive(
     add("manifest.json", &serde_json::to_vec(&manifest).unwrap());
     add("repositories", b"{}");
     let mut l = tar::Header::new_ustar();
+    l.set_uid(0);
+    l.set_gid(0);
+    l.set_mtime(0);
+    l.set_mode(0o777);
     l.set_entry_type(tar::EntryType::Symlink);
     l.set_size(0);
     b.append_link(&mut l, "bbbb/layer.tar", "../aaaa/layer.tar")
@@ -326,6 +350,10 @@ fn bad_archives_are_refused_cleanly() {
         ),
     ] {
         let mut h = tar::Header::new_ustar();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_mode(0o777);
         h.set_size(d.len() as u64);
         h.set_mode(0o644);
         b.append_data(&mut h, p, d.as_slice()).unwrap();
@@ -339,6 +367,10 @@ fn bad_archives_are_refused_cleanly() {
     // A blob whose bytes do not match its name.
     let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_ustar();
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_mode(0o777);
     h.set_size(5);
     h.set_mode(0o644);
     b.append_data(
@@ -361,6 +393,10 @@ fn bad_archives_are_refused_cleanly() {
     let mut b = tar::Builder::new(Vec::new());
     for i in 0..60 {
         let mut h = tar::Header::new_ustar();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_mode(0o777);
         h.set_size(0);
         h.set_entry_type(tar::EntryType::Directory);
         b.append_data(&mut h, format!("d{i}/"), std::io::empty())

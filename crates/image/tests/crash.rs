@@ -31,6 +31,10 @@ fn rootfs_tgz(seed: u64, files: usize, size: usize) -> Vec<u8> {
             })
             .collect();
         let mut h = tar::Header::new_ustar();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_mode(0o777);
         h.set_mode(0o644);
         h.set_size(data.len() as u64);
         b.append_data(&mut h, format!("data/f{i}"), data.as_slice())

@@ -1316,11 +1316,26 @@ fn berth_store(env: &ClientEnv) -> berth_image::store::ImageStore {
     berth_image::store::ImageStore::open(&env.path("berth-images")).unwrap()
 }
 
-/// Loads `archive` (a client's `save` output) into berth's store, applies the
-/// layers of `name` to a fresh bundle's rootfs, and runs `cmd` in it with
-/// berth-runtime; returns the container's stdout.
+/// Unmounts a container rootfs (and removes its snapshot) even when a check fails.
+struct RootfsGuard<'a> {
+    snapshotter: &'a berth_image::snapshot::Snapshotter,
+    key: String,
+    target: PathBuf,
+}
+
+impl Drop for RootfsGuard<'_> {
+    fn drop(&mut self) {
+        let _ = berth_image::snapshot::unmount(&self.target);
+        let _ = self.snapshotter.remove(&self.key);
+    }
+}
+
+/// Loads `archive` (a client's `save` output) into berth's store, unpacks
+/// `name` into overlay snapshots, mounts a container snapshot on top as a
+/// fresh bundle's rootfs, builds the spec from the image config with
+/// Docker's defaults, and runs `cmd` with berth-runtime; returns its stdout.
 fn berth_load_and_run(env: &ClientEnv, archive: &Path, name: &str, cmd: &[&str]) -> String {
-    use berth_image::content::Provider;
+    use berth_image::store::Platform;
     let store = berth_store(env);
     let file = fs::File::open(archive).unwrap();
     let report = berth_image::archive::load(
@@ -1335,9 +1350,22 @@ fn berth_load_and_run(env: &ClientEnv, archive: &Path, name: &str, cmd: &[&str])
         report.images.iter().map(|i| &i.name).collect::<Vec<_>>()
     );
     let img = store.get(name).unwrap();
-    let resolved = store
-        .resolve(&img.target, &berth_image::store::Platform::host())
+    let snapshotter = berth_image::snapshot::Snapshotter::open(
+        &env.path("berth-images/snapshots"),
+        store.db().clone(),
+        None,
+    )
+    .unwrap();
+    let top = store
+        .unpack(
+            &snapshotter,
+            &img.target,
+            &Platform::host(),
+            &berth_image::layer::ApplyOptions::default(),
+        )
         .unwrap();
+    let resolved = store.resolve(&img.target, &Platform::host()).unwrap();
+
     let rt = common::runtimes()
         .into_iter()
         .find(|r| r.name == "berth")
@@ -1345,19 +1373,29 @@ fn berth_load_and_run(env: &ClientEnv, archive: &Path, name: &str, cmd: &[&str])
     let mut ct = common::Ct::new(&rt);
     fs::remove_dir_all(&ct.rootfs).unwrap();
     fs::create_dir_all(&ct.rootfs).unwrap();
-    for (layer, diff_id) in &resolved.layers {
-        let digest = layer.digest().to_string().parse().unwrap();
-        let blob = store.content().open(&digest).unwrap();
-        let stats = berth_image::layer::apply_layer(
-            std::io::BufReader::new(blob),
-            &ct.rootfs,
-            &berth_image::layer::ApplyOptions::default(),
-        )
+    let key = format!("container-{}", ct.id);
+    let mounts = snapshotter
+        .prepare(&key, top.as_deref(), Default::default())
         .unwrap();
-        assert_eq!(stats.diff_id.as_deref(), Some(diff_id.as_str()));
-    }
-    ct.args(cmd);
-    ct.run_ok()
+    let _guard = RootfsGuard {
+        snapshotter: &snapshotter,
+        key,
+        target: ct.rootfs.clone(),
+    };
+    berth_image::snapshot::mount_all(&mounts, &ct.rootfs).unwrap();
+    let opts = berth_image::spec::RunOptions {
+        id: Some(ct.id.clone()),
+        cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+        cgroups_path: Some(ct.cgroup.clone()),
+        ..Default::default()
+    };
+    let prepared = berth_image::spec::prepare(&resolved.config, &ct.rootfs, &opts).unwrap();
+    let mut spec = serde_json::to_value(&prepared.spec).unwrap();
+    spec["root"]["path"] = "rootfs".into();
+    ct.spec = spec;
+    let out = ct.run_ok();
+    ct.delete();
+    out
 }
 
 /// Imports the env's busybox rootfs into berth's store as `name` (Cmd `sh`)

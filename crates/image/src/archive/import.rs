@@ -3,7 +3,6 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 use super::ArchiveError;
-use super::load::{put_bytes, write_manifest};
 use crate::content::{Algorithm, Digester, Ingester};
 use crate::media;
 use crate::store::{GcOptions, Image, ImageStore, Platform, Resource};
@@ -99,10 +98,8 @@ pub fn import(
         }
         let bytes = serde_json::to_vec(&config)
             .map_err(|e| ArchiveError::Invalid(format!("encode config: {e}")))?;
-        let config_digest = put_bytes(store, &lease, &bytes)?;
-        let target = write_manifest(
-            store,
-            &lease,
+        let config_digest = lease.put_bytes(&bytes)?;
+        let target = lease.write_manifest(
             &config_digest,
             bytes.len() as u64,
             &[(digest, size, media_type)],

@@ -7,7 +7,7 @@ use oci_spec::image::{ImageConfiguration, ImageIndex};
 use serde::Deserialize;
 
 use super::{ArchiveError, decompressed};
-use crate::content::{Algorithm, ContentError, Digest, Ingester, Provider};
+use crate::content::{ContentError, Digest, Ingester, Provider};
 use crate::media;
 use crate::store::{GcOptions, Image, ImageStore, LeaseGuard, Platform, Resource, Target};
 
@@ -311,7 +311,7 @@ fn docker_archive(
         }
         let target = match originals.get(&config_digest.to_string()) {
             Some(t) if store.check_complete(t).is_ok() => t.clone(),
-            _ => write_manifest(store, lease, &config_digest, config_size, &layers)?,
+            _ => lease.write_manifest(&config_digest, config_size, &layers)?,
         };
         let tags = entry.repo_tags.clone().unwrap_or_default();
         if tags.is_empty() {
@@ -410,52 +410,6 @@ fn layer_media_type(
         )));
     }
     Ok(mt)
-}
-
-/// Writes an OCI manifest for a config and layers into the store.
-pub(crate) fn write_manifest(
-    store: &ImageStore,
-    lease: &LeaseGuard,
-    config: &Digest,
-    config_size: u64,
-    layers: &[(Digest, u64, &'static str)],
-) -> Result<Target, ArchiveError> {
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_MANIFEST,
-        "config": {"mediaType": media::OCI_CONFIG, "digest": config.to_string(), "size": config_size},
-        "layers": layers.iter().map(|(d, s, mt)| serde_json::json!({
-            "mediaType": mt, "digest": d.to_string(), "size": s,
-        })).collect::<Vec<_>>(),
-    });
-    let bytes = serde_json::to_vec(&manifest)
-        .map_err(|e| ArchiveError::Invalid(format!("encode manifest: {e}")))?;
-    let digest = put_bytes(store, lease, &bytes)?;
-    Ok(Target {
-        media_type: media::OCI_MANIFEST.into(),
-        digest: digest.to_string(),
-        size: bytes.len() as u64,
-    })
-}
-
-/// Stores a small blob under the lease.
-pub(crate) fn put_bytes(
-    store: &ImageStore,
-    lease: &LeaseGuard,
-    bytes: &[u8],
-) -> Result<Digest, ArchiveError> {
-    let digest = Digest::of(Algorithm::Sha256, bytes);
-    let size = bytes.len() as u64;
-    if store.content().exists(&digest)? {
-        lease.add(&Resource::Content(digest.clone()))?;
-        return Ok(digest);
-    }
-    let wref = format!("put-{}-{digest}", lease.id());
-    let mut w = store.content().writer(&wref, Some((&digest, size)))?;
-    io::Write::write_all(&mut w, bytes).map_err(ArchiveError::Write)?;
-    lease.add(&Resource::Content(digest.clone()))?;
-    w.commit(&digest, size)?;
-    Ok(digest)
 }
 
 /// A tar path made relative and clean: `./a//b` → `a/b`; None if it leaves

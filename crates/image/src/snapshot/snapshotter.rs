@@ -732,7 +732,8 @@ impl Snapshotter {
     /// snapshot, through a temporary mount otherwise, so removals become
     /// overlay whiteouts), and committed as `chain_id`. If `chain_id` is
     /// already committed nothing is done and default (empty) stats are
-    /// returned.
+    /// returned. With `expected_diff_id`, a layer whose uncompressed stream
+    /// hashes to something else is refused before it is committed.
     pub fn unpack_layer(
         &self,
         key_prefix: &str,
@@ -740,6 +741,7 @@ impl Snapshotter {
         chain_id: &str,
         layer: impl Read,
         opts: &ApplyOptions,
+        expected_diff_id: Option<&str>,
     ) -> Result<ApplyStats, SnapshotError> {
         match self.stat(chain_id) {
             Ok(info) if info.kind == Kind::Committed => return Ok(ApplyStats::default()),
@@ -778,6 +780,18 @@ impl Snapshotter {
                 tm.mounted = false;
                 stats
             };
+            if let Some(want) = expected_diff_id.filter(|w| stats.diff_id.as_deref() != Some(*w)) {
+                return Err(SnapshotError::Invalid {
+                    key: chain_id.to_string(),
+                    reason: format!(
+                        "layer content hashes to {}, but the image config's diff_id is {want}",
+                        stats
+                            .diff_id
+                            .as_deref()
+                            .unwrap_or("nothing (diffID not computed)")
+                    ),
+                });
+            }
             match self.commit(chain_id, &key, Labels::new()) {
                 Ok(()) => Ok(stats),
                 // Another unpack of the same layer won.

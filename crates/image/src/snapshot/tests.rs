@@ -222,7 +222,7 @@ fn stacked_layers_with_whiteouts_and_opaque_dirs() {
     for backend in BACKENDS {
         let env = Env::new();
         let s = env.open(Some(backend));
-        s.unpack_layer("", None, "l1", &base_layer()[..], &opts())
+        s.unpack_layer("", None, "l1", &base_layer()[..], &opts(), None)
             .expect("l1");
         let l2 = layer(&[
             E::Wh("etc/hosts"),
@@ -233,16 +233,16 @@ fn stacked_layers_with_whiteouts_and_opaque_dirs() {
             E::File("top", "t"),
         ]);
         let st = s
-            .unpack_layer("", Some("l1"), "l2", &l2[..], &opts())
+            .unpack_layer("", Some("l1"), "l2", &l2[..], &opts(), None)
             .expect("l2");
         assert_eq!(st.whiteouts, 3);
         // Again: nothing done.
         let again = s
-            .unpack_layer("", Some("l1"), "l2", &l2[..], &opts())
+            .unpack_layer("", Some("l1"), "l2", &l2[..], &opts(), None)
             .expect("again");
         assert_eq!(again.entries, 0);
         let l3 = layer(&[E::Dir("dir"), E::File("dir/back", "b")]);
-        s.unpack_layer("", Some("l2"), "l3", &l3[..], &opts())
+        s.unpack_layer("", Some("l2"), "l3", &l3[..], &opts(), None)
             .expect("l3");
 
         let m = s.prepare("c1", Some("l3"), Labels::new()).expect("prepare");
@@ -412,7 +412,7 @@ fn changes_like_docker_diff() {
     for backend in BACKENDS {
         let env = Env::new();
         let s = env.open(Some(backend));
-        s.unpack_layer("", None, "l1", &base_layer()[..], &opts())
+        s.unpack_layer("", None, "l1", &base_layer()[..], &opts(), None)
             .expect("l1");
         let root = env.mount(&s.prepare("c", Some("l1"), Labels::new()).expect("c"), "c");
         assert!(s.changes("c").expect("changes").is_empty(), "{backend:?}");
@@ -488,7 +488,7 @@ fn write_diff_round_trip() {
         let env = Env::new();
         let s = env.open(Some(backend));
         let base = base_layer();
-        s.unpack_layer("", None, "l1", &base[..], &opts())
+        s.unpack_layer("", None, "l1", &base[..], &opts(), None)
             .expect("l1");
         let root = env.mount(&s.prepare("c", Some("l1"), Labels::new()).expect("c"), "c");
         change_things(&root);
@@ -587,11 +587,18 @@ fn failed_unpack_leaves_nothing() {
     for backend in BACKENDS {
         let env = Env::new();
         let s = env.open(Some(backend));
-        s.unpack_layer("p-", None, "l1", &base_layer()[..], &opts())
+        s.unpack_layer("p-", None, "l1", &base_layer()[..], &opts(), None)
             .expect("l1");
         let bad = layer(&[E::File("ok", "x"), E::Char("dev/null", 1, 3)]);
         let err = s
-            .unpack_layer("p-", Some("l1"), "l2", &bad[..], &ApplyOptions::default())
+            .unpack_layer(
+                "p-",
+                Some("l1"),
+                "l2",
+                &bad[..],
+                &ApplyOptions::default(),
+                None,
+            )
             .expect_err("devices refused");
         assert!(matches!(err, SnapshotError::Layer { .. }), "{err}");
         assert!(err.to_string().starts_with("unpack l2: "), "{err}");
@@ -631,7 +638,7 @@ fn many_stacked_layers_mount() {
         let name = format!("f{i}");
         let l = layer(&[E::File(&name, "x")]);
         let chain = format!("sha256:{i:064x}");
-        s.unpack_layer("", parent.as_deref(), &chain, &l[..], &opts())
+        s.unpack_layer("", parent.as_deref(), &chain, &l[..], &opts(), None)
             .expect("unpack");
         parent = Some(chain);
     }
@@ -682,7 +689,7 @@ fn crash_leftovers_are_removed_on_open() {
     for backend in BACKENDS {
         let env = Env::new();
         let s = env.open(Some(backend));
-        s.unpack_layer("", None, "l1", &base_layer()[..], &opts())
+        s.unpack_layer("", None, "l1", &base_layer()[..], &opts(), None)
             .expect("l1");
         let kept = s
             .prepare("container", Some("l1"), Labels::new())
@@ -746,7 +753,8 @@ fn copy_backend_preserves_metadata() {
         E::Fifo("d/fifo"),
         E::Sym("d/sym", "owned"),
     ]);
-    s.unpack_layer("", None, "l1", &l[..], &opts()).expect("l1");
+    s.unpack_layer("", None, "l1", &l[..], &opts(), None)
+        .expect("l1");
     s.prepare("c", Some("l1"), Labels::new()).expect("c");
     let parent = s.layout("l1").expect("l1").fs;
     let child = s.layout("c").expect("c").fs;

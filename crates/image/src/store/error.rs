@@ -31,6 +31,9 @@ pub enum StoreError {
         /// The decode error.
         reason: String,
     },
+    /// The snapshotter failed (unpack, diff, removal).
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// No image has this name or id.
     #[error("No such image: {0}")]
     NoSuchImage(String),

@@ -92,6 +92,48 @@ impl LeaseGuard {
         self.store.lease_add(&self.lease.id, resource)
     }
 
+    /// Stores a small blob (a config, a manifest) under this lease.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
+        use crate::content::{Ingester, Provider};
+        let digest = Digest::of(crate::content::Algorithm::Sha256, bytes);
+        let size = bytes.len() as u64;
+        self.add(&Resource::Content(digest.clone()))?;
+        if self.store.content().exists(&digest)? {
+            return Ok(digest);
+        }
+        let wref = format!("put-{}-{digest}", self.lease.id);
+        let mut w = self.store.content().writer(&wref, Some((&digest, size)))?;
+        std::io::Write::write_all(&mut w, bytes)
+            .map_err(|e| StoreError::io(format!("write blob {digest}"), e))?;
+        w.commit(&digest, size)?;
+        Ok(digest)
+    }
+
+    /// Writes an OCI manifest for a config and layers `(digest, size,
+    /// media type)` under this lease.
+    pub fn write_manifest(
+        &self,
+        config: &Digest,
+        config_size: u64,
+        layers: &[(Digest, u64, &str)],
+    ) -> Result<super::Target, StoreError> {
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::media::OCI_MANIFEST,
+            "config": {"mediaType": crate::media::OCI_CONFIG, "digest": config.to_string(), "size": config_size},
+            "layers": layers.iter().map(|(d, s, mt)| serde_json::json!({
+                "mediaType": mt, "digest": d.to_string(), "size": s,
+            })).collect::<Vec<_>>(),
+        });
+        let bytes = encode(&manifest);
+        let digest = self.put_bytes(&bytes)?;
+        Ok(super::Target {
+            media_type: crate::media::OCI_MANIFEST.into(),
+            digest: digest.to_string(),
+            size: bytes.len() as u64,
+        })
+    }
+
     /// Deletes the lease now, reporting errors that `drop` would swallow.
     pub fn release(mut self) -> Result<(), StoreError> {
         self.released = true;
