@@ -79,6 +79,70 @@ fn crash_worker() {
     }
 }
 
+/// Runs only when re-executed by
+/// [`sigkill_during_unpack_and_commit_leaves_consistent_snapshots`]: unpack,
+/// container changes, commit, removal and gc of snapshots, in a loop.
+#[test]
+fn crash_snapshot_worker() {
+    let Ok(dir) = std::env::var("BERTH_CRASH_SNAPSHOT_WORKER") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let store = ImageStore::open(&dir.join("store")).unwrap();
+    let snaps = berth_image::snapshot::Snapshotter::open(
+        &dir.join("store/snapshots"),
+        store.db().clone(),
+        None,
+    )
+    .unwrap();
+    let host = Platform::host();
+    let layer = std::fs::read(dir.join("layer.tgz")).unwrap();
+    let base = archive::import(
+        &store,
+        Cursor::new(&layer),
+        &ImportOptions {
+            name: Some("base:1".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let mnt = dir.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    for round in 0u64.. {
+        let top = store
+            .unpack(&snaps, &base.target, &host, &Default::default())
+            .unwrap();
+        let key = format!("ctr-{round}");
+        let mounts = snaps
+            .prepare(&key, top.as_deref(), Default::default())
+            .unwrap();
+        berth_image::snapshot::mount_all(&mounts, &mnt).unwrap();
+        std::fs::write(mnt.join(format!("data/new-{round}")), vec![7u8; 300_000]).unwrap();
+        std::fs::remove_file(mnt.join("data/f0")).ok();
+        berth_image::snapshot::unmount(&mnt).unwrap();
+        let img = store
+            .commit_container(
+                &snaps,
+                &key,
+                &base.target,
+                &host,
+                &berth_image::store::CommitOptions {
+                    name: Some(format!("committed:{}", round % 2)),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        store
+            .unpack(&snaps, &img.target, &host, &Default::default())
+            .unwrap();
+        snaps.remove(&key).unwrap();
+        store.gc_snapshots(&snaps, &host, false).unwrap();
+        store.gc(&GcOptions::default()).unwrap();
+    }
+}
+
 /// Every visible image resolves and each blob it needs re-hashes to its digest.
 fn check_whole(store: &ImageStore) -> usize {
     let images = store.list().unwrap();
@@ -204,4 +268,101 @@ fn sigkill_at_any_point_leaves_a_consistent_store() {
         drop(store);
     }
     assert_eq!(kills, 18);
+}
+
+#[test]
+fn sigkill_during_unpack_and_commit_leaves_consistent_snapshots() {
+    if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1") {
+        eprintln!("skipped: set BERTH_TEST_ROOT=1 (as root)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("layer.tgz"), rootfs_tgz(5, 8, 256 << 10)).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let host = Platform::host();
+    for delay_ms in [3u64, 10, 25, 45, 70, 100, 135, 175, 220, 270, 330, 400] {
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "crash_snapshot_worker",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("BERTH_CRASH_SNAPSHOT_WORKER", dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !String::from_utf8_lossy(&seen).contains("ready") {
+            if out.read(&mut byte).unwrap() == 0 {
+                break;
+            }
+            seen.push(byte[0]);
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        assert!(
+            child.wait().unwrap().code().is_none(),
+            "worker ended by itself"
+        );
+        // The killed worker may have left its container mount behind.
+        let _ = berth_image::snapshot::unmount(&dir.join("mnt"));
+
+        let store = ImageStore::open(&dir.join("store")).unwrap();
+        let snaps = berth_image::snapshot::Snapshotter::open(
+            &dir.join("store/snapshots"),
+            store.db().clone(),
+            None,
+        )
+        .unwrap();
+        let n = check_whole(&store);
+        // Every snapshot's parent exists, and each image unpacks.
+        let all = snaps.list().unwrap();
+        let names: BTreeSet<&str> = all.iter().map(|s| s.name.as_str()).collect();
+        for s in &all {
+            if let Some(p) = &s.parent {
+                assert!(
+                    names.contains(p.as_str()),
+                    "{} has a missing parent {p}",
+                    s.name
+                );
+            }
+        }
+        for img in store.list().unwrap() {
+            store
+                .unpack(&snaps, &img.target, &host, &Default::default())
+                .unwrap_or_else(|e| panic!("unpack {} after a crash: {e}", img.name));
+        }
+        // Containers left by the dead worker are the engine's to remove.
+        for s in &all {
+            if s.name.starts_with("ctr-") {
+                snaps.remove(&s.name).unwrap();
+            }
+        }
+        store.gc_snapshots(&snaps, &host, false).unwrap();
+        store.gc(&GcOptions::default()).unwrap();
+        assert!(store.gc_snapshots(&snaps, &host, true).unwrap().is_empty());
+        let roots = store.snapshot_roots(&host).unwrap();
+        let left: BTreeSet<String> = snaps.list().unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(left, roots, "snapshots beyond what images need");
+        let report = store.gc(&GcOptions { dry_run: true }).unwrap();
+        assert!(
+            report.blobs.is_empty() && report.ingests.is_empty(),
+            "{report:?}"
+        );
+        eprintln!(
+            "kill after {delay_ms} ms: {n} whole images, {} snapshots",
+            left.len()
+        );
+        drop(snaps);
+        drop(store);
+    }
 }
