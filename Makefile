@@ -44,6 +44,7 @@ install: build
 ## tests (the conformance suite runs against berth-runtime and runc), and a
 ## check that nothing was left behind.
 test: deps-test fmt clippy unit leaks
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test-output.log
 
 fmt:
 	$(CARGO) fmt --all --check
@@ -53,7 +54,8 @@ clippy:
 
 unit:
 	@saved="$$(cat /sys/fs/cgroup/unified/cgroup.subtree_control 2>/dev/null)"; \
-	BERTH_TEST_ROOT=1 $(CARGO) test --locked --workspace; rc=$$?; \
+	set -o pipefail; mkdir -p target; \
+	BERTH_TEST_ROOT=1 $(CARGO) test --locked --workspace 2>&1 | tee target/test-output.log; rc=$$?; \
 	scripts/cgroup2-restore.sh "$$saved"; exit $$rc
 
 leaks:
