@@ -28,7 +28,8 @@
 # podman: `podman --root/--runroot` under the work dir, `podman load -i` of
 # the same archive.
 #
-# berth: the example binary crates/image/examples/apply-layer.rs (release),
+# berth: the example binary crates/image/examples/apply-layer.rs (release;
+# also built with sha2 and zlib-rs at opt-level 3, see below),
 # which calls berth_image::layer::apply_layer with the default options (owners
 # kept, diffID computed) and prints its own peak RSS. Its output tree is
 # compared with tar's once (content, mode, owner, mtime, symlink targets)
@@ -87,7 +88,8 @@ WORK_MOUNTED=0
 DOCKERD_PID=""
 HOST_PATHS=(/etc/docker/key.json /var/lib/containers/cache/blob-info-cache-v1.boltdb
   /run/containerd/s /run/containerd/fifo /run/containerd/runc /run/containerd
-  /run/docker/plugins /run/docker /etc/docker /var/lib/containers/cache /var/lib/containers)
+  /run/docker/plugins /run/docker /etc/docker /var/lib/containers/cache /var/lib/containers
+  /dev/shm/libpod_lock)
 PREEXIST=" "
 for p in "${HOST_PATHS[@]}"; do [ -e "$p" ] && PREEXIST+="$p "; done
 
@@ -137,18 +139,36 @@ trap 'exit 129' HUP
 # --------------------------------------------------------------------------
 # berth's apply-layer example
 # --------------------------------------------------------------------------
-if [ -n "${BERTH_APPLY:-}" ]; then
-  BERTH=$BERTH_APPLY
-elif has_peer berth; then
-  log "building berth's apply-layer example (release)"
-  BERTH=$(cd "$REPO" && cargo build --release --locked --example apply-layer -p berth-image \
-    --message-format=json 2>/dev/null | python3 -c '
+# Two builds: "berth" with the workspace's release profile as it is
+# (opt-level "s"), and "berth-O3" with only the three hot crates, sha2 (the
+# diffID; at "s" its SHA-NI intrinsics are not inlined), zlib-rs and zstd-sys
+# (inflate, zstd), at opt-level 3, the per-package override proposed for the root
+# Cargo.toml. BERTH_APPLY / BERTH_APPLY_O3 skip a build.
+O3_CONFIG=(--config 'profile.release.package.sha2.opt-level=3' --config 'profile.release.package.zstd-sys.opt-level=3'
+  --config 'profile.release.package.zlib-rs.opt-level=3')
+build_example() {   # $1 target dir ("" = the default), rest: extra cargo args
+  local dir=$1; shift
+  (cd "$REPO" && ${dir:+env CARGO_TARGET_DIR="$dir"} cargo build --release --locked \
+    --example apply-layer -p berth-image "$@" --message-format=json 2>/dev/null) | python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "apply-layer" and m.get("executable"):
-        print(m["executable"])')
+        print(m["executable"])'
+}
+BERTH=${BERTH_APPLY:-}
+BERTH_O3=${BERTH_APPLY_O3:-}
+if has_peer berth; then
+  if [ -z "$BERTH" ]; then
+    log "building berth's apply-layer example (release profile as is)"
+    BERTH=$(build_example "")
+  fi
+  if [ -z "$BERTH_O3" ]; then
+    log "building berth's apply-layer example (sha2 and zlib-rs at opt-level 3)"
+    BERTH_O3=$(build_example "$REPO/target/bench-o3" "${O3_CONFIG[@]}")
+  fi
   [ -x "$BERTH" ] || die "cargo build --example apply-layer failed"
+  [ -x "$BERTH_O3" ] || die "cargo build --example apply-layer (opt-level 3 overrides) failed"
 fi
 
 # --------------------------------------------------------------------------
@@ -311,10 +331,14 @@ fi
 if has_peer berth; then
   run_berth_gz()  { "$BERTH" "$WORK/layer.tar.gz" "$DEST"; }
   run_berth_zst() { "$BERTH" "$WORK/layer.tar.zst" "$DEST"; }
+  run_o3_gz()  { "$BERTH_O3" "$WORK/layer.tar.gz" "$DEST"; }
+  run_o3_zst() { "$BERTH_O3" "$WORK/layer.tar.zst" "$DEST"; }
   best_of berth-gz fresh_dest run_berth_gz
   RSS_BERTH_GZ=$(sed -n 's/.*peak_rss_kib=\([0-9]*\).*/\1/p' "$WORK/out-berth-gz")
   best_of berth-zst fresh_dest run_berth_zst
   RSS_BERTH_ZST=$(sed -n 's/.*peak_rss_kib=\([0-9]*\).*/\1/p' "$WORK/out-berth-zst")
+  best_of o3-gz fresh_dest run_o3_gz
+  best_of o3-zst fresh_dest run_o3_zst
 fi
 rm -rf "$DEST"
 
@@ -390,8 +414,10 @@ REV=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo "no-commit")
     "docker load (gzip)=${BEST[docker-gz]:-${NOTE[docker]:-skipped}}" \
     "podman load (gzip)=${BEST[podman-gz]:-${NOTE[podman]:-skipped}}" \
     "berth apply (gzip)=${BEST[berth-gz]:-${NOTE[berth-gz]:-skipped}}" \
+    "berth-O3 (gzip)=${BEST[o3-gz]:-${NOTE[o3-gz]:-skipped}}" \
     "tar --zstd -xf=${BEST[tar-zst]:-skipped}" \
-    "berth apply (zstd)=${BEST[berth-zst]:-${NOTE[berth-zst]:-skipped}}" <<'PY'
+    "berth apply (zstd)=${BEST[berth-zst]:-${NOTE[berth-zst]:-skipped}}" \
+    "berth-O3 (zstd)=${BEST[o3-zst]:-${NOTE[o3-zst]:-skipped}}" <<'PY'
 import sys
 tar_b, gz_b, zst_b = (int(x) for x in sys.argv[1:4])
 ref = float(sys.argv[4]) if sys.argv[4] else None
@@ -409,5 +435,6 @@ for arg in sys.argv[5:]:
 PY
   echo
   echo "peak RSS (KiB): tar -xzf ${RSS_TAR:-?} (tar only; gzip runs beside it); berth gzip ${RSS_BERTH_GZ:-?}, zstd ${RSS_BERTH_ZST:-?}; dockerd VmHWM ${DOCKER_RSS:-?}"
-  [ -z "${BERTH:-}" ] || echo "berth: $BERTH"
+  [ -z "${BERTH:-}" ] || echo "berth: $BERTH (release profile as is)"
+  [ -z "${BERTH_O3:-}" ] || echo "berth-O3: $BERTH_O3 (${O3_CONFIG[*]})"
 }
