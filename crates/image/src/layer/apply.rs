@@ -1441,4 +1441,83 @@ mod tests {
             assert_eq!((m.uid(), m.gid()), (uid, gid), "{name}");
         }
     }
+
+    /// Writes the seed corpus of the fuzz target (crates/image/fuzz) into
+    /// `$BERTH_FUZZ_SEEDS` (`make fuzz` does); a no-op without it.
+    #[test]
+    fn fuzz_seeds() {
+        let Some(dir) = std::env::var_os("BERTH_FUZZ_SEEDS") else {
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).expect("seed dir");
+        let tmp_outside = b"/tmp/berth-fuzz-outside".to_vec();
+        let mut seeds: Vec<Vec<Vec<u8>>> = vec![
+            vec![file(b"../outside/pwn")],
+            vec![file(b"/abs/pwn")],
+            vec![symlink(b"link", b"/"), file(b"link/pwn")],
+            vec![
+                symlink(b"up", b"../.."),
+                file(b"up/pwn2"),
+                file(b"up/outside/pwn3"),
+            ],
+            vec![
+                raw(b"outside/", EntryType::Directory, b"", b""),
+                symlink(b"c1", b"c2"),
+                symlink(b"c2", b"../../outside"),
+                file(b"c1/pwn"),
+            ],
+            vec![
+                symlink(b"c1", b"c2"),
+                symlink(b"c2", b"../../outside"),
+                file(b"c1/pwn"),
+            ],
+            vec![symlink(b"d", &tmp_outside), file(b"d/pwn")],
+            vec![
+                symlink(b"f", b"../outside/sentinel"),
+                file(b"f"),
+                symlink(b"g", b"/"),
+                raw(b"g", EntryType::Directory, b"", b""),
+            ],
+            vec![symlink(b"esc", b"../outside/x")],
+            vec![symlink(b"w", b"../outside"), file(b"w/.wh.x")],
+            vec![symlink(b"w", b"../sentinel"), file(b"w/.wh..wh..opq")],
+            vec![hardlink(b"h", b"/etc/passwd")],
+            vec![hardlink(b"h", b"../outside")],
+            vec![symlink(b"s", b"../outside"), hardlink(b"h", b"s/x")],
+            vec![symlink(b"s", b"/etc/passwd"), hardlink(b"h", b"s")],
+            vec![
+                raw(b"etc/", EntryType::Directory, b"", b""),
+                hardlink(b"h", b"etc"),
+            ],
+            vec![raw(b"dev/null", EntryType::Char, b"", b"")],
+            vec![file(b"in"), hardlink(b"h", b"/in")],
+            vec![file(b"./")],
+            vec![raw(b"./", EntryType::Directory, b"", b"")],
+            vec![
+                raw(b"a/", EntryType::Directory, b"", b""),
+                file(b"a/x"),
+                raw(b"a/.wh.x", EntryType::Regular, b"", b""),
+                raw(b".wh.a", EntryType::Regular, b"", b""),
+                file(b"a/b/c"),
+                raw(b"a/.wh..wh..opq", EntryType::Regular, b"", b""),
+            ],
+        ];
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..4].copy_from_slice(b"huge");
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(1 << 40);
+        h.set_cksum();
+        seeds.push(vec![h.as_bytes().to_vec()]);
+        let mut blobs: Vec<Vec<u8>> = seeds.iter().map(|parts| tar_of(parts)).collect();
+        blobs.push(normal_layer());
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&blobs[2]).expect("gz");
+        blobs.push(gz.finish().expect("gz"));
+        blobs.push(zstd::encode_all(&blobs[3][..], 1).expect("zstd"));
+        for (i, blob) in blobs.iter().enumerate() {
+            std::fs::write(dir.join(format!("seed-{i:03}.tar")), blob).expect("write seed");
+        }
+    }
 }
