@@ -69,7 +69,10 @@ fuzz_target!(|data: &[u8]| {
         names(&up),
         BTreeSet::from(["outside", "root", "sentinel"].map(String::from))
     );
-    assert!(names(&up.join("sentinel")).is_empty(), "sentinel written to");
+    assert!(
+        names(&up.join("sentinel")).is_empty(),
+        "sentinel written to"
+    );
     let now = std::fs::symlink_metadata(up.join("outside")).expect("outside");
     assert!(now.is_file(), "outside file replaced");
     assert_eq!(now.ino(), outside.ino(), "outside file replaced");
