@@ -1442,8 +1442,9 @@ mod tests {
         }
     }
 
-    /// Writes the seed corpus of the fuzz target (crates/image/fuzz) into
-    /// `$BERTH_FUZZ_SEEDS` (`make fuzz` does); a no-op without it.
+    /// Writes the malicious archives (and a few controls) as files into
+    /// `$BERTH_FUZZ_SEEDS`: the fuzz target's seed corpus (`make fuzz`) and
+    /// the input of bench/hostile-docker-load.sh; a no-op without it.
     #[test]
     fn fuzz_seeds() {
         let Some(dir) = std::env::var_os("BERTH_FUZZ_SEEDS") else {
@@ -1451,73 +1452,130 @@ mod tests {
         };
         let dir = PathBuf::from(dir);
         std::fs::create_dir_all(&dir).expect("seed dir");
-        let tmp_outside = b"/tmp/berth-fuzz-outside".to_vec();
-        let mut seeds: Vec<Vec<Vec<u8>>> = vec![
-            vec![file(b"../outside/pwn")],
-            vec![file(b"/abs/pwn")],
-            vec![symlink(b"link", b"/"), file(b"link/pwn")],
-            vec![
-                symlink(b"up", b"../.."),
-                file(b"up/pwn2"),
-                file(b"up/outside/pwn3"),
-            ],
-            vec![
-                raw(b"outside/", EntryType::Directory, b"", b""),
-                symlink(b"c1", b"c2"),
-                symlink(b"c2", b"../../outside"),
-                file(b"c1/pwn"),
-            ],
-            vec![
-                symlink(b"c1", b"c2"),
-                symlink(b"c2", b"../../outside"),
-                file(b"c1/pwn"),
-            ],
-            vec![symlink(b"d", &tmp_outside), file(b"d/pwn")],
-            vec![
-                symlink(b"f", b"../outside/sentinel"),
-                file(b"f"),
-                symlink(b"g", b"/"),
-                raw(b"g", EntryType::Directory, b"", b""),
-            ],
-            vec![symlink(b"esc", b"../outside/x")],
-            vec![symlink(b"w", b"../outside"), file(b"w/.wh.x")],
-            vec![symlink(b"w", b"../sentinel"), file(b"w/.wh..wh..opq")],
-            vec![hardlink(b"h", b"/etc/passwd")],
-            vec![hardlink(b"h", b"../outside")],
-            vec![symlink(b"s", b"../outside"), hardlink(b"h", b"s/x")],
-            vec![symlink(b"s", b"/etc/passwd"), hardlink(b"h", b"s")],
-            vec![
-                raw(b"etc/", EntryType::Directory, b"", b""),
-                hardlink(b"h", b"etc"),
-            ],
-            vec![raw(b"dev/null", EntryType::Char, b"", b"")],
-            vec![file(b"in"), hardlink(b"h", b"/in")],
-            vec![file(b"./")],
-            vec![raw(b"./", EntryType::Directory, b"", b"")],
-            vec![
-                raw(b"a/", EntryType::Directory, b"", b""),
-                file(b"a/x"),
-                raw(b"a/.wh.x", EntryType::Regular, b"", b""),
-                raw(b".wh.a", EntryType::Regular, b"", b""),
-                file(b"a/b/c"),
-                raw(b"a/.wh..wh..opq", EntryType::Regular, b"", b""),
-            ],
+        let seeds: Vec<(&str, Vec<Vec<u8>>)> = vec![
+            ("dotdot-file", vec![file(b"../outside/pwn")]),
+            ("absolute-path", vec![file(b"/abs/pwn")]),
+            (
+                "symlink-to-slash-then-file",
+                vec![symlink(b"link", b"/"), file(b"link/pwn")],
+            ),
+            (
+                "symlink-dotdot-then-files",
+                vec![
+                    symlink(b"up", b"../.."),
+                    file(b"up/pwn2"),
+                    file(b"up/outside/pwn3"),
+                ],
+            ),
+            (
+                "symlink-chain-with-dir",
+                vec![
+                    raw(b"outside/", EntryType::Directory, b"", b""),
+                    symlink(b"c1", b"c2"),
+                    symlink(b"c2", b"../../outside"),
+                    file(b"c1/pwn"),
+                ],
+            ),
+            (
+                "symlink-chain-dangling",
+                vec![
+                    symlink(b"c1", b"c2"),
+                    symlink(b"c2", b"../../outside"),
+                    file(b"c1/pwn"),
+                ],
+            ),
+            (
+                "absolute-symlink-to-host-dir",
+                vec![symlink(b"d", b"/tmp/berth-hostile-outside"), file(b"d/pwn")],
+            ),
+            (
+                "symlink-replaced-by-file-and-dir",
+                vec![
+                    symlink(b"f", b"../outside/sentinel"),
+                    file(b"f"),
+                    symlink(b"g", b"/"),
+                    raw(b"g", EntryType::Directory, b"", b""),
+                ],
+            ),
+            (
+                "symlink-entry-outside",
+                vec![symlink(b"esc", b"../outside/x")],
+            ),
+            (
+                "whiteout-through-symlink",
+                vec![symlink(b"w", b"../outside"), file(b"w/.wh.x")],
+            ),
+            (
+                "opaque-through-symlink",
+                vec![symlink(b"w", b"../sentinel"), file(b"w/.wh..wh..opq")],
+            ),
+            (
+                "hardlink-to-etc-passwd",
+                vec![hardlink(b"h", b"/etc/passwd")],
+            ),
+            ("hardlink-dotdot", vec![hardlink(b"h", b"../outside/x")]),
+            (
+                "hardlink-through-symlink",
+                vec![symlink(b"s", b"../outside"), hardlink(b"h", b"s/x")],
+            ),
+            (
+                "hardlink-to-symlink-to-passwd",
+                vec![symlink(b"s", b"/etc/passwd"), hardlink(b"h", b"s")],
+            ),
+            (
+                "hardlink-to-directory",
+                vec![
+                    raw(b"etc/", EntryType::Directory, b"", b""),
+                    hardlink(b"h", b"etc"),
+                ],
+            ),
+            (
+                "char-device",
+                vec![raw(b"dev/null", EntryType::Char, b"", b"")],
+            ),
+            ("file-named-root", vec![file(b"./")]),
+            (
+                "whiteouts-and-opaque",
+                vec![
+                    raw(b"a/", EntryType::Directory, b"", b""),
+                    file(b"a/x"),
+                    raw(b"a/.wh.x", EntryType::Regular, b"", b""),
+                    raw(b".wh.a", EntryType::Regular, b"", b""),
+                    file(b"a/b/c"),
+                    raw(b"a/.wh..wh..opq", EntryType::Regular, b"", b""),
+                ],
+            ),
+            (
+                "control-hardlink-inside",
+                vec![file(b"in"), hardlink(b"h", b"/in")],
+            ),
+            (
+                "control-root-dir-entry",
+                vec![raw(b"./", EntryType::Directory, b"", b"")],
+            ),
         ];
+        let mut blobs: Vec<(String, Vec<u8>)> = seeds
+            .iter()
+            .map(|(name, parts)| ((*name).to_string(), tar_of(parts)))
+            .collect();
         let mut h = tar::Header::new_gnu();
         h.as_old_mut().name[..4].copy_from_slice(b"huge");
         h.set_entry_type(EntryType::Regular);
         h.set_mode(0o644);
         h.set_size(1 << 40);
         h.set_cksum();
-        seeds.push(vec![h.as_bytes().to_vec()]);
-        let mut blobs: Vec<Vec<u8>> = seeds.iter().map(|parts| tar_of(parts)).collect();
-        blobs.push(normal_layer());
+        blobs.push(("huge-size-no-data".into(), tar_of(&[h.as_bytes().to_vec()])));
+        let normal = normal_layer();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&blobs[2]).expect("gz");
-        blobs.push(gz.finish().expect("gz"));
-        blobs.push(zstd::encode_all(&blobs[3][..], 1).expect("zstd"));
-        for (i, blob) in blobs.iter().enumerate() {
-            std::fs::write(dir.join(format!("seed-{i:03}.tar")), blob).expect("write seed");
+        gz.write_all(&normal).expect("gz");
+        blobs.push(("control-normal-gzip".into(), gz.finish().expect("gz")));
+        blobs.push((
+            "control-normal-zstd".into(),
+            zstd::encode_all(&normal[..], 1).expect("zstd"),
+        ));
+        blobs.push(("control-normal".into(), normal));
+        for (name, blob) in &blobs {
+            std::fs::write(dir.join(format!("{name}.tar")), blob).expect("write seed");
         }
     }
 }
