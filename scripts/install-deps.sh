@@ -12,6 +12,8 @@ if [ "$mode" = test ]; then
   # dockerd 20.10 (pulls containerd, tini, iptables), podman 4.3 (conmon) and containerd's ctr.
   # The tests start private daemons of their own; none is started at install time.
   pkgs="$pkgs docker.io containerd podman conmon"
+  # berth-registry's round trip test (crates/registry/tests/skopeo.rs) pushes and pulls with skopeo.
+  pkgs="$pkgs skopeo"
 fi
 missing=""
 for p in $pkgs; do

@@ -841,6 +841,28 @@ fn docker_with_berth_runtime() {
         let logs = docker(&["logs", &name]).stdout;
         assert!(logs.contains("got-TERM"), "trap did not run; logs {logs:?}");
     });
+    checks.check(
+        "docker save → berth load → runs on berth-runtime",
+        || {
+            let saved = env.path("docker-saved.tar");
+            docker(&["save", "-o", saved.to_str().unwrap(), img]).ok();
+            let out = berth_load_and_run(&env, &saved, img, &["echo", "loaded from docker save"]);
+            assert_eq!(out.trim(), "loaded from docker save");
+        },
+    );
+    checks.check("berth save → docker load → docker run", || {
+        let archive = berth_save(&env, "berth-saved:v1");
+        let o = docker(&["load", "-i", archive.to_str().unwrap()]);
+        o.ok();
+        assert!(
+            o.stdout.contains("berth-saved:v1"),
+            "docker load said {:?}",
+            o.stdout
+        );
+        let mut a = vec!["run", "--rm", "--runtime", "berth", "--network", "none"];
+        a.extend(["berth-saved:v1", "echo", "saved by berth"]);
+        assert_stdout(&docker(&a), "saved by berth");
+    });
     checks.check("docker rm", || {
         assert!(started, "no container");
         docker(&["rm", &name]).ok();
@@ -952,6 +974,33 @@ fn podman_with_berth_runtime() {
         let logs = podman(&["logs", &name]).stdout;
         assert!(logs.contains("got-TERM"), "trap did not run; logs {logs:?}");
         podman(&["rm", &name]).ok();
+    });
+    for format in ["docker-archive", "oci-archive"] {
+        checks.check(
+            &format!("podman save --format {format} → berth load → runs"),
+            || {
+                let saved = env.path(&format!("podman-{format}.tar"));
+                podman(&[
+                    "save",
+                    "--format",
+                    format,
+                    "-o",
+                    saved.to_str().unwrap(),
+                    img,
+                ])
+                .ok();
+                let out = berth_load_and_run(&env, &saved, img, &["echo", "loaded from podman"]);
+                assert_eq!(out.trim(), "loaded from podman");
+            },
+        );
+    }
+    checks.check("berth save → podman load → podman run", || {
+        let archive = berth_save(&env, "berth-saved:v1");
+        podman(&["load", "-i", archive.to_str().unwrap()]).ok();
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(&base);
+        a.extend(["docker.io/library/berth-saved:v1", "echo", "saved by berth"]);
+        assert_stdout(&podman(&a), "saved by berth");
     });
     checks.check("no runtime state left in /run/berth-runtime", || {
         let created = env.created_ids();
@@ -1260,4 +1309,121 @@ disabled_plugins = [
         assert!(left.is_empty(), "runtime state entries left: {left:?}");
     });
     checks.finish(&env);
+}
+
+/// berth's image store under the env's temp dir.
+fn berth_store(env: &ClientEnv) -> berth_image::store::ImageStore {
+    berth_image::store::ImageStore::open(&env.path("berth-images")).unwrap()
+}
+
+/// Unmounts a container rootfs (and removes its snapshot) even when a check fails.
+struct RootfsGuard<'a> {
+    snapshotter: &'a berth_image::snapshot::Snapshotter,
+    key: String,
+    target: PathBuf,
+}
+
+impl Drop for RootfsGuard<'_> {
+    fn drop(&mut self) {
+        let _ = berth_image::snapshot::unmount(&self.target);
+        let _ = self.snapshotter.remove(&self.key);
+    }
+}
+
+/// Loads `archive` (a client's `save` output) into berth's store, unpacks
+/// `name` into overlay snapshots, mounts a container snapshot on top as a
+/// fresh bundle's rootfs, builds the spec from the image config with
+/// Docker's defaults, and runs `cmd` with berth-runtime; returns its stdout.
+fn berth_load_and_run(env: &ClientEnv, archive: &Path, name: &str, cmd: &[&str]) -> String {
+    use berth_image::store::Platform;
+    let store = berth_store(env);
+    let file = fs::File::open(archive).unwrap();
+    let report = berth_image::archive::load(
+        &store,
+        std::io::BufReader::new(file),
+        &berth_image::archive::LoadOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        report.images.iter().any(|i| i.name.ends_with(name)),
+        "{name} not among the loaded images {:?}",
+        report.images.iter().map(|i| &i.name).collect::<Vec<_>>()
+    );
+    let img = store.get(name).unwrap();
+    let snapshotter = berth_image::snapshot::Snapshotter::open(
+        &env.path("berth-images/snapshots"),
+        store.db().clone(),
+        None,
+    )
+    .unwrap();
+    let top = store
+        .unpack(
+            &snapshotter,
+            &img.target,
+            &Platform::host(),
+            &berth_image::layer::ApplyOptions::default(),
+        )
+        .unwrap();
+    let resolved = store.resolve(&img.target, &Platform::host()).unwrap();
+
+    let rt = common::runtimes()
+        .into_iter()
+        .find(|r| r.name == "berth")
+        .unwrap();
+    let mut ct = common::Ct::new(&rt);
+    fs::remove_dir_all(&ct.rootfs).unwrap();
+    fs::create_dir_all(&ct.rootfs).unwrap();
+    let key = format!("container-{}", ct.id);
+    let mounts = snapshotter
+        .prepare(&key, top.as_deref(), Default::default())
+        .unwrap();
+    let _guard = RootfsGuard {
+        snapshotter: &snapshotter,
+        key,
+        target: ct.rootfs.clone(),
+    };
+    berth_image::snapshot::mount_all(&mounts, &ct.rootfs).unwrap();
+    let opts = berth_image::spec::RunOptions {
+        id: Some(ct.id.clone()),
+        cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+        cgroups_path: Some(ct.cgroup.clone()),
+        ..Default::default()
+    };
+    let prepared = berth_image::spec::prepare(&resolved.config, &ct.rootfs, &opts).unwrap();
+    let mut spec = serde_json::to_value(&prepared.spec).unwrap();
+    spec["root"]["path"] = "rootfs".into();
+    ct.spec = spec;
+    let out = ct.run_ok();
+    ct.delete();
+    out
+}
+
+/// Imports the env's busybox rootfs into berth's store as `name` (Cmd `sh`)
+/// and saves it to a tarball; returns its path.
+fn berth_save(env: &ClientEnv, name: &str) -> PathBuf {
+    let store = berth_store(env);
+    let tar = fs::File::open(env.rootfs_tar()).unwrap();
+    berth_image::archive::import(
+        &store,
+        std::io::BufReader::new(tar),
+        &berth_image::archive::ImportOptions {
+            name: Some(name.into()),
+            config: Some(serde_json::json!({
+                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                "Cmd": ["sh"],
+            })),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let out = env.path("berth-saved.tar");
+    let file = fs::File::create(&out).unwrap();
+    berth_image::archive::save(
+        &store,
+        &[name],
+        &berth_image::store::Platform::host(),
+        std::io::BufWriter::new(file),
+    )
+    .unwrap();
+    out
 }

@@ -1,0 +1,19 @@
+//! Handlers, one module per resource.
+
+/// `/images/…`.
+pub mod images;
+/// `/_ping`, `/version`, `/info`, and what is not there yet.
+pub mod system;
+
+use crate::error::ApiError;
+
+/// Runs blocking engine work off the async threads.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
+}

@@ -1,0 +1,217 @@
+//! `/_ping`, `/version`, `/info`, `/build`, and the fallback.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_engine::images::ListRequest;
+use berth_engine::system::goarch;
+use futures_util::StreamExt;
+
+use super::blocking;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::models::system::{
+    Commit, Component, Info, PlatformName, Plugins, RegistryConfig, Runtime, Swarm, Version,
+};
+use crate::version::{ENGINE_VERSION, MAX_API, MIN_API};
+
+fn ping_headers(resp: &mut Response) {
+    let h = resp.headers_mut();
+    h.insert("Builder-Version", HeaderValue::from_static("1"));
+    h.insert("Swarm", HeaderValue::from_static("inactive"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+}
+
+/// `GET /_ping`: `OK`.
+pub async fn ping() -> Response {
+    let mut r = "OK".into_response();
+    ping_headers(&mut r);
+    r
+}
+
+/// `HEAD /_ping`: the same headers, no body.
+pub async fn ping_head() -> Response {
+    let mut r = Response::new(Body::empty());
+    ping_headers(&mut r);
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    r
+}
+
+/// `GET /version`.
+pub async fn version(State(st): State<AppState>) -> Json<Version> {
+    let build_time = option_env!("BERTH_BUILD_TIME").map(str::to_owned);
+    let git_commit = option_env!("BERTH_GIT_COMMIT")
+        .unwrap_or_default()
+        .to_owned();
+    let mut details = BTreeMap::from([
+        ("ApiVersion".to_owned(), MAX_API.to_string()),
+        ("MinAPIVersion".to_owned(), MIN_API.to_string()),
+        ("GitCommit".to_owned(), git_commit.clone()),
+        ("GoVersion".to_owned(), "rust".to_owned()),
+        ("Os".to_owned(), "linux".to_owned()),
+        ("Arch".to_owned(), goarch()),
+        ("KernelVersion".to_owned(), st.host.kernel_version.clone()),
+        ("Experimental".to_owned(), "false".to_owned()),
+    ]);
+    if let Some(b) = &build_time {
+        details.insert("BuildTime".into(), b.clone());
+    }
+    Json(Version {
+        platform: PlatformName {
+            name: format!("berth {ENGINE_VERSION}"),
+        },
+        components: vec![Component {
+            name: "Engine".into(),
+            version: ENGINE_VERSION.into(),
+            details,
+        }],
+        version: ENGINE_VERSION.into(),
+        api_version: MAX_API.to_string(),
+        min_api_version: MIN_API.to_string(),
+        git_commit,
+        go_version: "rust".into(),
+        os: "linux".into(),
+        arch: goarch(),
+        kernel_version: st.host.kernel_version.clone(),
+        build_time,
+    })
+}
+
+/// Open file descriptors of this process.
+fn open_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as u64)
+        .unwrap_or(0)
+}
+
+/// `GET /info`.
+pub async fn info(State(st): State<AppState>) -> Result<Json<Info>, ApiError> {
+    let engine = st.engine.clone();
+    let images = blocking(move || {
+        Ok(engine
+            .images()
+            .list(&ListRequest::default())
+            .map_err(ApiError::from)?
+            .len() as u64)
+    })
+    .await?;
+    let h = &st.host;
+    let root = st.engine.config().data_root.display().to_string();
+    let cgroup_v2 = h.cgroup_version == "2";
+    Ok(Json(Info {
+        id: st.engine.id().to_owned(),
+        containers: 0,
+        containers_running: 0,
+        containers_paused: 0,
+        containers_stopped: 0,
+        images,
+        driver: "overlayfs".into(),
+        driver_status: vec![[
+            "driver-type".to_owned(),
+            "io.containerd.snapshotter.v1".to_owned(),
+        ]],
+        plugins: Plugins {
+            volume: vec!["local".into()],
+            network: vec!["bridge".into(), "host".into(), "none".into()],
+            authorization: None,
+            log: vec!["json-file".into()],
+        },
+        memory_limit: true,
+        swap_limit: cgroup_v2,
+        cpu_cfs_period: true,
+        cpu_cfs_quota: true,
+        cpu_shares: true,
+        cpu_set: true,
+        pids_limit: true,
+        oom_kill_disable: !cgroup_v2,
+        ipv4_forwarding: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .map(|s| s.trim() == "1")
+            .unwrap_or(false),
+        debug: st.debug,
+        n_fd: open_fds(),
+        n_goroutines: 0,
+        system_time: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, false),
+        logging_driver: "json-file".into(),
+        cgroup_driver: "cgroupfs".into(),
+        cgroup_version: h.cgroup_version.clone(),
+        n_events_listener: 0,
+        kernel_version: h.kernel_version.clone(),
+        operating_system: h.operating_system.clone(),
+        os_version: h.os_version.clone(),
+        os_type: "linux".into(),
+        architecture: h.architecture.clone(),
+        index_server_address: "https://index.docker.io/v1/".into(),
+        registry_config: RegistryConfig {
+            insecure_registry_cidrs: vec!["::1/128".into(), "127.0.0.0/8".into()],
+            index_configs: BTreeMap::new(),
+            mirrors: Vec::new(),
+        },
+        ncpu: h.ncpu as u64,
+        mem_total: h.mem_total,
+        docker_root_dir: root,
+        http_proxy: String::new(),
+        https_proxy: String::new(),
+        no_proxy: String::new(),
+        name: h.hostname.clone(),
+        labels: Vec::new(),
+        experimental_build: false,
+        server_version: ENGINE_VERSION.into(),
+        runtimes: BTreeMap::from([(
+            "berth".to_owned(),
+            Runtime {
+                path: "berth-runtime".into(),
+            },
+        )]),
+        default_runtime: "berth".into(),
+        swarm: Swarm {
+            node_id: String::new(),
+            node_addr: String::new(),
+            local_node_state: "inactive".into(),
+            control_available: false,
+            error: String::new(),
+            remote_managers: None,
+        },
+        live_restore_enabled: false,
+        isolation: String::new(),
+        init_binary: String::new(),
+        containerd_commit: Commit { id: String::new() },
+        runc_commit: Commit { id: String::new() },
+        init_commit: Commit { id: String::new() },
+        security_options: vec!["name=seccomp,profile=builtin".into()],
+        cdi_spec_dirs: Vec::new(),
+        warnings: Vec::new(),
+    }))
+}
+
+/// Reads a request body to its end (so the client, still sending, gets to
+/// read the answer) and drops it.
+pub(crate) async fn drain(body: Body) {
+    let mut s = body.into_data_stream();
+    while let Some(Ok(_)) = s.next().await {}
+}
+
+/// `POST /build`: 501 until image build exists.
+pub async fn build(body: Body) -> ApiError {
+    drain(body).await;
+    ApiError::not_implemented(
+        "build is not implemented yet in berthd: build the image elsewhere and `docker load` it",
+    )
+}
+
+/// Anything unrouted: moby's text.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "page not found")
+}

@@ -1,0 +1,281 @@
+//! A berthd of the test's own (socket, data root, exec root in a temp dir)
+//! and the docker CLI pointed at it. The guard kills only that daemon's
+//! pid and removes the temp dir, even when the test fails.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_image::archive::{self, ImportOptions};
+use berth_image::store::{ImageStore, Platform};
+
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub sock: PathBuf,
+    pub data_root: PathBuf,
+    pub pidfile: PathBuf,
+}
+
+impl Daemon {
+    /// Starts berthd and waits (10 s at most) until it answers `/_ping`.
+    pub fn start() -> Daemon {
+        Self::start_with("{}")
+    }
+
+    /// Starts berthd with `config` as its daemon.json.
+    pub fn start_with(config_json: &str) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("berthd-test-")
+            .tempdir()
+            .unwrap();
+        let sock = dir.path().join("berth.sock");
+        let data_root = dir.path().join("data");
+        let exec_root = dir.path().join("run");
+        let pidfile = exec_root.join("berthd.pid");
+        let config = dir.path().join("daemon.json");
+        std::fs::write(&config, config_json).unwrap();
+        std::fs::create_dir_all(dir.path().join("docker-config")).unwrap();
+        let log = std::fs::File::create(dir.path().join("berthd.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_berthd"))
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .arg("--data-root")
+            .arg(&data_root)
+            .arg("--exec-root")
+            .arg(&exec_root)
+            .arg("--config-file")
+            .arg(&config)
+            .arg("--log-level")
+            .arg("debug")
+            .env_remove("BERTH_ROOT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut d = Daemon {
+            child: Some(child),
+            dir,
+            sock,
+            data_root,
+            pidfile,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok((200, _, _)) = d.try_http("GET", "/_ping", &[]) {
+                break;
+            }
+            if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("berthd exited early ({st}): {}", d.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berthd did not come up: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// The docker CLI against this daemon, with its own empty config dir.
+    pub fn docker_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("docker");
+        c.args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_API_VERSION")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_cmd(args).output().unwrap()
+    }
+
+    /// Runs docker, asserts success, returns stdout.
+    pub fn docker_ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed: {}\n{}\nberthd log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs docker, asserts failure, returns stderr.
+    pub fn docker_err(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            !out.status.success(),
+            "docker {args:?} should fail: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// One HTTP/1.1 request over the socket: (status, headers, body).
+    pub fn try_http(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> std::io::Result<(u16, String, Vec<u8>)> {
+        let mut s = UnixStream::connect(&self.sock)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )?;
+        s.write_all(body)?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)?;
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| std::io::Error::other("no header end"))?;
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other("no status"))?;
+        let mut body = raw[split + 4..].to_vec();
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            body = dechunk(&body);
+        }
+        Ok((status, head, body))
+    }
+
+    pub fn http(&self, method: &str, path: &str) -> (u16, String, Vec<u8>) {
+        self.try_http(method, path, &[]).unwrap()
+    }
+
+    /// Sends SIGTERM and waits (20 s at most) for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        self.terminate_wait()
+    }
+
+    /// Waits (20 s at most) for the daemon to exit.
+    pub fn terminate_wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("berthd did not stop on SIGTERM: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // Only the daemon this guard started.
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 2 + n + 2..];
+    }
+}
+
+/// A root filesystem tarball with the host's static busybox: `bin/busybox`,
+/// `bin/sh` → busybox, `etc/passwd`, and a marker file.
+pub fn busybox_rootfs(marker: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_ustar();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o755);
+    dir.set_size(0);
+    for d in ["bin/", "etc/", "tmp/"] {
+        b.append_data(&mut dir.clone(), d, std::io::empty())
+            .unwrap();
+    }
+    let bb = std::fs::read("/bin/busybox").expect("the host's static busybox (busybox-static)");
+    let mut f = tar::Header::new_ustar();
+    f.set_mode(0o755);
+    f.set_size(bb.len() as u64);
+    b.append_data(&mut f, "bin/busybox", bb.as_slice()).unwrap();
+    let mut l = tar::Header::new_ustar();
+    l.set_entry_type(tar::EntryType::Symlink);
+    l.set_size(0);
+    b.append_link(&mut l, "bin/sh", "busybox").unwrap();
+    for (p, body) in [
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n".to_owned()),
+        ("etc/marker", format!("{marker}\n")),
+    ] {
+        let mut f = tar::Header::new_ustar();
+        f.set_mode(0o644);
+        f.set_size(body.len() as u64);
+        b.append_data(&mut f, p, body.as_bytes()).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// A `docker save`-style archive of a busybox image named `name`, made
+/// with the image library in a scratch store; written to `out`.
+pub fn busybox_archive(scratch: &Path, name: &str, marker: &str, out: &Path) {
+    let store = ImageStore::open(scratch).unwrap();
+    archive::import(
+        &store,
+        std::io::Cursor::new(busybox_rootfs(marker)),
+        &ImportOptions {
+            name: Some(name.into()),
+            config: Some(serde_json::json!({
+                "Cmd": ["sh"],
+                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                "Labels": {"org.berth.test": marker},
+            })),
+            message: Some(format!("busybox for berthd tests ({marker})")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let f = std::fs::File::create(out).unwrap();
+    archive::save(&store, &[name], &Platform::host(), f).unwrap();
+}

@@ -1,0 +1,101 @@
+//! The engine's error type and the kinds the API maps to HTTP statuses.
+
+use berth_image::archive::ArchiveError;
+use berth_image::store::StoreError;
+
+/// What kind of failure an [`EngineError`] is; the API turns each kind into
+/// one HTTP status, in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The object named does not exist (404).
+    NotFound,
+    /// The request conflicts with the current state (409).
+    Conflict,
+    /// The request is malformed (400).
+    InvalidArgument,
+    /// The feature does not exist yet (501).
+    NotImplemented,
+    /// Anything else (500).
+    Internal,
+}
+
+/// Why an engine operation failed. Messages follow Docker's texts where
+/// clients match on them (`No such image: x`).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No image by this name or id.
+    #[error("No such image: {0}")]
+    NoSuchImage(String),
+    /// The operation conflicts with the state (the text is Docker's).
+    #[error("{0}")]
+    Conflict(String),
+    /// A parameter is wrong.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Not implemented yet.
+    #[error("{0}")]
+    NotImplemented(String),
+    /// The image store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An archive could not be loaded, saved or imported.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// A file operation of the engine's own failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state database failed.
+    #[error("state database: {context}: {source}")]
+    Db {
+        /// What was being done.
+        context: String,
+        /// The database error.
+        #[source]
+        source: redb::Error,
+    },
+}
+
+impl EngineError {
+    /// The kind of failure, for the API's status mapping.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::NoSuchImage(_) => ErrorKind::NotFound,
+            EngineError::Conflict(_) => ErrorKind::Conflict,
+            EngineError::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            EngineError::NotImplemented(_) => ErrorKind::NotImplemented,
+            EngineError::Store(e) => store_kind(e),
+            EngineError::Archive(e) => match e {
+                ArchiveError::Invalid(_) | ArchiveError::Read(_) | ArchiveError::Blob { .. } => {
+                    ErrorKind::InvalidArgument
+                }
+                ArchiveError::Store(e) => store_kind(e),
+                _ => ErrorKind::Internal,
+            },
+            EngineError::Io { .. } | EngineError::Db { .. } => ErrorKind::Internal,
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        EngineError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+fn store_kind(e: &StoreError) -> ErrorKind {
+    match e {
+        StoreError::NoSuchImage(_) => ErrorKind::NotFound,
+        StoreError::Reference(_) => ErrorKind::InvalidArgument,
+        StoreError::Unsupported { .. } | StoreError::NoPlatform { .. } => {
+            ErrorKind::InvalidArgument
+        }
+        _ => ErrorKind::Internal,
+    }
+}

@@ -1,0 +1,103 @@
+//! berth-engine: the daemon's domain, without HTTP. So far: images (list,
+//! inspect, tag, delete, prune, load, save, import) and the host facts the
+//! system endpoints report. The engine owns berth's one state database.
+
+/// The engine's error type and error kinds.
+pub mod error;
+/// Images as Docker shows them, over the image store.
+pub mod images;
+/// Host facts for `/info` and `/version`.
+pub mod system;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_image::content::LocalStore;
+use berth_image::store::ImageStore;
+use redb::Database;
+
+pub use error::{EngineError, ErrorKind};
+
+/// Where the engine keeps its state.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Persistent state: `content/`, `state.redb`, `engine-id`.
+    pub data_root: PathBuf,
+    /// Runtime state (sockets, pid files of containers later).
+    pub exec_root: PathBuf,
+}
+
+/// The daemon's domain: one per process.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    db: Arc<Database>,
+    images: images::ImageService,
+    id: String,
+}
+
+impl Engine {
+    /// Opens (or creates) the state under `config.data_root`.
+    pub fn open(config: EngineConfig) -> Result<Engine, EngineError> {
+        for dir in [&config.data_root, &config.exec_root] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| EngineError::io(format!("create {}", dir.display()), e))?;
+        }
+        let content = LocalStore::new(config.data_root.join("content"))
+            .map_err(berth_image::store::StoreError::from)?;
+        let path = config.data_root.join("state.redb");
+        let db = Database::create(&path).map_err(|e| EngineError::Db {
+            context: format!("open {}", path.display()),
+            source: e.into(),
+        })?;
+        let db = Arc::new(db);
+        let store = ImageStore::new(content, db.clone())?;
+        let id = engine_id(&config.data_root)?;
+        Ok(Engine {
+            images: images::ImageService::new(store),
+            config,
+            db,
+            id,
+        })
+    }
+
+    /// The images.
+    pub fn images(&self) -> &images::ImageService {
+        &self.images
+    }
+
+    /// Where state lives.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The state database (shared by every store of the engine).
+    pub fn db(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    /// This daemon's stable id (made once, kept in `<data-root>/engine-id`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Reads or makes the engine id: a random UUID from the kernel.
+fn engine_id(root: &Path) -> Result<String, EngineError> {
+    let path = root.join("engine-id");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim();
+        if !s.is_empty() {
+            return Ok(s.to_owned());
+        }
+    }
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .map_err(|e| EngineError::io("read /proc/sys/kernel/random/uuid", e))?
+        .trim()
+        .to_owned();
+    let tmp = root.join("engine-id.tmp");
+    std::fs::write(&tmp, format!("{id}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| EngineError::io(format!("write {}", path.display()), e))?;
+    Ok(id)
+}
