@@ -29,11 +29,14 @@
 # the same archive.
 #
 # berth: the example binary crates/image/examples/apply-layer.rs (release;
-# also built with sha2 and zlib-rs at opt-level 3, see below),
+# also built with sha2, zlib-rs and zstd-sys at opt-level 3, see below),
 # which calls berth_image::layer::apply_layer with the default options (owners
 # kept, diffID computed) and prints its own peak RSS. Its output tree is
 # compared with tar's once (content, mode, owner, mtime, symlink targets)
-# before anything is timed.
+# before anything is timed. "berth load" is crates/image/examples/load-image.rs:
+# the same docker-archive docker and podman get, loaded into a fresh image
+# store (archive::load) and unpacked into a snapshot (ImageStore::unpack), as
+# dockerd does at load time.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -143,32 +146,40 @@ trap 'exit 129' HUP
 # (opt-level "s"), and "berth-O3" with only the three hot crates, sha2 (the
 # diffID; at "s" its SHA-NI intrinsics are not inlined), zlib-rs and zstd-sys
 # (inflate, zstd), at opt-level 3, the per-package override proposed for the root
-# Cargo.toml. BERTH_APPLY / BERTH_APPLY_O3 skip a build.
+# Cargo.toml. BERTH_APPLY / BERTH_APPLY_O3 / BERTH_LOAD / BERTH_LOAD_O3 (all
+# four) skip the builds.
 O3_CONFIG=(--config 'profile.release.package.sha2.opt-level=3' --config 'profile.release.package.zstd-sys.opt-level=3'
   --config 'profile.release.package.zlib-rs.opt-level=3')
-build_example() {   # $1 target dir ("" = the default), rest: extra cargo args
+build_examples() {   # $1 target dir ("" = the default), rest: extra cargo args; prints 2 paths
   local dir=$1; shift
   (cd "$REPO" && ${dir:+env CARGO_TARGET_DIR="$dir"} cargo build --release --locked \
-    --example apply-layer -p berth-image "$@" --message-format=json 2>/dev/null) | python3 -c '
+    --example apply-layer --example load-image -p berth-image "$@" --message-format=json \
+    2>/dev/null) | python3 -c '
 import json, sys
+exe = {}
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "apply-layer" and m.get("executable"):
-        print(m["executable"])'
+    if m.get("reason") == "compiler-artifact" and m.get("executable"):
+        exe[m["target"]["name"]] = m["executable"]
+print(exe.get("apply-layer", "-"))
+print(exe.get("load-image", "-"))'
 }
 BERTH=${BERTH_APPLY:-}
 BERTH_O3=${BERTH_APPLY_O3:-}
+LOAD=${BERTH_LOAD:-}
+LOAD_O3=${BERTH_LOAD_O3:-}
 if has_peer berth; then
-  if [ -z "$BERTH" ]; then
-    log "building berth's apply-layer example (release profile as is)"
-    BERTH=$(build_example "")
+  if [ -z "$BERTH" ] || [ -z "$LOAD" ]; then
+    log "building berth's apply-layer and load-image examples (release profile as is)"
+    { read -r BERTH; read -r LOAD; } < <(build_examples "")
   fi
-  if [ -z "$BERTH_O3" ]; then
-    log "building berth's apply-layer example (sha2 and zlib-rs at opt-level 3)"
-    BERTH_O3=$(build_example "$REPO/target/bench-o3" "${O3_CONFIG[@]}")
+  if [ -z "$BERTH_O3" ] || [ -z "$LOAD_O3" ]; then
+    log "building them with sha2, zlib-rs and zstd-sys at opt-level 3"
+    { read -r BERTH_O3; read -r LOAD_O3; } < <(build_examples "$REPO/target/bench-o3" "${O3_CONFIG[@]}")
   fi
-  [ -x "$BERTH" ] || die "cargo build --example apply-layer failed"
-  [ -x "$BERTH_O3" ] || die "cargo build --example apply-layer (opt-level 3 overrides) failed"
+  for b in "$BERTH" "$BERTH_O3" "$LOAD" "$LOAD_O3"; do
+    [ -x "$b" ] || die "cargo build of the examples failed ($b)"
+  done
 fi
 
 # --------------------------------------------------------------------------
@@ -244,10 +255,11 @@ open(f"{d}/{name}", "wb").write(cfg)
 json.dump([{"Config": name, "RepoTags": [tag], "Layers": ["layer/layer.tar"]}],
           open(f"{d}/manifest.json", "w"))
 PY
-  tar -C "$dir" -cf "$1" .
+  # Member names without a "./" prefix, as `docker save` writes them.
+  (cd "$dir" && tar -cf "$1" -- *)
   rm -rf "$dir"
 }
-if has_peer docker || has_peer podman; then
+if has_peer docker || has_peer podman || has_peer berth; then
   mkarchive "$WORK/image.tar" "$WORK/layer.tar.gz" "berth-layer-bench:gz"
 fi
 
@@ -277,7 +289,7 @@ best_of() {
 }
 
 DEST=$WORK/dest
-fresh_dest() { rm -rf "$DEST"; mkdir "$DEST"; }
+fresh_dest() { umount_under "$DEST"; rm -rf "$DEST"; mkdir "$DEST"; }
 
 # --------------------------------------------------------------------------
 # correctness check: berth's tree == tar's tree (once, untimed)
@@ -320,7 +332,7 @@ fi
 # --------------------------------------------------------------------------
 # the runs
 # --------------------------------------------------------------------------
-RSS_TAR="" RSS_BERTH_GZ="" RSS_BERTH_ZST=""
+RSS_TAR="" RSS_BERTH_GZ="" RSS_BERTH_ZST="" RSS_LOAD=""
 if has_peer tar; then
   run_tar_gz()  { /usr/bin/time -f %M -o "$WORK/rss-tar" tar -C "$DEST" -xzf "$WORK/layer.tar.gz"; }
   run_tar_zst() { tar -C "$DEST" --zstd -xf "$WORK/layer.tar.zst"; }
@@ -339,6 +351,12 @@ if has_peer berth; then
   RSS_BERTH_ZST=$(sed -n 's/.*peak_rss_kib=\([0-9]*\).*/\1/p' "$WORK/out-berth-zst")
   best_of o3-gz fresh_dest run_o3_gz
   best_of o3-zst fresh_dest run_o3_zst
+  # load: the docker-archive into a fresh store, layer unpacked to a snapshot
+  run_load()    { "$LOAD" "$WORK/image.tar" "$DEST/store"; }
+  run_load_o3() { "$LOAD_O3" "$WORK/image.tar" "$DEST/store"; }
+  best_of load-gz fresh_dest run_load
+  RSS_LOAD=$(sed -n 's/.*peak_rss_kib=\([0-9]*\).*/\1/p' "$WORK/out-load-gz")
+  best_of load-o3-gz fresh_dest run_load_o3
 fi
 rm -rf "$DEST"
 
@@ -415,26 +433,29 @@ REV=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo "no-commit")
     "podman load (gzip)=${BEST[podman-gz]:-${NOTE[podman]:-skipped}}" \
     "berth apply (gzip)=${BEST[berth-gz]:-${NOTE[berth-gz]:-skipped}}" \
     "berth-O3 (gzip)=${BEST[o3-gz]:-${NOTE[o3-gz]:-skipped}}" \
+    "berth load (gzip)=${BEST[load-gz]:-${NOTE[load-gz]:-skipped}}" \
+    "berth-O3 load (gzip)=${BEST[load-o3-gz]:-${NOTE[load-o3-gz]:-skipped}}" \
     "tar --zstd -xf=${BEST[tar-zst]:-skipped}" \
     "berth apply (zstd)=${BEST[berth-zst]:-${NOTE[berth-zst]:-skipped}}" \
     "berth-O3 (zstd)=${BEST[o3-zst]:-${NOTE[o3-zst]:-skipped}}" <<'PY'
 import sys
 tar_b, gz_b, zst_b = (int(x) for x in sys.argv[1:4])
 ref = float(sys.argv[4]) if sys.argv[4] else None
-print(f"{'tool':<20} {'best [s]':>9} {'MB/s compressed':>16} {'MB/s uncompressed':>18} {'vs tar -xzf':>12}")
+print(f"{'tool':<22} {'best [s]':>9} {'MB/s compressed':>16} {'MB/s uncompressed':>18} {'vs tar -xzf':>12}")
 for arg in sys.argv[5:]:
     name, val = arg.split("=", 1)
     try:
         t = float(val)
     except ValueError:
-        print(f"{name:<20} {'(' + val + ')':>9}")
+        print(f"{name:<22} {'(' + val + ')':>9}")
         continue
     comp = zst_b if "zst" in name else gz_b
     ratio = f"{ref / t:.2f}x" if ref else "n/a"
-    print(f"{name:<20} {t:>9.3f} {comp / t / 1e6:>16.1f} {tar_b / t / 1e6:>18.1f} {ratio:>12}")
+    print(f"{name:<22} {t:>9.3f} {comp / t / 1e6:>16.1f} {tar_b / t / 1e6:>18.1f} {ratio:>12}")
 PY
   echo
-  echo "peak RSS (KiB): tar -xzf ${RSS_TAR:-?} (tar only; gzip runs beside it); berth gzip ${RSS_BERTH_GZ:-?}, zstd ${RSS_BERTH_ZST:-?}; dockerd VmHWM ${DOCKER_RSS:-?}"
+  echo "peak RSS (KiB): tar -xzf ${RSS_TAR:-?} (tar only; gzip runs beside it); berth apply gzip ${RSS_BERTH_GZ:-?}, zstd ${RSS_BERTH_ZST:-?}; berth load (store + unpack) ${RSS_LOAD:-?}; dockerd VmHWM ${DOCKER_RSS:-?}"
   [ -z "${BERTH:-}" ] || echo "berth: $BERTH (release profile as is)"
   [ -z "${BERTH_O3:-}" ] || echo "berth-O3: $BERTH_O3 (${O3_CONFIG[*]})"
+  [ -z "${LOAD:-}" ] || echo "berth load: $LOAD (archive::load into a fresh ImageStore, then ImageStore::unpack to a snapshot)"
 }
