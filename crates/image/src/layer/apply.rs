@@ -35,8 +35,6 @@ type Chunk = io::Result<(Vec<u8>, usize)>;
 /// reuse. The stream ends when the sender is gone.
 struct ChunkReader {
     rx: mpsc::Receiver<Chunk>,
-    /// The diffID, when it is computed on this side.
-    hasher: Option<Sha256>,
     recycle: mpsc::SyncSender<Vec<u8>>,
     cur: Vec<u8>,
     len: usize,
@@ -48,9 +46,6 @@ impl Read for ChunkReader {
         while self.pos == self.len {
             match self.rx.recv() {
                 Ok(Ok((chunk, len))) => {
-                    if let Some(h) = &mut self.hasher {
-                        h.update(&chunk[..len]);
-                    }
                     let old = std::mem::replace(&mut self.cur, chunk);
                     self.len = len;
                     self.pos = 0;
@@ -70,16 +65,10 @@ impl Read for ChunkReader {
     }
 }
 
-/// The decompressing side: read `decoder` to its end in chunks, hash them
-/// when asked (the diffID covers the whole stream, end-of-archive padding
-/// included) and send them to the extracting thread. Stops early when that thread is
-/// gone (it failed); a read error is sent on and ends the stream.
-fn pump(
-    decoder: &mut impl Read,
-    mut hasher: Option<&mut Sha256>,
-    tx: mpsc::SyncSender<Chunk>,
-    recycle: mpsc::Receiver<Vec<u8>>,
-) {
+/// The decompressing side: read `decoder` to its end in chunks and send
+/// them on. Stops early when the next stage is gone (extraction failed); a
+/// read error is sent on and ends the stream.
+fn pump(decoder: &mut impl Read, tx: mpsc::SyncSender<Chunk>, recycle: mpsc::Receiver<Vec<u8>>) {
     loop {
         let mut buf = recycle.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
         let mut n = 0;
@@ -94,9 +83,6 @@ fn pump(
                 }
             }
         }
-        if let Some(h) = hasher.as_deref_mut() {
-            h.update(&buf[..n]);
-        }
         let end = n < buf.len();
         if n > 0 && tx.send(Ok((buf, n))).is_err() {
             return;
@@ -105,6 +91,26 @@ fn pump(
             return;
         }
     }
+}
+
+/// The diffID stage between decompression and extraction: hash every chunk
+/// (the diffID covers the whole stream, end-of-archive padding included;
+/// extraction reads the stream to its end) and pass it on. Stops when
+/// either side is gone.
+fn hash_stage(
+    mut hasher: Sha256,
+    rx: mpsc::Receiver<Chunk>,
+    tx: mpsc::SyncSender<Chunk>,
+) -> Sha256 {
+    for chunk in rx {
+        if let Ok((buf, len)) = &chunk {
+            hasher.update(&buf[..*len]);
+        }
+        if tx.send(chunk).is_err() {
+            break;
+        }
+    }
+    hasher
 }
 
 type Peeked<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
@@ -186,29 +192,33 @@ pub fn apply_layer(
         source: e.into(),
     })?;
     let (compression, mut decoder) = detect(reader).map_err(LayerError::Read)?;
-    let hasher = opts.compute_diff_id.then(Sha256::new);
-    // The diffID is computed on the side with less work: inflating gzip
-    // costs more than extracting, zstd and plain tar less.
-    let (mut pump_hasher, extract_hasher) = match compression {
-        Compression::Gzip => (None, hasher),
-        Compression::Zstd | Compression::None => (hasher, None),
-    };
     let stats = ApplyStats {
         compression: Some(compression),
         ..ApplyStats::default()
     };
-    // Decompression on this thread, parsing and extraction on a scoped one:
-    // both are joined before this function returns.
+    // A pipeline of scoped threads, all joined before this returns:
+    // decompression on this thread, the diffID's sha256 on one (when asked
+    // for), parsing and extraction on another. Chunks go through bounded
+    // channels and their buffers come back for reuse.
     let (tx, rx) = mpsc::sync_channel::<Chunk>(CHUNKS_QUEUED);
-    let (recycle_tx, recycle_rx) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_QUEUED + 2);
+    let (recycle_tx, recycle_rx) = mpsc::sync_channel::<Vec<u8>>(2 * CHUNKS_QUEUED + 2);
     let root = root_fd.as_fd();
-    let (mut stats, extract_hasher) = std::thread::scope(|scope| {
+    let (mut stats, hasher) = std::thread::scope(|scope| {
+        let (rx, hashing) = if opts.compute_diff_id {
+            let (htx, hrx) = mpsc::sync_channel::<Chunk>(CHUNKS_QUEUED);
+            let hashing = std::thread::Builder::new()
+                .name("layer-diffid".into())
+                .spawn_scoped(scope, move || hash_stage(Sha256::new(), rx, htx))
+                .map_err(LayerError::Read)?;
+            (hrx, Some(hashing))
+        } else {
+            (rx, None)
+        };
         let worker = std::thread::Builder::new()
             .name("layer-extract".into())
             .spawn_scoped(scope, move || {
                 let reader = ChunkReader {
                     rx,
-                    hasher: extract_hasher,
                     recycle: recycle_tx,
                     cur: Vec::new(),
                     len: 0,
@@ -217,15 +227,19 @@ pub fn apply_layer(
                 extract(reader, root, opts, stats)
             })
             .map_err(LayerError::Read)?;
-        pump(&mut decoder, pump_hasher.as_mut(), tx, recycle_rx);
-        match worker.join() {
+        pump(&mut decoder, tx, recycle_rx);
+        let stats = match worker.join() {
             Ok(result) => result,
             Err(panic) => std::panic::resume_unwind(panic),
-        }
+        };
+        let hasher = match hashing.map(|h| h.join()) {
+            None => None,
+            Some(Ok(h)) => Some(h),
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+        };
+        stats.map(|s| (s, hasher))
     })?;
-    stats.diff_id = pump_hasher
-        .or(extract_hasher)
-        .map(|h| format!("sha256:{:x}", h.finalize()));
+    stats.diff_id = hasher.map(|h| format!("sha256:{:x}", h.finalize()));
     Ok(stats)
 }
 
@@ -235,7 +249,7 @@ fn extract(
     root: BorrowedFd<'_>,
     opts: &ApplyOptions,
     mut stats: ApplyStats,
-) -> Result<(ApplyStats, Option<Sha256>), LayerError> {
+) -> Result<ApplyStats, LayerError> {
     let mut state = State::new(root, opts);
     {
         let mut archive = tar::Archive::new(&mut reader);
@@ -248,7 +262,7 @@ fn extract(
     // Let the decompressing thread read (and hash) the stream to its end.
     io::copy(&mut reader, &mut io::sink()).map_err(LayerError::Read)?;
     state.finish();
-    Ok((stats, reader.hasher))
+    Ok(stats)
 }
 
 /// Metadata of one entry, PAX overrides applied.

@@ -4,8 +4,9 @@
 //! magic bytes) through a decompressor and, optionally, a sha256 of the
 //! uncompressed stream (the layer's diffID), and extracts it in one pass:
 //! the calling thread decompresses (gzip through zlib-rs) into 256 KiB
-//! chunks that a scoped extracting thread parses and writes, so inflating
-//! and file creation overlap; both are joined before `apply_layer` returns.
+//! chunks, a scoped thread hashes them (the diffID) and passes them to
+//! another that parses and writes, so inflating, hashing and file creation
+//! overlap; all are joined before `apply_layer` returns.
 //! Regular files cost few system calls: created with
 //! `O_CREAT|O_EXCL|O_NOFOLLOW` (looked at only if something is in the way),
 //! written in writes of up to 1 MiB, and chowned (only when the owner is not
