@@ -10,7 +10,7 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 RELEASE_BIN := target/$(TARGET)/release
 DEMO_ID ?= berth-demo-$(shell echo $$$$)
 
-.PHONY: run test deps deps-test build install fmt clippy unit leaks bench clean
+.PHONY: run test deps deps-test build install fmt clippy unit fuzz leaks bench clean
 
 ## run: install packages, build release binaries, install them, build a
 ## busybox image and run a container from it.
@@ -43,7 +43,7 @@ install: build
 ## test: the whole suite, as root: format, lints, unit and integration
 ## tests (the conformance suite runs against berth-runtime and runc), and a
 ## check that nothing was left behind.
-test: deps-test fmt clippy unit leaks
+test: deps-test fmt clippy unit fuzz leaks
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test-output.log
 
 fmt:
@@ -57,6 +57,23 @@ unit:
 	set -o pipefail; mkdir -p target; \
 	BERTH_TEST_ROOT=1 $(CARGO) test --locked --workspace 2>&1 | tee target/test-output.log; rc=$$?; \
 	scripts/cgroup2-restore.sh "$$saved"; exit $$rc
+
+## fuzz: the layer applier's cargo-fuzz target (crates/image/fuzz) for
+## FUZZ_SECONDS, seeded from the malicious archives of the layer tests; any
+## input that creates something outside the root fails it. Longer by hand:
+## `FUZZ_SECONDS=3600 make fuzz`. Stable rustc with RUSTC_BOOTSTRAP=1 (no
+## nightly needed); FUZZ_SANITIZER=none when there is no ASAN runtime.
+FUZZ_SECONDS ?= 60
+FUZZ_SANITIZER ?= address
+FUZZ_WORK ?= $(CURDIR)/target/fuzz
+fuzz:
+	@rm -rf $(FUZZ_WORK)/seeds && mkdir -p $(FUZZ_WORK)/seeds $(FUZZ_WORK)/corpus
+	BERTH_FUZZ_SEEDS=$(FUZZ_WORK)/seeds $(CARGO) test --locked -p berth-image --lib \
+		layer::apply::tests::fuzz_seeds -- --exact --quiet
+	cd crates/image && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer $(FUZZ_SANITIZER) \
+		--target-dir $(FUZZ_WORK)/build apply_layer $(FUZZ_WORK)/corpus $(FUZZ_WORK)/seeds -- \
+		-max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=30 \
+		-artifact_prefix=$(FUZZ_WORK)/
 
 leaks:
 	scripts/check-leaks.sh

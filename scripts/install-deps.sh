@@ -39,6 +39,10 @@ if [ -n "$missing" ]; then
   # shellcheck disable=SC2086
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
+# `make fuzz` (part of `make test`): cargo-fuzz, built from crates.io.
+if [ "$mode" = test ] && ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked
+fi
 for c in rustfmt clippy; do
   if ! cargo "$( [ $c = rustfmt ] && echo fmt || echo clippy )" --version >/dev/null 2>&1; then
     rustup component add "$c"

@@ -2,10 +2,12 @@
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
+use std::sync::mpsc;
 
 use berth_runtime::rootfs::resolve;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
@@ -16,20 +18,99 @@ use tar::EntryType;
 use super::whiteout;
 use super::{ApplyOptions, ApplyStats, Compression, LayerError};
 
-/// Hashes everything read through it (the uncompressed tar stream).
-struct HashingReader<R> {
-    inner: R,
-    hasher: Option<Sha256>,
+/// Size of the buffers of uncompressed stream the decompressing thread hands
+/// to the extracting one.
+const CHUNK: usize = 256 << 10;
+/// Chunks queued between the two threads (besides the one each side holds).
+const CHUNKS_QUEUED: usize = 4;
+/// Buffer for file contents: most files are written with one `write`.
+const WRITE_BUF: usize = 1 << 20;
+
+/// A filled chunk (`.1` bytes of `.0` are valid) or the read error that
+/// ended the stream.
+type Chunk = io::Result<(Vec<u8>, usize)>;
+
+/// The extracting side of the pipeline: the uncompressed tar stream as
+/// chunks from the decompressing thread, whose buffers go back to it for
+/// reuse. The stream ends when the sender is gone.
+struct ChunkReader {
+    rx: mpsc::Receiver<Chunk>,
+    recycle: mpsc::SyncSender<Vec<u8>>,
+    cur: Vec<u8>,
+    len: usize,
+    pos: usize,
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(h) = &mut self.hasher {
-            h.update(&buf[..n]);
+        while self.pos == self.len {
+            match self.rx.recv() {
+                Ok(Ok((chunk, len))) => {
+                    let old = std::mem::replace(&mut self.cur, chunk);
+                    self.len = len;
+                    self.pos = 0;
+                    if !old.is_empty() {
+                        // Full or gone: the buffer is simply freed.
+                        let _ = self.recycle.try_send(old);
+                    }
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(mpsc::RecvError) => return Ok(0),
+            }
         }
+        let n = buf.len().min(self.len - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
+}
+
+/// The decompressing side: read `decoder` to its end in chunks and send
+/// them on. Stops early when the next stage is gone (extraction failed); a
+/// read error is sent on and ends the stream.
+fn pump(decoder: &mut impl Read, tx: mpsc::SyncSender<Chunk>, recycle: mpsc::Receiver<Vec<u8>>) {
+    loop {
+        let mut buf = recycle.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+        let mut n = 0;
+        while n < buf.len() {
+            match decoder.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+        let end = n < buf.len();
+        if n > 0 && tx.send(Ok((buf, n))).is_err() {
+            return;
+        }
+        if end {
+            return;
+        }
+    }
+}
+
+/// The diffID stage between decompression and extraction: hash every chunk
+/// (the diffID covers the whole stream, end-of-archive padding included;
+/// extraction reads the stream to its end) and pass it on. Stops when
+/// either side is gone.
+fn hash_stage(
+    mut hasher: Sha256,
+    rx: mpsc::Receiver<Chunk>,
+    tx: mpsc::SyncSender<Chunk>,
+) -> Sha256 {
+    for chunk in rx {
+        if let Ok((buf, len)) = &chunk {
+            hasher.update(&buf[..*len]);
+        }
+        if tx.send(chunk).is_err() {
+            break;
+        }
+    }
+    hasher
 }
 
 type Peeked<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
@@ -110,33 +191,77 @@ pub fn apply_layer(
         path: root.to_path_buf(),
         source: e.into(),
     })?;
-    let (compression, decoder) = detect(reader).map_err(LayerError::Read)?;
-    let mut hashing = HashingReader {
-        inner: decoder,
-        hasher: opts.compute_diff_id.then(Sha256::new),
-    };
-    let mut stats = ApplyStats {
+    let (compression, mut decoder) = detect(reader).map_err(LayerError::Read)?;
+    let stats = ApplyStats {
         compression: Some(compression),
         ..ApplyStats::default()
     };
-    let mut state = State {
-        root: root_fd.as_fd(),
-        opts,
-        touched: HashSet::new(),
-        dir_times: Vec::new(),
-    };
+    // A pipeline of scoped threads, all joined before this returns:
+    // decompression on this thread, the diffID's sha256 on one (when asked
+    // for), parsing and extraction on another. Chunks go through bounded
+    // channels and their buffers come back for reuse.
+    let (tx, rx) = mpsc::sync_channel::<Chunk>(CHUNKS_QUEUED);
+    let (recycle_tx, recycle_rx) = mpsc::sync_channel::<Vec<u8>>(2 * CHUNKS_QUEUED + 2);
+    let root = root_fd.as_fd();
+    let (mut stats, hasher) = std::thread::scope(|scope| {
+        let (rx, hashing) = if opts.compute_diff_id {
+            let (htx, hrx) = mpsc::sync_channel::<Chunk>(CHUNKS_QUEUED);
+            let hashing = std::thread::Builder::new()
+                .name("layer-diffid".into())
+                .spawn_scoped(scope, move || hash_stage(Sha256::new(), rx, htx))
+                .map_err(LayerError::Read)?;
+            (hrx, Some(hashing))
+        } else {
+            (rx, None)
+        };
+        let worker = std::thread::Builder::new()
+            .name("layer-extract".into())
+            .spawn_scoped(scope, move || {
+                let reader = ChunkReader {
+                    rx,
+                    recycle: recycle_tx,
+                    cur: Vec::new(),
+                    len: 0,
+                    pos: 0,
+                };
+                extract(reader, root, opts, stats)
+            })
+            .map_err(LayerError::Read)?;
+        pump(&mut decoder, tx, recycle_rx);
+        let stats = match worker.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let hasher = match hashing.map(|h| h.join()) {
+            None => None,
+            Some(Ok(h)) => Some(h),
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+        };
+        stats.map(|s| (s, hasher))
+    })?;
+    stats.diff_id = hasher.map(|h| format!("sha256:{:x}", h.finalize()));
+    Ok(stats)
+}
+
+/// Parse the tar stream and apply its entries (the extracting thread).
+fn extract(
+    mut reader: ChunkReader,
+    root: BorrowedFd<'_>,
+    opts: &ApplyOptions,
+    mut stats: ApplyStats,
+) -> Result<ApplyStats, LayerError> {
+    let mut state = State::new(root, opts);
     {
-        let mut archive = tar::Archive::new(&mut hashing);
+        let mut archive = tar::Archive::new(&mut reader);
         for entry in archive.entries().map_err(LayerError::Read)? {
             let mut entry = entry.map_err(LayerError::Read)?;
             stats.entries += 1;
             state.apply_entry(&mut entry, &mut stats)?;
         }
     }
-    // The diffID covers the whole stream, end-of-archive padding included.
-    io::copy(&mut hashing, &mut io::sink()).map_err(LayerError::Read)?;
+    // Let the decompressing thread read (and hash) the stream to its end.
+    io::copy(&mut reader, &mut io::sink()).map_err(LayerError::Read)?;
     state.finish();
-    stats.diff_id = hashing.hasher.map(|h| format!("sha256:{:x}", h.finalize()));
     Ok(stats)
 }
 
@@ -157,6 +282,40 @@ struct State<'a> {
     touched: HashSet<PathBuf>,
     /// Directory mtimes, set at the end (creating children changes them).
     dir_times: Vec<(PathBuf, Timespec)>,
+    /// The last parent directory entries were created in (entries of a
+    /// directory come together in a tar). Dropped whenever anything is
+    /// removed, so it never names a directory that was replaced since.
+    parent: Option<Parent>,
+    /// Who new files belong to before any chown.
+    euid: u32,
+    egid: u32,
+    /// Content buffer, [`WRITE_BUF`] bytes once used.
+    buf: Vec<u8>,
+}
+
+/// A resolved parent directory.
+struct Parent {
+    /// Its path relative to the root.
+    rel: PathBuf,
+    /// O_PATH fd of it, resolved inside the root.
+    fd: Rc<OwnedFd>,
+    /// The group a file created in it gets (its own when it is setgid).
+    new_gid: u32,
+}
+
+impl<'a> State<'a> {
+    fn new(root: BorrowedFd<'a>, opts: &'a ApplyOptions) -> Self {
+        Self {
+            root,
+            opts,
+            touched: HashSet::new(),
+            dir_times: Vec::new(),
+            parent: None,
+            euid: rustix::process::geteuid().as_raw(),
+            egid: rustix::process::getegid().as_raw(),
+            buf: Vec::new(),
+        }
+    }
 }
 
 /// `path` relative to the root, `.` and `..` resolved lexically and clamped
@@ -217,6 +376,27 @@ fn pax_time(value: &[u8]) -> Option<Timespec> {
     Some(Timespec { tv_sec, tv_nsec })
 }
 
+/// Copy an entry's content to `out` in writes of up to `buf.len()` bytes.
+fn copy_content(entry: &mut impl Read, out: &mut impl Write, buf: &mut [u8]) -> io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            match entry.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.write_all(&buf[..n])?;
+        total += n as u64;
+        if n < buf.len() {
+            return Ok(total);
+        }
+    }
+}
+
 impl State<'_> {
     fn apply_entry<R: Read>(
         &mut self,
@@ -253,6 +433,7 @@ impl State<'_> {
         // Whiteouts.
         let name_bytes = name.as_bytes();
         if name_bytes == whiteout::OPAQUE.as_bytes() {
+            self.parent = None;
             if let Some(dir) = self.lookup_dir(&shown, &parent_rel)? {
                 whiteout::clear_opaque(dir.as_fd(), &parent_rel, &self.touched)
                     .map_err(|e| entry_err(&shown, "clear opaque directory", e))?;
@@ -264,6 +445,7 @@ impl State<'_> {
             if hidden.is_empty() || hidden == b"." || hidden == b".." {
                 return Err(refused(&shown, "whiteout without a name"));
             }
+            self.parent = None;
             if let Some(dir) = self.lookup_dir(&shown, &parent_rel)? {
                 whiteout::remove_all(dir.as_fd(), OsStr::from_bytes(hidden))
                     .map_err(|e| entry_err(&shown, "remove whited-out entry", e))?;
@@ -273,41 +455,71 @@ impl State<'_> {
         }
 
         let meta = self.meta(entry, &shown)?;
-        let parent = resolve::mkdir_all(self.root, &parent_rel)
-            .map_err(|e| entry_err(&shown, "create parent directories", io::Error::other(e)))?;
+        let (parent, new_gid) = self.parent_dir(&shown, &parent_rel)?;
         let dir = parent.as_fd();
         let name = name.as_os_str();
-        let have = existing(dir, name).map_err(|e| entry_err(&shown, "stat", e))?;
+        let regular = matches!(
+            kind,
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse
+        );
+        // A regular file is created with O_EXCL first; only if that finds
+        // something in the way is it looked at (and removed).
+        let have = if regular {
+            None
+        } else {
+            existing(dir, name).map_err(|e| entry_err(&shown, "stat", e))?
+        };
+        let removed = std::cell::Cell::new(false);
         let mut replace = |keep_dir: bool| -> Result<(), LayerError> {
             match have {
                 None => Ok(()),
                 Some(FileType::Directory) if keep_dir => Ok(()),
-                Some(_) => whiteout::remove_all(dir, name)
-                    .map_err(|e| entry_err(&shown, "replace existing entry", e)),
+                Some(_) => {
+                    removed.set(true);
+                    whiteout::remove_all(dir, name)
+                        .map_err(|e| entry_err(&shown, "replace existing entry", e))
+                }
             }
         };
 
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                replace(false)?;
-                let fd = rustix::fs::openat(
-                    dir,
-                    name,
-                    OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::WRONLY
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
+                let create = || {
+                    rustix::fs::openat(
+                        dir,
+                        name,
+                        OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::WRONLY
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                };
+                let fd = match create() {
+                    Err(Errno::EXIST) => {
+                        removed.set(true);
+                        whiteout::remove_all(dir, name)
+                            .map_err(|e| entry_err(&shown, "replace existing entry", e))?;
+                        create()
+                    }
+                    other => other,
+                }
                 .map_err(|e| entry_err(&shown, "create file", e))?;
                 let mut file = std::fs::File::from(fd);
-                let written = io::copy(entry, &mut file)
+                if self.buf.is_empty() {
+                    self.buf = vec![0u8; WRITE_BUF];
+                }
+                let written = copy_content(entry, &mut file, &mut self.buf)
                     .map_err(|e| entry_err(&shown, "write content", e))?;
-                drop(file);
                 stats.bytes += written;
                 stats.files += 1;
-                self.set_meta(&shown, dir, name, &meta, FileType::RegularFile)?;
+                // The fd is the inode just created (O_EXCL|O_NOFOLLOW): its
+                // metadata is set through it, with no path lookup.
+                let chown =
+                    self.opts.preserve_owners && (meta.uid != self.euid || meta.gid != new_gid);
+                self.set_file_meta(&shown, &file, &meta, chown)?;
+                drop(file);
             }
             EntryType::Directory => {
                 replace(true)?;
@@ -383,6 +595,9 @@ impl State<'_> {
                 ));
             }
         }
+        if removed.get() {
+            self.parent = None;
+        }
         // This entry and its ancestors survive an opaque marker.
         let mut p = rel.as_path();
         loop {
@@ -395,6 +610,71 @@ impl State<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The directory `rel` (created if missing) inside the root, and the
+    /// group a new file in it gets; the last one is kept for the next entry.
+    fn parent_dir(&mut self, shown: &str, rel: &Path) -> Result<(Rc<OwnedFd>, u32), LayerError> {
+        if let Some(p) = &self.parent
+            && p.rel == rel
+        {
+            return Ok((p.fd.clone(), p.new_gid));
+        }
+        self.parent = None;
+        let fd = resolve::mkdir_all(self.root, rel)
+            .map_err(|e| entry_err(shown, "create parent directories", io::Error::other(e)))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| entry_err(shown, "stat parent", e))?;
+        let new_gid = if st.st_mode & libc::S_ISGID != 0 {
+            st.st_gid
+        } else {
+            self.egid
+        };
+        let fd = Rc::new(fd);
+        self.parent = Some(Parent {
+            rel: rel.to_path_buf(),
+            fd: fd.clone(),
+            new_gid,
+        });
+        Ok((fd, new_gid))
+    }
+
+    /// Owner (when `chown`), mode, xattrs and mtime of a regular file this
+    /// layer just created, through the fd it was written with. The mode is
+    /// set after the owner: chown clears setuid/setgid bits.
+    fn set_file_meta(
+        &self,
+        shown: &str,
+        file: &std::fs::File,
+        meta: &Meta,
+        chown: bool,
+    ) -> Result<(), LayerError> {
+        if chown {
+            rustix::fs::fchown(
+                file,
+                Some(rustix::fs::Uid::from_raw(meta.uid)),
+                Some(rustix::fs::Gid::from_raw(meta.gid)),
+            )
+            .map_err(|e| entry_err(shown, "chown", e))?;
+        }
+        // Always: the mode a file is created with depends on the umask and
+        // on a default ACL of its directory, which a layer can set.
+        rustix::fs::fchmod(file, Mode::from_raw_mode(meta.mode))
+            .map_err(|e| entry_err(shown, "chmod", e))?;
+        for (key, value) in &meta.xattrs {
+            rustix::fs::fsetxattr(file, OsStr::from_bytes(key), value, XattrFlags::empty())
+                .map_err(|e| {
+                    entry_err(
+                        shown,
+                        format!("set xattr {}", String::from_utf8_lossy(key)),
+                        e,
+                    )
+                })?;
+        }
+        let times = Timestamps {
+            last_access: meta.mtime,
+            last_modification: meta.mtime,
+        };
+        rustix::fs::futimens(file, &times).map_err(|e| entry_err(shown, "set mtime", e))
     }
 
     /// Link `name` in `dir` to the regular file `target` (inside the root).
@@ -1036,5 +1316,280 @@ mod tests {
         let m = std::fs::symlink_metadata(tmp.path().join("dev/null")).expect("null");
         assert_eq!(m.mode() & libc::S_IFMT, libc::S_IFCHR);
         assert_eq!(m.rdev(), rustix::fs::makedev(1, 3));
+    }
+
+    /// A file of `len` pseudo-random bytes (incompressible, so the
+    /// compressed stream spans many reads too).
+    fn noise(len: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x >> 8) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn big_files_span_chunks_and_the_diff_id_covers_trailing_bytes() {
+        if !is_root() {
+            return;
+        }
+        let big = noise(3 * WRITE_BUF + CHUNK + 12_345, 7);
+        let mid = noise(CHUNK - 1, 9);
+        let mut layer = tar_of(&[
+            raw(b"big", EntryType::Regular, b"", &big),
+            raw(b"mid", EntryType::Regular, b"", &mid),
+            raw(b"empty", EntryType::Regular, b"", b""),
+        ]);
+        // Zero blocks past the end-of-archive marker are part of the stream.
+        layer.extend_from_slice(&[0u8; 5 * 512]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&layer).expect("gz");
+        let gz = gz.finish().expect("gz");
+        let zst = zstd::encode_all(&layer[..], 1).expect("zstd");
+        for blob in [layer.clone(), gz, zst] {
+            let tmp = tempfile::tempdir().expect("tmp");
+            let stats =
+                apply_layer(&blob[..], tmp.path(), &ApplyOptions::default()).expect("apply");
+            assert_eq!(stats.diff_id, Some(sha(&layer)));
+            assert_eq!(stats.bytes, (big.len() + mid.len()) as u64);
+            assert!(std::fs::read(tmp.path().join("big")).expect("big") == big);
+            assert!(std::fs::read(tmp.path().join("mid")).expect("mid") == mid);
+            assert_eq!(std::fs::read(tmp.path().join("empty")).expect("empty"), b"");
+        }
+    }
+
+    #[test]
+    fn corrupt_and_truncated_streams_fail_cleanly() {
+        if !is_root() {
+            return;
+        }
+        let layer = tar_of(&[raw(b"f", EntryType::Regular, b"", &noise(2 * CHUNK, 3))]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&layer).expect("gz");
+        let gz = gz.finish().expect("gz");
+        let zst = zstd::encode_all(&layer[..], 1).expect("zstd");
+        let mut flipped = gz.clone();
+        let at = flipped.len() / 2;
+        flipped[at] ^= 0xff;
+        for blob in [
+            gz[..gz.len() / 2].to_vec(),
+            zst[..zst.len() / 2].to_vec(),
+            layer[..layer.len() / 2].to_vec(),
+            flipped,
+        ] {
+            let tmp = tempfile::tempdir().expect("tmp");
+            let r = apply_layer(&blob[..], tmp.path(), &ApplyOptions::default());
+            assert!(r.is_err(), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn files_replace_what_is_in_the_way_and_whiteouts_reset_cached_parents() {
+        if !is_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("d/sub")).expect("mkdir");
+        std::fs::write(root.join("d/sub/lower"), "lower").expect("write");
+        std::os::unix::fs::symlink("/etc/passwd", root.join("s")).expect("symlink");
+        let layer = tar_of(&[
+            file(b"d"),
+            file(b"s"),
+            file(b"a/b/x"),
+            raw(b"a/.wh.b", EntryType::Regular, b"", b""),
+            file(b"a/b/y"),
+        ]);
+        apply_layer(&layer[..], root, &ApplyOptions::default()).expect("apply");
+        for f in ["d", "s", "a/b/y"] {
+            let m = std::fs::symlink_metadata(root.join(f)).expect(f);
+            assert!(m.is_file(), "{f}");
+            assert_eq!(std::fs::read(root.join(f)).expect(f), b"pwned");
+        }
+        assert!(!root.join("a/b/x").exists());
+        assert_ne!(std::fs::read("/etc/passwd").expect("passwd"), b"pwned");
+    }
+
+    #[test]
+    fn modes_and_owners_are_exact_whatever_the_umask_and_setgid_parents() {
+        if !is_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path();
+        std::fs::create_dir(root.join("sg")).expect("mkdir");
+        std::os::unix::fs::chown(root.join("sg"), Some(0), Some(5)).expect("chown");
+        std::fs::set_permissions(root.join("sg"), std::fs::Permissions::from_mode(0o2777))
+            .expect("chmod");
+        let mut entries = Vec::new();
+        for (name, mode, uid, gid) in [
+            ("sg/root", 0o777, 0, 0),
+            ("sg/user", 0o6755, 1000, 1000),
+            ("sg/group5", 0o666, 0, 5),
+            ("plain", 0o0, 0, 0),
+        ] {
+            let mut h = gnu();
+            h.set_mode(mode);
+            h.set_uid(uid);
+            h.set_gid(gid);
+            h.set_size(1);
+            let mut b = tar::Builder::new(Vec::new());
+            b.append_data(&mut h, name, &b"x"[..]).expect("append");
+            let mut t = b.into_inner().expect("tar");
+            t.truncate(t.len() - 1024);
+            entries.push(t);
+        }
+        apply_layer(&tar_of(&entries)[..], root, &ApplyOptions::default()).expect("apply");
+        for (name, mode, uid, gid) in [
+            ("sg/root", 0o777, 0, 0),
+            ("sg/user", 0o6755, 1000, 1000),
+            ("sg/group5", 0o666, 0, 5),
+            ("plain", 0o0, 0, 0),
+        ] {
+            let m = std::fs::symlink_metadata(root.join(name)).expect(name);
+            assert_eq!(m.mode() & 0o7777, mode, "{name}");
+            assert_eq!((m.uid(), m.gid()), (uid, gid), "{name}");
+        }
+    }
+
+    /// Writes the malicious archives (and a few controls) as files into
+    /// `$BERTH_FUZZ_SEEDS`: the fuzz target's seed corpus (`make fuzz`) and
+    /// the input of bench/hostile-docker-load.sh; a no-op without it.
+    #[test]
+    fn fuzz_seeds() {
+        let Some(dir) = std::env::var_os("BERTH_FUZZ_SEEDS") else {
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).expect("seed dir");
+        let seeds: Vec<(&str, Vec<Vec<u8>>)> = vec![
+            ("dotdot-file", vec![file(b"../outside/pwn")]),
+            ("absolute-path", vec![file(b"/abs/pwn")]),
+            (
+                "symlink-to-slash-then-file",
+                vec![symlink(b"link", b"/"), file(b"link/pwn")],
+            ),
+            (
+                "symlink-dotdot-then-files",
+                vec![
+                    symlink(b"up", b"../.."),
+                    file(b"up/pwn2"),
+                    file(b"up/outside/pwn3"),
+                ],
+            ),
+            (
+                "symlink-chain-with-dir",
+                vec![
+                    raw(b"outside/", EntryType::Directory, b"", b""),
+                    symlink(b"c1", b"c2"),
+                    symlink(b"c2", b"../../outside"),
+                    file(b"c1/pwn"),
+                ],
+            ),
+            (
+                "symlink-chain-dangling",
+                vec![
+                    symlink(b"c1", b"c2"),
+                    symlink(b"c2", b"../../outside"),
+                    file(b"c1/pwn"),
+                ],
+            ),
+            (
+                "absolute-symlink-to-host-dir",
+                vec![symlink(b"d", b"/tmp/berth-hostile-outside"), file(b"d/pwn")],
+            ),
+            (
+                "symlink-replaced-by-file-and-dir",
+                vec![
+                    symlink(b"f", b"../outside/sentinel"),
+                    file(b"f"),
+                    symlink(b"g", b"/"),
+                    raw(b"g", EntryType::Directory, b"", b""),
+                ],
+            ),
+            (
+                "symlink-entry-outside",
+                vec![symlink(b"esc", b"../outside/x")],
+            ),
+            (
+                "whiteout-through-symlink",
+                vec![symlink(b"w", b"../outside"), file(b"w/.wh.x")],
+            ),
+            (
+                "opaque-through-symlink",
+                vec![symlink(b"w", b"../sentinel"), file(b"w/.wh..wh..opq")],
+            ),
+            (
+                "hardlink-to-etc-passwd",
+                vec![hardlink(b"h", b"/etc/passwd")],
+            ),
+            ("hardlink-dotdot", vec![hardlink(b"h", b"../outside/x")]),
+            (
+                "hardlink-through-symlink",
+                vec![symlink(b"s", b"../outside"), hardlink(b"h", b"s/x")],
+            ),
+            (
+                "hardlink-to-symlink-to-passwd",
+                vec![symlink(b"s", b"/etc/passwd"), hardlink(b"h", b"s")],
+            ),
+            (
+                "hardlink-to-directory",
+                vec![
+                    raw(b"etc/", EntryType::Directory, b"", b""),
+                    hardlink(b"h", b"etc"),
+                ],
+            ),
+            (
+                "char-device",
+                vec![raw(b"dev/null", EntryType::Char, b"", b"")],
+            ),
+            ("file-named-root", vec![file(b"./")]),
+            (
+                "whiteouts-and-opaque",
+                vec![
+                    raw(b"a/", EntryType::Directory, b"", b""),
+                    file(b"a/x"),
+                    raw(b"a/.wh.x", EntryType::Regular, b"", b""),
+                    raw(b".wh.a", EntryType::Regular, b"", b""),
+                    file(b"a/b/c"),
+                    raw(b"a/.wh..wh..opq", EntryType::Regular, b"", b""),
+                ],
+            ),
+            (
+                "control-hardlink-inside",
+                vec![file(b"in"), hardlink(b"h", b"/in")],
+            ),
+            (
+                "control-root-dir-entry",
+                vec![raw(b"./", EntryType::Directory, b"", b"")],
+            ),
+        ];
+        let mut blobs: Vec<(String, Vec<u8>)> = seeds
+            .iter()
+            .map(|(name, parts)| ((*name).to_string(), tar_of(parts)))
+            .collect();
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..4].copy_from_slice(b"huge");
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(1 << 40);
+        h.set_cksum();
+        blobs.push(("huge-size-no-data".into(), tar_of(&[h.as_bytes().to_vec()])));
+        let normal = normal_layer();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&normal).expect("gz");
+        blobs.push(("control-normal-gzip".into(), gz.finish().expect("gz")));
+        blobs.push((
+            "control-normal-zstd".into(),
+            zstd::encode_all(&normal[..], 1).expect("zstd"),
+        ));
+        blobs.push(("control-normal".into(), normal));
+        for (name, blob) in &blobs {
+            std::fs::write(dir.join(format!("{name}.tar")), blob).expect("write seed");
+        }
     }
 }

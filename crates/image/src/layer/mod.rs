@@ -2,7 +2,17 @@
 //!
 //! [`apply_layer`] streams a layer blob (gzip, zstd or plain tar, detected by
 //! magic bytes) through a decompressor and, optionally, a sha256 of the
-//! uncompressed stream (the layer's diffID), and extracts it in one pass.
+//! uncompressed stream (the layer's diffID), and extracts it in one pass:
+//! the calling thread decompresses (gzip through zlib-rs) into 256 KiB
+//! chunks, a scoped thread hashes them (the diffID) and passes them to
+//! another that parses and writes, so inflating, hashing and file creation
+//! overlap; all are joined before `apply_layer` returns.
+//! Regular files cost few system calls: created with
+//! `O_CREAT|O_EXCL|O_NOFOLLOW` (looked at only if something is in the way),
+//! written in writes of up to 1 MiB, and chowned (only when the owner is not
+//! what creation gave them), chmodded, xattr'd and timestamped through the
+//! fd they were written with. The parent directory fd is reused for the
+//! entries of one directory and dropped whenever anything is removed.
 //!
 //! Every entry is created with `*at` system calls relative to a directory fd
 //! that was resolved inside the root with `openat2(RESOLVE_IN_ROOT)`, and the
