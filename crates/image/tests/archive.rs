@@ -510,3 +510,38 @@ fn names_are_normalised_and_missing_images_named() {
     let e = s.get("UPPER").unwrap_err().to_string();
     assert!(e.contains("must be lowercase"), "{e}");
 }
+
+#[test]
+fn archives_made_with_tar_dot_load() {
+    // `tar -C dir -cf x .` writes `./` and `./name` entries; docker load
+    // accepts that, and so must berth.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = store(&tmp.path().join("src"));
+    archive::import(
+        &src,
+        Cursor::new(rootfs_tar("dot")),
+        &ImportOptions {
+            name: Some("dot:1".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut saved = Vec::new();
+    archive::save(&src, &["dot:1"], &Platform::host(), &mut saved).unwrap();
+    let dir = tmp.path().join("unpacked");
+    fs::create_dir(&dir).unwrap();
+    tar::Archive::new(Cursor::new(&saved)).unpack(&dir).unwrap();
+    let out = tmp.path().join("dot.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&dir)
+        .arg("-cf")
+        .arg(&out)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let dst = store(&tmp.path().join("dst"));
+    let r = archive::load(&dst, fs::File::open(&out).unwrap(), &LoadOptions::default()).unwrap();
+    assert_eq!(r.images[0].name, "docker.io/library/dot:1");
+}

@@ -123,6 +123,10 @@ fn load_leased(
                 "entry {raw:?} has a path outside the archive"
             )));
         };
+        if path.is_empty() {
+            // `./` itself (archives made with `tar -C dir -cf x .`).
+            continue;
+        }
         let kind = e.header().entry_type();
         if kind.is_symlink() || kind.is_hard_link() {
             let target = e
@@ -412,8 +416,8 @@ fn layer_media_type(
     Ok(mt)
 }
 
-/// A tar path made relative and clean: `./a//b` → `a/b`; None if it leaves
-/// the archive (`..`) or is empty.
+/// A tar path made relative and clean: `./a//b` → `a/b`, `./` → ``; None
+/// if it leaves the archive (`..`).
 fn clean(path: &str) -> Option<String> {
     let mut parts: Vec<&str> = Vec::new();
     for c in path.split('/') {
@@ -425,11 +429,7 @@ fn clean(path: &str) -> Option<String> {
             c => parts.push(c),
         }
     }
-    if parts.is_empty() {
-        None
-    } else {
-        Some(parts.join("/"))
-    }
+    Some(parts.join("/"))
 }
 
 /// Bytes available to root under `dir`, if statvfs answers.
@@ -447,6 +447,6 @@ mod tests {
         assert_eq!(clean("./a//b/").as_deref(), Some("a/b"));
         assert_eq!(clean("a/../b").as_deref(), Some("b"));
         assert_eq!(clean("../x"), None);
-        assert_eq!(clean("./"), None);
+        assert_eq!(clean("./").as_deref(), Some(""));
     }
 }
