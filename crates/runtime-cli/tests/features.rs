@@ -309,7 +309,13 @@ fn events_reports_oom_kills() {
     use std::io::BufRead;
     let mut c = Ct::new(&berth());
     c.spec["linux"]["resources"]["memory"] = json!({"limit": 32 << 20, "swap": 32 << 20});
-    c.start_running("sleep 1; head -c 200m /dev/zero | tail -c 150m > /dev/null; sleep 600");
+    // The allocation waits for /tmp/go, written once `events` has sent its
+    // first stats (it has read the OOM counter's baseline by then): an OOM
+    // before that would not be a new one, and would not be reported.
+    c.start_running(
+        "while [ ! -e /tmp/go ]; do sleep 0.05; done; \
+         head -c 200m /dev/zero | tail -c 150m > /dev/null; sleep 600",
+    );
     let mut ev = c
         .cmd()
         .args(["events", "--interval", "200ms", &c.id])
@@ -336,6 +342,9 @@ fn events_reports_oom_kills() {
     let deadline = std::time::Instant::now() + WAIT;
     while std::time::Instant::now() < deadline && !kinds.iter().any(|k| k == "oom") {
         if let Ok(k) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+            if k == "stats" && !kinds.iter().any(|k| k == "stats") {
+                std::fs::write(c.rootfs.join("tmp/go"), "").unwrap();
+            }
             kinds.push(k);
         }
     }
