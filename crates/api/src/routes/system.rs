@@ -211,7 +211,10 @@ pub async fn build(body: Body) -> ApiError {
     )
 }
 
-/// Anything unrouted: moby's text.
-pub async fn not_found() -> ApiError {
+/// Anything unrouted: moby's text. The body is read first, so that a
+/// client still sending it (`docker run`'s container create) gets the 404
+/// rather than a broken pipe.
+pub async fn not_found(body: Body) -> ApiError {
+    drain(body).await;
     ApiError::new(StatusCode::NOT_FOUND, "page not found")
 }
