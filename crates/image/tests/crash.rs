@@ -143,6 +143,41 @@ fn crash_snapshot_worker() {
     }
 }
 
+/// Re-executes this test binary to run the worker test `name` (with `env`
+/// set to `dir`), waits until it prints "ready", lets it work `delay_ms`,
+/// and kills it with SIGKILL; panics if it ended by itself.
+fn kill_worker_after(name: &str, env: &str, dir: &std::path::Path, delay_ms: u64) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(env, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // Wait for "ready" so the delay counts from the start of the work.
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        if out.read(&mut byte).unwrap() == 0 {
+            break;
+        }
+        seen.push(byte[0]);
+    }
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    // Our own child, not reaped yet: the pid cannot have been reused.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        status.code().is_none(),
+        "worker {name} ended by itself: {status:?}"
+    );
+}
+
 /// Every visible image resolves and each blob it needs re-hashes to its digest.
 fn check_whole(store: &ImageStore) -> usize {
     let images = store.list().unwrap();
@@ -212,43 +247,14 @@ fn sigkill_at_any_point_leaves_a_consistent_store() {
         std::fs::write(dir.join("layer.tgz"), rootfs_tgz(99, 6, 256 << 10)).unwrap();
     }
 
-    let exe = std::env::current_exe().unwrap();
     let mut kills = 0;
     // Delays spread over the work of a few rounds, so that kills land in
     // every phase: blob writes, commits, record writes, deletes, gc.
     for delay_ms in [
         2u64, 6, 12, 20, 31, 45, 62, 83, 108, 137, 171, 210, 255, 306, 364, 430, 505, 590,
     ] {
-        let mut child = Command::new(&exe)
-            .args(["--exact", "crash_worker", "--nocapture", "--test-threads=1"])
-            .env("BERTH_CRASH_WORKER", dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        // Wait for "ready" so the delay counts from the start of the work.
-        let mut out = child.stdout.take().unwrap();
-        let mut seen = Vec::new();
-        let mut byte = [0u8; 1];
-        while !String::from_utf8_lossy(&seen).contains("ready") {
-            if out.read(&mut byte).unwrap() == 0 {
-                break;
-            }
-            seen.push(byte[0]);
-        }
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        // Our own child, not reaped yet: the pid cannot have been reused.
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
-        let status = child.wait().unwrap();
-        if status.code().is_none() {
-            kills += 1;
-        } else {
-            panic!("worker ended by itself: {status:?}");
-        }
+        kill_worker_after("crash_worker", "BERTH_CRASH_WORKER", dir, delay_ms);
+        kills += 1;
 
         let store = ImageStore::open(&dir.join("store")).unwrap();
         check_whole(&store);
@@ -279,39 +285,13 @@ fn sigkill_during_unpack_and_commit_leaves_consistent_snapshots() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::write(dir.join("layer.tgz"), rootfs_tgz(5, 8, 256 << 10)).unwrap();
-    let exe = std::env::current_exe().unwrap();
     let host = Platform::host();
     for delay_ms in [3u64, 10, 25, 45, 70, 100, 135, 175, 220, 270, 330, 400] {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash_snapshot_worker",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("BERTH_CRASH_SNAPSHOT_WORKER", dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut out = child.stdout.take().unwrap();
-        let mut seen = Vec::new();
-        let mut byte = [0u8; 1];
-        while !String::from_utf8_lossy(&seen).contains("ready") {
-            if out.read(&mut byte).unwrap() == 0 {
-                break;
-            }
-            seen.push(byte[0]);
-        }
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
-        assert!(
-            child.wait().unwrap().code().is_none(),
-            "worker ended by itself"
+        kill_worker_after(
+            "crash_snapshot_worker",
+            "BERTH_CRASH_SNAPSHOT_WORKER",
+            dir,
+            delay_ms,
         );
         // The killed worker may have left its container mount behind.
         let _ = berth_image::snapshot::unmount(&dir.join("mnt"));
