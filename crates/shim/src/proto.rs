@@ -121,7 +121,7 @@ pub enum Request {
         /// berthd's exec id (for `Resize`).
         exec_id: String,
         /// The process (args, env, cwd, user, capabilities, terminal).
-        process: oci_spec::runtime::Process,
+        process: Box<oci_spec::runtime::Process>,
         /// Connect the client's bytes to the process's stdin.
         stdin: bool,
         /// Initial terminal size (rows, columns) when `process.terminal`.
