@@ -40,8 +40,33 @@ pub struct AppState {
 
 /// The router, without the version-prefix middleware (see [`app`]).
 pub fn router(state: AppState) -> Router {
-    use routes::{images, system};
+    use axum::routing::delete;
+    use routes::{containers as c, events, exec, images, system};
     Router::new()
+        .route("/containers/create", post(c::create))
+        .route("/containers/json", get(c::list))
+        .route("/containers/prune", post(c::prune))
+        .route("/containers/{id}", delete(c::remove))
+        .route("/containers/{id}/json", get(c::inspect))
+        .route("/containers/{id}/start", post(c::start))
+        .route("/containers/{id}/stop", post(c::stop))
+        .route("/containers/{id}/restart", post(c::restart))
+        .route("/containers/{id}/kill", post(c::kill))
+        .route("/containers/{id}/pause", post(c::pause))
+        .route("/containers/{id}/unpause", post(c::unpause))
+        .route("/containers/{id}/rename", post(c::rename))
+        .route("/containers/{id}/wait", post(c::wait))
+        .route("/containers/{id}/attach", post(c::attach))
+        .route("/containers/{id}/resize", post(c::resize))
+        .route("/containers/{id}/logs", get(c::logs))
+        .route("/containers/{id}/top", get(c::top))
+        .route("/containers/{id}/changes", get(c::changes))
+        .route("/containers/{id}/export", get(c::export))
+        .route("/containers/{id}/exec", post(exec::create))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/resize", post(exec::resize))
+        .route("/exec/{id}/json", get(exec::inspect))
+        .route("/events", get(events::events))
         .route("/_ping", get(system::ping).head(system::ping_head))
         .route("/version", get(system::version))
         .route("/info", get(system::info))

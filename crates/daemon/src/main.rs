@@ -54,8 +54,16 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let engine = Engine::open(EngineConfig {
         data_root: cfg.data_root.clone(),
         exec_root: cfg.exec_root.clone(),
+        shim: None,
     })
     .with_context(|| format!("open state in {}", cfg.data_root.display()))?;
+    // Reattach to the shims of running containers, record the exits
+    // that happened while berthd was away.
+    engine
+        .containers()
+        .recover()
+        .await
+        .context("recover containers")?;
     let state = AppState {
         engine: Arc::new(engine),
         host: Arc::new(berth_engine::system::HostInfo::read()),

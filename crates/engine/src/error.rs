@@ -15,6 +15,8 @@ pub enum ErrorKind {
     InvalidArgument,
     /// The feature does not exist yet (501).
     NotImplemented,
+    /// Nothing to do: already in the asked state (304).
+    NotModified,
     /// Anything else (500).
     Internal,
 }
@@ -26,6 +28,24 @@ pub enum EngineError {
     /// No image by this name or id.
     #[error("No such image: {0}")]
     NoSuchImage(String),
+    /// No container by this name or id.
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    /// No exec instance by this id.
+    #[error("No such exec instance: {0}")]
+    NoSuchExec(String),
+    /// Already started, already stopped (Docker answers 304).
+    #[error("{0}")]
+    NotModified(String),
+    /// The container's process could not be created (the runtime's words).
+    #[error("failed to create task for container: {0}")]
+    StartFailed(String),
+    /// The shim refused a request.
+    #[error("{0}")]
+    ShimRefused(String),
+    /// A failure of the engine itself.
+    #[error("{0}")]
+    Internal(String),
     /// The operation conflicts with the state (the text is Docker's).
     #[error("{0}")]
     Conflict(String),
@@ -65,7 +85,14 @@ impl EngineError {
     /// The kind of failure, for the API's status mapping.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EngineError::NoSuchImage(_) => ErrorKind::NotFound,
+            EngineError::NoSuchImage(_)
+            | EngineError::NoSuchContainer(_)
+            | EngineError::NoSuchExec(_) => ErrorKind::NotFound,
+            EngineError::NotModified(_) => ErrorKind::NotModified,
+            EngineError::Internal(_) => ErrorKind::Internal,
+            // dockerd answers 400 for a process that cannot start.
+            EngineError::StartFailed(_) => ErrorKind::InvalidArgument,
+            EngineError::ShimRefused(_) => ErrorKind::Conflict,
             EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::InvalidArgument(_) => ErrorKind::InvalidArgument,
             EngineError::NotImplemented(_) => ErrorKind::NotImplemented,

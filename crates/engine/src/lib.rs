@@ -2,8 +2,12 @@
 //! inspect, tag, delete, prune, load, save, import) and the host facts the
 //! system endpoints report. The engine owns berth's one state database.
 
+/// Containers: records, snapshots, shims.
+pub mod containers;
 /// The engine's error type and error kinds.
 pub mod error;
+/// The event bus behind `/events`.
+pub mod events;
 /// Images as Docker shows them, over the image store.
 pub mod images;
 /// Host facts for `/info` and `/version`.
@@ -13,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use berth_image::content::LocalStore;
+use berth_image::snapshot::Snapshotter;
 use berth_image::store::ImageStore;
 use redb::Database;
 
@@ -23,8 +28,11 @@ pub use error::{EngineError, ErrorKind};
 pub struct EngineConfig {
     /// Persistent state: `content/`, `state.redb`, `engine-id`.
     pub data_root: PathBuf,
-    /// Runtime state (sockets, pid files of containers later).
+    /// Runtime state: bundles, shim sockets, the runtime's state root.
     pub exec_root: PathBuf,
+    /// The berth-shim executable; `None`: `berth-shim` next to the running
+    /// executable, else on `PATH`.
+    pub shim: Option<PathBuf>,
 }
 
 /// The daemon's domain: one per process.
@@ -32,7 +40,9 @@ pub struct EngineConfig {
 pub struct Engine {
     config: EngineConfig,
     db: Arc<Database>,
-    images: images::ImageService,
+    images: Arc<images::ImageService>,
+    containers: Arc<containers::ContainerService>,
+    events: Arc<events::Events>,
     id: String,
 }
 
@@ -53,12 +63,40 @@ impl Engine {
         let db = Arc::new(db);
         let store = ImageStore::new(content, db.clone())?;
         let id = engine_id(&config.data_root)?;
+        let images = Arc::new(images::ImageService::new(store));
+        let snapshotter = Snapshotter::open(&config.data_root.join("snapshots"), db.clone(), None)
+            .map_err(berth_image::store::StoreError::from)?;
+        let events = Arc::new(events::Events::new());
+        let containers = containers::ContainerService::new(
+            db.clone(),
+            images.clone(),
+            Arc::new(snapshotter),
+            events.clone(),
+            containers::Paths {
+                data: config.data_root.join("containers"),
+                exec: config.exec_root.join("containers"),
+                runtime_root: config.exec_root.join("runtime"),
+                shim: config.shim.clone().unwrap_or_else(find_shim),
+            },
+        )?;
         Ok(Engine {
-            images: images::ImageService::new(store),
+            images,
+            containers,
+            events,
             config,
             db,
             id,
         })
+    }
+
+    /// The containers.
+    pub fn containers(&self) -> &Arc<containers::ContainerService> {
+        &self.containers
+    }
+
+    /// The event bus.
+    pub fn events(&self) -> &Arc<events::Events> {
+        &self.events
     }
 
     /// The images.
@@ -80,6 +118,15 @@ impl Engine {
     pub fn id(&self) -> &str {
         &self.id
     }
+}
+
+/// `berth-shim` beside the running executable, else the bare name (PATH).
+fn find_shim() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("berth-shim")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("berth-shim"))
 }
 
 /// Reads or makes the engine id: a random UUID from the kernel.

@@ -13,6 +13,7 @@ fn engine(dir: &std::path::Path) -> Engine {
     Engine::open(EngineConfig {
         data_root: dir.join("data"),
         exec_root: dir.join("run"),
+        shim: None,
     })
     .unwrap()
 }

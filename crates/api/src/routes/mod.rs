@@ -1,7 +1,15 @@
 //! Handlers, one module per resource.
 
+/// `/containers/…` and `/commit`.
+pub mod containers;
+/// `/events`.
+pub mod events;
+/// `/exec/…`.
+pub mod exec;
 /// `/images/…`.
 pub mod images;
+/// Hijacked stdio streams.
+mod stream;
 /// `/_ping`, `/version`, `/info`, and what is not there yet.
 pub mod system;
 

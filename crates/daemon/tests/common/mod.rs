@@ -28,6 +28,7 @@ impl Daemon {
 
     /// Starts berthd with `config` as its daemon.json.
     pub fn start_with(config_json: &str) -> Daemon {
+        ensure_shim();
         let dir = tempfile::Builder::new()
             .prefix("berthd-test-")
             .tempdir()
@@ -39,16 +40,35 @@ impl Daemon {
         let config = dir.path().join("daemon.json");
         std::fs::write(&config, config_json).unwrap();
         std::fs::create_dir_all(dir.path().join("docker-config")).unwrap();
-        let log = std::fs::File::create(dir.path().join("berthd.log")).unwrap();
+        let mut d = Daemon {
+            child: None,
+            dir,
+            sock,
+            data_root,
+            pidfile,
+        };
+        d.spawn();
+        d
+    }
+
+    /// Starts berthd (again) on this daemon's roots and waits (10 s at
+    /// most) until it answers `/_ping`.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "berthd is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("berthd.log"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_berthd"))
             .arg("-H")
-            .arg(format!("unix://{}", sock.display()))
+            .arg(format!("unix://{}", self.sock.display()))
             .arg("--data-root")
-            .arg(&data_root)
+            .arg(&self.data_root)
             .arg("--exec-root")
-            .arg(&exec_root)
+            .arg(self.exec_root())
             .arg("--config-file")
-            .arg(&config)
+            .arg(self.dir.path().join("daemon.json"))
             .arg("--log-level")
             .arg("debug")
             .env_remove("BERTH_ROOT")
@@ -57,29 +77,35 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut d = Daemon {
-            child: Some(child),
-            dir,
-            sock,
-            data_root,
-            pidfile,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok((200, _, _)) = d.try_http("GET", "/_ping", &[]) {
+            if let Ok((200, _, _)) = self.try_http("GET", "/_ping", &[]) {
                 break;
             }
-            if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("berthd exited early ({st}): {}", d.log());
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("berthd exited early ({st}): {}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
                 "berthd did not come up: {}",
-                d.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        d
+    }
+
+    /// The exec root.
+    pub fn exec_root(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// SIGKILLs berthd (containers and shims stay).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     pub fn log(&self) -> String {
@@ -201,12 +227,113 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // Containers first, through the daemon while it runs.
+        if self.child.is_some()
+            && let Ok((200, _, body)) = self.try_http("GET", "/containers/json?all=1", &[])
+            && let Ok(serde_json::Value::Array(list)) = serde_json::from_slice(&body)
+        {
+            for c in list {
+                if let Some(id) = c["Id"].as_str() {
+                    let _ = self.try_http("DELETE", &format!("/containers/{id}?force=1"), &[]);
+                }
+            }
+        }
         if let Some(mut c) = self.child.take() {
             // Only the daemon this guard started.
             let _ = c.kill();
             let _ = c.wait();
         }
+        cleanup_roots(self.dir.path(), &self.exec_root());
     }
+}
+
+/// Kills what a test's containers left (shims and inits this daemon's
+/// exec root names), unmounts everything under `dir` and removes the
+/// containers' cgroups.
+pub fn cleanup_roots(dir: &Path, exec_root: &Path) {
+    let mut ids = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(exec_root.join("containers")) {
+        for e in rd.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if let Ok(s) = std::fs::read_to_string(e.path().join("shim.pid"))
+                && let Some(pid) = s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse::<i32>().ok())
+            {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmd).contains("berth-shim") {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            if let Ok(s) =
+                std::fs::read_to_string(exec_root.join("runtime").join(&id).join("state.json"))
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&s)
+                && let Some(pid) = v["pid"].as_i64()
+                && pid > 1
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            ids.push(id);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let prefix = dir.display().to_string();
+    for _ in 0..3 {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<String> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&prefix))
+            .map(str::to_owned)
+            .collect();
+        if mounts.is_empty() {
+            break;
+        }
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    for id in ids {
+        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+            for c in rd.flatten() {
+                let p = c.path().join("berth").join(&id);
+                if p.exists() {
+                    for _ in 0..20 {
+                        if std::fs::remove_dir(&p).is_ok() || !p.exists() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// berthd finds berth-shim beside itself; `cargo test -p berth-daemon`
+/// alone does not build it.
+fn ensure_shim() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let berthd = PathBuf::from(env!("CARGO_BIN_EXE_berthd"));
+        let shim = berthd.with_file_name("berth-shim");
+        if !shim.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let st = Command::new(cargo)
+                .args(["build", "-p", "berth-shim"])
+                .status()
+                .unwrap();
+            assert!(st.success(), "could not build berth-shim");
+        }
+    });
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {

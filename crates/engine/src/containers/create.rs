@@ -1,0 +1,623 @@
+//! `docker create`: check the request, record the container, prepare its
+//! snapshot. And the mapping from the Docker request to the spec builder's
+//! options, used again at every start.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use berth_image::layer::ApplyOptions;
+use berth_image::spec::{self, BindMount, NamespaceMode, Propagation, RunOptions};
+use oci_spec::image::ImageConfiguration;
+
+use super::config::{CreateBody, HostConfig};
+use super::record::{Record, State, Status};
+use super::{ContainerService, names, now};
+use crate::error::EngineError;
+
+/// The smallest memory limit Docker accepts.
+const MIN_MEMORY: i64 = 6 * 1024 * 1024;
+
+impl ContainerService {
+    /// Creates a container; returns its id and warnings.
+    pub fn create(
+        &self,
+        name: Option<&str>,
+        body: CreateBody,
+    ) -> Result<(String, Vec<String>), EngineError> {
+        let CreateBody {
+            mut config,
+            host_config,
+            ..
+        } = body;
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => Some(names::validate(n)?),
+            None => None,
+        };
+        if config.image.is_empty() {
+            return Err(EngineError::InvalidArgument(
+                "config cannot be empty in order to create a container".into(),
+            ));
+        }
+        check_host_config(&host_config)?;
+        let image = self.images.lookup(&config.image)?;
+        let image_config = String::from_utf8_lossy(&image.resolved.config_raw).into_owned();
+        let id = names::new_id()?;
+
+        // A dry run of the spec builder on an empty root checks every option
+        // now (capabilities, sysctls, seccomp profiles, limits…), as dockerd
+        // does at create; the user is resolved at start, in the real rootfs.
+        let img_cfg = &image.resolved.config;
+        let mut opts = run_options(&id, &config, &host_config, &image_config, self)?;
+        opts.user = None;
+        opts.group_add.clear();
+        let empty = tempdir_in(&self.paths.exec)?;
+        let dry = spec::prepare(img_cfg, empty.path(), &opts)
+            .map_err(|e| EngineError::InvalidArgument(e.to_string()));
+        drop(empty);
+        let prepared = dry?;
+        let args = prepared
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.args().clone())
+            .unwrap_or_default();
+        if args.is_empty() {
+            return Err(EngineError::InvalidArgument("no command specified".into()));
+        }
+
+        // What inspect shows: the request with the image's values merged.
+        let ic = img_cfg.config().clone().unwrap_or_default();
+        if config.cmd.is_none() && config.entrypoint.is_none() {
+            config.cmd = ic.cmd().clone();
+        }
+        if config.entrypoint.is_none() {
+            config.entrypoint = ic.entrypoint().clone();
+        }
+        config.env = spec::config::merge_env(&ic.env().clone().unwrap_or_default(), &config.env);
+        if config.working_dir.is_empty() {
+            config.working_dir = ic.working_dir().clone().unwrap_or_default();
+        }
+        if config.user.is_empty() {
+            config.user = ic.user().clone().unwrap_or_default();
+        }
+        config.labels = prepared.labels.clone();
+        if config.hostname.is_empty() {
+            config.hostname = prepared.hostname.clone();
+        }
+        if config.stop_signal.is_none() {
+            config.stop_signal = prepared.stop_signal_name.clone();
+        }
+        if !prepared.exposed_ports.is_empty() {
+            config.exposed_ports = Some(
+                prepared
+                    .exposed_ports
+                    .iter()
+                    .map(|p| (p.clone(), serde_json::json!({})))
+                    .collect(),
+            );
+        }
+        if !prepared.volumes.is_empty() {
+            config.volumes = Some(
+                prepared
+                    .volumes
+                    .iter()
+                    .map(|p| (p.clone(), serde_json::json!({})))
+                    .collect(),
+            );
+        }
+        if config.healthcheck.is_none() {
+            config.healthcheck = prepared.healthcheck.clone().filter(|h| !h.is_disabled());
+        }
+
+        let data = self.paths.data_dir(&id);
+        let mut rec = Record {
+            id: id.clone(),
+            name: String::new(),
+            created: now(),
+            config,
+            host_config,
+            image_id: image.id.clone(),
+            image_config,
+            parent_snapshot: None,
+            path: args[0].clone(),
+            args: args[1..].to_vec(),
+            state: State::default(),
+            restart_count: 0,
+            manually_stopped: false,
+            has_been_started: false,
+            log_path: data.join(format!("{id}-json.log")).display().to_string(),
+            hostname_path: data.join("hostname").display().to_string(),
+            hosts_path: data.join("hosts").display().to_string(),
+            resolv_conf_path: data.join("resolv.conf").display().to_string(),
+            hostname: prepared.hostname.clone(),
+        };
+        rec.state.status = Status::Created;
+
+        // The record first: it claims the name before the costly unpack,
+        // and a crash after it leaves a container whose snapshot start
+        // makes again.
+        let mut attempt = 0;
+        loop {
+            rec.name = match &name {
+                Some(n) => format!("/{n}"),
+                None => format!("/{}", names::generate(attempt)?),
+            };
+            match self.records.insert(&rec) {
+                Ok(()) => break,
+                Err(EngineError::Conflict(_)) if name.is_none() && attempt < 20 => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        let made = (|| -> Result<(), EngineError> {
+            std::fs::create_dir_all(&data)
+                .map_err(|e| EngineError::io(format!("create {}", data.display()), e))?;
+            let parent = self.ensure_snapshot(&id, &image.target)?;
+            self.records.update(&id, |r| {
+                r.parent_snapshot = parent;
+                Ok(())
+            })?;
+            Ok(())
+        })();
+        if let Err(e) = made {
+            let _ = self.snapshotter.remove(&id);
+            let _ = std::fs::remove_dir_all(&data);
+            let _ = self.records.remove(&id);
+            return Err(e);
+        }
+        let rec = self.records.get(&id)?.unwrap_or(rec);
+        self.event(&rec, "create", &[]);
+        let mut warnings = Vec::new();
+        if rec.host_config.memory > 0 && rec.host_config.memory_swap == 0 {
+            // Docker prints nothing here; kept empty on purpose.
+        }
+        warnings.retain(|w: &String| !w.is_empty());
+        Ok((id, warnings))
+    }
+
+    /// Makes the container's writable snapshot if it is missing; returns
+    /// its parent (the image's top layer).
+    pub(crate) fn ensure_snapshot(
+        &self,
+        id: &str,
+        target: &berth_image::store::Target,
+    ) -> Result<Option<String>, EngineError> {
+        let platform = self.images.platform().clone();
+        let parent = self.images.store().unpack(
+            &self.snapshotter,
+            target,
+            &platform,
+            &ApplyOptions::default(),
+        )?;
+        if self.snapshotter.stat(id).is_err() {
+            let mut labels = BTreeMap::new();
+            labels.insert("berth.container".to_owned(), id.to_owned());
+            self.snapshotter
+                .prepare(id, parent.as_deref(), labels)
+                .map_err(berth_image::store::StoreError::from)?;
+        }
+        Ok(parent)
+    }
+}
+
+/// A temporary directory under `parent`.
+fn tempdir_in(parent: &Path) -> Result<TempDir, EngineError> {
+    let b: [u8; 8] = names::random_bytes()?;
+    let name: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let p = parent.join(format!(".tmp-{name}"));
+    std::fs::create_dir_all(&p)
+        .map_err(|e| EngineError::io(format!("create {}", p.display()), e))?;
+    Ok(TempDir(p))
+}
+
+struct TempDir(PathBuf);
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Docker's create-time checks of the host config.
+fn check_host_config(h: &HostConfig) -> Result<(), EngineError> {
+    let bad = |m: &str| Err(EngineError::InvalidArgument(m.to_owned()));
+    match h.restart_policy.name.as_str() {
+        "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
+        other => {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid restart policy '{other}'"
+            )));
+        }
+    }
+    if h.restart_policy.maximum_retry_count < 0 {
+        return bad("invalid restart policy: maximum retry count cannot be negative");
+    }
+    if h.restart_policy.maximum_retry_count > 0 && h.restart_policy.name != "on-failure" {
+        return Err(EngineError::InvalidArgument(format!(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'; got '{}'",
+            h.restart_policy.name
+        )));
+    }
+    if h.auto_remove && !matches!(h.restart_policy.name.as_str(), "" | "no") {
+        return bad("can't create 'AutoRemove' container with restart policy");
+    }
+    if h.memory != 0 && h.memory < MIN_MEMORY {
+        return bad("Minimum memory limit allowed is 6MB");
+    }
+    if h.memory_swap > 0 && h.memory > 0 && h.memory_swap < h.memory {
+        return bad("Minimum memoryswap limit should be larger than memory limit, see usage");
+    }
+    if h.nano_cpus != 0 && (h.cpu_quota != 0 || h.cpu_period != 0) {
+        return bad("Conflicting options: Nano CPUs and CPU Period cannot both be set");
+    }
+    if h.nano_cpus < 0 {
+        return bad("invalid NanoCPUs: must not be negative");
+    }
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+    if h.nano_cpus > ncpu * 1_000_000_000 {
+        return Err(EngineError::InvalidArgument(format!(
+            "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+        )));
+    }
+    if h.cpu_period != 0 && !(1000..=1_000_000).contains(&h.cpu_period) {
+        return bad(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+        );
+    }
+    if h.cpu_quota > 0 && h.cpu_quota < 1000 {
+        return bad("CPU cfs quota can not be less than 1ms (i.e. 1000)");
+    }
+    if h.shm_size < 0 {
+        return bad("SHM size can not be less than 0");
+    }
+    match h.log_config.kind.as_str() {
+        "" | "json-file" | "none" | "local" => {}
+        other => {
+            return Err(EngineError::InvalidArgument(format!(
+                "logger: no log driver named '{other}' is registered"
+            )));
+        }
+    }
+    log_settings(&h.log_config.config)?;
+    Ok(())
+}
+
+/// `max-size` and `max-file` of the json-file driver.
+pub(crate) fn log_settings(
+    cfg: &BTreeMap<String, String>,
+) -> Result<(Option<u64>, u32), EngineError> {
+    for k in cfg.keys() {
+        if !matches!(
+            k.as_str(),
+            "max-size"
+                | "max-file"
+                | "compress"
+                | "labels"
+                | "env"
+                | "tag"
+                | "mode"
+                | "max-buffer-size"
+        ) {
+            return Err(EngineError::InvalidArgument(format!(
+                "unknown log opt '{k}' for json-file log driver"
+            )));
+        }
+    }
+    let size = match cfg.get("max-size").map(String::as_str) {
+        None | Some("") | Some("-1") => None,
+        Some(s) => Some(parse_size(s).ok_or_else(|| {
+            EngineError::InvalidArgument(format!(
+                "invalid max-size {s:?}: expected a size like 10m"
+            ))
+        })?),
+    };
+    let files = match cfg.get("max-file").map(String::as_str) {
+        None | Some("") => 1,
+        Some(s) => match s.parse::<u32>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "invalid max-file {s:?}: expected a number ≥ 1"
+                )));
+            }
+        },
+    };
+    if files > 1 && size.is_none() {
+        return Err(EngineError::InvalidArgument(
+            "max-file can only be used with max-size".into(),
+        ));
+    }
+    Ok((size, files))
+}
+
+/// `10m`, `1k`, `2g`, `100` (bytes), `1.5m`.
+pub(crate) fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.strip_suffix('b').unwrap_or(&s);
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'k') => (&s[..i], 1u64 << 10),
+        (i, 'm') => (&s[..i], 1 << 20),
+        (i, 'g') => (&s[..i], 1 << 30),
+        (i, 't') => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    let n: f64 = num.parse().ok()?;
+    if !(n.is_finite() && n > 0.0) {
+        return None;
+    }
+    Some((n * mult as f64) as u64)
+}
+
+/// A namespace mode of the host config (`host`, `container:<x>`, private).
+fn ns_mode(
+    svc: &ContainerService,
+    what: &str,
+    mode: &str,
+    ns: &str,
+) -> Result<NamespaceMode, EngineError> {
+    match mode {
+        "" | "private" | "shareable" | "default" | "bridge" | "none" => Ok(NamespaceMode::Private),
+        "host" => Ok(NamespaceMode::Host),
+        m => match m.strip_prefix("container:") {
+            Some(other) => {
+                let r = svc.get(other)?;
+                if !r.state.status.is_live() || r.state.pid <= 0 {
+                    return Err(EngineError::Conflict(format!(
+                        "cannot join {what} of a non running container: {}",
+                        r.id
+                    )));
+                }
+                Ok(NamespaceMode::Path(PathBuf::from(format!(
+                    "/proc/{}/ns/{ns}",
+                    r.state.pid
+                ))))
+            }
+            None => Err(EngineError::InvalidArgument(format!(
+                "invalid {what} mode: {m}"
+            ))),
+        },
+    }
+}
+
+/// The spec builder's options for a container.
+pub(crate) fn run_options(
+    id: &str,
+    config: &super::ContainerConfig,
+    h: &HostConfig,
+    image_config: &str,
+    svc: &ContainerService,
+) -> Result<RunOptions, EngineError> {
+    let mut o = RunOptions {
+        id: Some(id.to_owned()),
+        cmd: config.cmd.clone(),
+        entrypoint: config.entrypoint.clone(),
+        env: config.env.clone(),
+        working_dir: Some(config.working_dir.clone()).filter(|s| !s.is_empty()),
+        user: Some(config.user.clone()).filter(|s| !s.is_empty()),
+        group_add: h.group_add.clone(),
+        hostname: Some(config.hostname.clone()).filter(|s| !s.is_empty()),
+        domainname: Some(config.domainname.clone()).filter(|s| !s.is_empty()),
+        tty: config.tty,
+        open_stdin: config.open_stdin,
+        labels: config.labels.clone(),
+        stop_signal: config.stop_signal.clone(),
+        healthcheck: config.healthcheck.clone(),
+        image_healthcheck: spec::Healthcheck::from_image_config(image_config.as_bytes())
+            .ok()
+            .flatten(),
+        exposed_ports: config
+            .exposed_ports
+            .as_ref()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default(),
+        volumes: config
+            .volumes
+            .as_ref()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default(),
+        cap_add: h.cap_add.clone(),
+        cap_drop: h.cap_drop.clone(),
+        privileged: h.privileged,
+        readonly_rootfs: h.readonly_rootfs,
+        security_opt: h.security_opt.clone(),
+        sysctls: h.sysctls.clone(),
+        shm_size: (h.shm_size > 0).then_some(h.shm_size as u64),
+        tmpfs: h.tmpfs.clone(),
+        binds: Vec::new(),
+        hostname_path: None,
+        hosts_path: None,
+        resolv_conf_path: None,
+        resources: spec::Resources {
+            memory: (h.memory > 0).then_some(h.memory),
+            memory_swap: (h.memory_swap != 0).then_some(h.memory_swap),
+            cpu_shares: (h.cpu_shares > 0).then_some(h.cpu_shares as u64),
+            cpu_period: (h.cpu_period > 0).then_some(h.cpu_period as u64),
+            cpu_quota: (h.cpu_quota > 0).then_some(h.cpu_quota),
+            nano_cpus: (h.nano_cpus > 0).then_some(h.nano_cpus),
+            cpuset_cpus: Some(h.cpuset_cpus.clone()).filter(|s| !s.is_empty()),
+            cpuset_mems: Some(h.cpuset_mems.clone()).filter(|s| !s.is_empty()),
+            pids_limit: h.pids_limit.filter(|n| *n > 0),
+            ulimits: h
+                .ulimits
+                .iter()
+                .map(|u| spec::Ulimit {
+                    name: u.name.clone(),
+                    soft: u.soft,
+                    hard: u.hard,
+                })
+                .collect(),
+        },
+        network: ns_mode(svc, "network", &h.network_mode, "net")?,
+        pid: ns_mode(svc, "pid", &h.pid_mode, "pid")?,
+        ipc: ns_mode(svc, "ipc", &h.ipc_mode, "ipc")?,
+        uts: ns_mode(svc, "uts", &h.uts_mode, "uts")?,
+        cgroupns: match h.cgroupns_mode.as_str() {
+            "host" => Some(NamespaceMode::Host),
+            "private" => Some(NamespaceMode::Private),
+            _ => None,
+        },
+        cgroups_path: Some(format!("/berth/{id}")),
+    };
+    for b in &h.binds {
+        o.binds.push(parse_bind(b)?);
+    }
+    for m in &h.mounts {
+        match m.kind.as_str() {
+            "bind" => {
+                if !Path::new(&m.source).exists() {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                        m.source
+                    )));
+                }
+                let propagation = m
+                    .extra
+                    .get("BindOptions")
+                    .and_then(|b| b.get("Propagation"))
+                    .and_then(|p| p.as_str())
+                    .map(parse_propagation)
+                    .transpose()?;
+                o.binds.push(BindMount {
+                    source: PathBuf::from(&m.source),
+                    destination: PathBuf::from(&m.target),
+                    read_only: m.read_only,
+                    propagation,
+                });
+            }
+            "tmpfs" => {
+                let mut opts = Vec::new();
+                if let Some(t) = m.extra.get("TmpfsOptions") {
+                    if let Some(sz) = t.get("SizeBytes").and_then(|v| v.as_i64()) {
+                        opts.push(format!("size={sz}"));
+                    }
+                    if let Some(mode) = t.get("Mode").and_then(|v| v.as_u64()) {
+                        opts.push(format!("mode={mode:o}"));
+                    }
+                }
+                if m.read_only {
+                    opts.push("ro".into());
+                }
+                o.tmpfs.insert(m.target.clone(), opts.join(","));
+            }
+            "volume" => {
+                return Err(EngineError::NotImplemented(
+                    "volumes are not supported by berthd yet (use a bind mount)".into(),
+                ));
+            }
+            other => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "invalid mount config: mount type unknown: {other:?}"
+                )));
+            }
+        }
+    }
+    Ok(o)
+}
+
+fn parse_propagation(s: &str) -> Result<Propagation, EngineError> {
+    Ok(match s {
+        "private" => Propagation::Private,
+        "rprivate" => Propagation::RPrivate,
+        "shared" => Propagation::Shared,
+        "rshared" => Propagation::RShared,
+        "slave" => Propagation::Slave,
+        "rslave" => Propagation::RSlave,
+        other => {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid propagation mode: {other}"
+            )));
+        }
+    })
+}
+
+/// `-v /src:/dst[:ro|rw|z|Z|<propagation>[,…]]`.
+fn parse_bind(b: &str) -> Result<BindMount, EngineError> {
+    let parts: Vec<&str> = b.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [s, d] => (*s, *d, ""),
+        [s, d, o] => (*s, *d, *o),
+        _ => {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid volume specification: '{b}'"
+            )));
+        }
+    };
+    if !dst.starts_with('/') {
+        return Err(EngineError::InvalidArgument(format!(
+            "invalid volume specification: '{b}': invalid mount config for type \"bind\": invalid mount path: '{dst}' mount path must be absolute"
+        )));
+    }
+    if !src.starts_with('/') {
+        return Err(EngineError::NotImplemented(format!(
+            "named volumes are not supported by berthd yet: '{b}' (use an absolute host path)"
+        )));
+    }
+    let mut m = BindMount {
+        source: PathBuf::from(src),
+        destination: PathBuf::from(dst),
+        read_only: false,
+        propagation: None,
+    };
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => m.read_only = true,
+            "rw" => m.read_only = false,
+            "z" | "Z" | "nocopy" | "consistent" | "cached" | "delegated" => {}
+            p => {
+                m.propagation = Some(parse_propagation(p).map_err(|_| {
+                    EngineError::InvalidArgument(format!(
+                        "invalid volume specification: '{b}': invalid mode: {p}"
+                    ))
+                })?)
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// The image config of a record, parsed.
+pub(crate) fn image_configuration(r: &Record) -> Result<ImageConfiguration, EngineError> {
+    serde_json::from_str(&r.image_config)
+        .map_err(|e| EngineError::Internal(format!("image config of {}: {e}", r.id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("10m"), Some(10 << 20));
+        assert_eq!(parse_size("1k"), Some(1024));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("1.5m"), Some(3 << 19));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size("-1m"), None);
+    }
+
+    #[test]
+    fn binds_parse() {
+        let m = parse_bind("/a:/b:ro,rshared").expect("bind");
+        assert!(m.read_only);
+        assert_eq!(m.propagation, Some(Propagation::RShared));
+        assert!(parse_bind("/a:b").is_err());
+        assert!(parse_bind("/a").is_err());
+        assert!(parse_bind("/a:/b:bogus").is_err());
+    }
+
+    #[test]
+    fn log_opts_checked() {
+        let mut c = BTreeMap::new();
+        c.insert("max-size".to_owned(), "1k".to_owned());
+        c.insert("max-file".to_owned(), "3".to_owned());
+        assert_eq!(log_settings(&c).ok(), Some((Some(1024), 3)));
+        c.insert("max-file".to_owned(), "0".to_owned());
+        assert!(log_settings(&c).is_err());
+        let mut d = BTreeMap::new();
+        d.insert("bogus".to_owned(), "1".to_owned());
+        assert!(log_settings(&d).is_err());
+    }
+}

@@ -1,0 +1,1042 @@
+//! Start, stop, kill, pause, restart, remove, wait; the monitor that sees
+//! each exit, applies the restart policy and `--rm`; recovery after a
+//! daemon restart.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_image::snapshot::{mount_all, unmount};
+use berth_shim::proto::{ExitStatus, LogConfig, Request, ShimConfig};
+use tokio::sync::broadcast;
+
+use super::create::{image_configuration, log_settings, run_options};
+use super::record::{Record, Status};
+use super::shim::Shim;
+use super::{ContainerService, now};
+use crate::error::EngineError;
+use crate::events::Event;
+
+/// Default seconds between the stop signal and SIGKILL.
+const DEFAULT_STOP_TIMEOUT: i64 = 10;
+/// The first restart delay of a failing container; it doubles up to a minute.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A run this long resets the back-off.
+const BACKOFF_RESET: Duration = Duration::from_secs(10);
+
+/// `condition` of `/wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    /// Return at once when not running, else at the exit.
+    NotRunning,
+    /// The next exit.
+    NextExit,
+    /// Removal.
+    Removed,
+}
+
+impl WaitCondition {
+    /// Parses the query value (`""` = not-running).
+    pub fn parse(s: &str) -> Result<Self, EngineError> {
+        match s {
+            "" | "not-running" => Ok(WaitCondition::NotRunning),
+            "next-exit" => Ok(WaitCondition::NextExit),
+            "removed" => Ok(WaitCondition::Removed),
+            other => Err(EngineError::InvalidArgument(format!(
+                "invalid condition: \"{other}\""
+            ))),
+        }
+    }
+}
+
+/// A wait registered before the answer's headers go out.
+#[derive(Debug)]
+pub struct Waiter {
+    id: String,
+    condition: WaitCondition,
+    rx: broadcast::Receiver<Event>,
+    svc: Arc<ContainerService>,
+    last_code: i32,
+}
+
+impl Waiter {
+    /// Waits for the condition; returns the exit code and an error text.
+    pub async fn wait(mut self) -> (i64, Option<String>) {
+        if self.condition == WaitCondition::NotRunning {
+            match self.svc.records.get(&self.id) {
+                Ok(Some(r))
+                    if !r.state.status.is_live() && r.state.status != Status::Restarting =>
+                {
+                    return (i64::from(r.state.exit_code), None);
+                }
+                Ok(None) => return (i64::from(self.last_code), None),
+                _ => {}
+            }
+        }
+        loop {
+            match self.rx.recv().await {
+                Ok(e) if e.actor.id == self.id => {
+                    if e.action == "die" {
+                        let code = e
+                            .actor
+                            .attributes
+                            .get("exitCode")
+                            .and_then(|c| c.parse().ok())
+                            .unwrap_or(0);
+                        self.last_code = code;
+                        match self.condition {
+                            WaitCondition::NextExit => return (i64::from(code), None),
+                            WaitCondition::NotRunning => {
+                                // A restart policy may bring it back: wait
+                                // until it is really down.
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                                match self.svc.records.get(&self.id) {
+                                    Ok(Some(r))
+                                        if r.state.status == Status::Restarting
+                                            || r.state.status.is_live() => {}
+                                    _ => return (i64::from(code), None),
+                                }
+                            }
+                            WaitCondition::Removed => {}
+                        }
+                    } else if e.action == "destroy" {
+                        return (i64::from(self.last_code), None);
+                    }
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Missed events: fall back on the record.
+                    match self.svc.records.get(&self.id) {
+                        Ok(Some(r))
+                            if self.condition != WaitCondition::Removed
+                                && !r.state.status.is_live() =>
+                        {
+                            return (i64::from(r.state.exit_code), None);
+                        }
+                        Ok(None) => return (i64::from(self.last_code), None),
+                        _ => {}
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    return (-1, Some("the daemon is shutting down".into()));
+                }
+            }
+        }
+    }
+}
+
+fn stop_signal(r: &Record) -> i32 {
+    r.config
+        .stop_signal
+        .as_deref()
+        .and_then(|s| berth_runtime::signal::parse(s).ok())
+        .unwrap_or(libc::SIGTERM)
+}
+
+/// The exit code `docker run` derives from a start error.
+fn start_error_code(msg: &str) -> i32 {
+    if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+        127
+    } else if msg.contains("permission denied") {
+        126
+    } else {
+        128
+    }
+}
+
+impl ContainerService {
+    /// Registers a wait on `name_or_id` (before the answer's headers).
+    pub fn waiter(
+        self: &Arc<Self>,
+        name_or_id: &str,
+        condition: WaitCondition,
+    ) -> Result<Waiter, EngineError> {
+        let rx = self.events.receiver();
+        let r = self.get(name_or_id)?;
+        Ok(Waiter {
+            id: r.id,
+            condition,
+            rx,
+            svc: self.clone(),
+            last_code: r.state.exit_code,
+        })
+    }
+
+    /// `docker start`.
+    pub async fn start(self: &Arc<Self>, name_or_id: &str) -> Result<(), EngineError> {
+        let r = self.get(name_or_id)?;
+        let slot = self.slot(&r.id);
+        let _g = slot.op.lock().await;
+        self.start_locked(&r.id, false).await
+    }
+
+    pub(crate) async fn start_locked(
+        self: &Arc<Self>,
+        id: &str,
+        by_policy: bool,
+    ) -> Result<(), EngineError> {
+        let r = self
+            .records
+            .get(id)?
+            .ok_or_else(|| EngineError::NoSuchContainer(id.to_owned()))?;
+        match r.state.status {
+            Status::Running | Status::Paused => {
+                return Err(EngineError::NotModified("container already started".into()));
+            }
+            Status::Removing | Status::Dead => {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is marked for removal and cannot be started",
+                    r.id
+                )));
+            }
+            _ => {}
+        }
+        match self.launch(&r).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let msg = e.to_string();
+                let code = start_error_code(&msg);
+                self.unmount_rootfs(&r.id);
+                let _ = self.records.update(&r.id, |rec| {
+                    rec.state.status = if rec.has_been_started || by_policy {
+                        Status::Exited
+                    } else {
+                        Status::Created
+                    };
+                    rec.state.error = msg.clone();
+                    rec.state.exit_code = code;
+                    rec.state.pid = 0;
+                    rec.state.shim = None;
+                    Ok(())
+                });
+                if r.host_config.auto_remove {
+                    // `docker run --rm` of a container that never started.
+                    let svc = self.clone();
+                    let id = r.id.clone();
+                    tokio::spawn(async move {
+                        let _ = svc.remove_now(&id).await;
+                    });
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Mounts, writes the bundle, spawns the shim and starts the process.
+    async fn launch(self: &Arc<Self>, r: &Record) -> Result<(), EngineError> {
+        let id = r.id.clone();
+        let bundle = self.paths.bundle(&id);
+        let rootfs = self.paths.rootfs(&id);
+        std::fs::create_dir_all(&rootfs)
+            .map_err(|e| EngineError::io(format!("create {}", rootfs.display()), e))?;
+        if !is_mountpoint(&rootfs) {
+            if self.snapshotter.stat(&id).is_err() {
+                let img = self.images.lookup(&r.image_id)?;
+                self.ensure_snapshot(&id, &img.target)?;
+            }
+            let mounts = self
+                .snapshotter
+                .mounts(&id)
+                .map_err(berth_image::store::StoreError::from)?;
+            mount_all(&mounts, &rootfs).map_err(berth_image::store::StoreError::from)?;
+        }
+        self.write_etc_files(r)?;
+        let mut opts = run_options(&id, &r.config, &r.host_config, &r.image_config, self)?;
+        let net_host = r.host_config.network_mode == "host";
+        if !net_host {
+            opts.hostname_path = Some(r.hostname_path.clone().into());
+        }
+        opts.hosts_path = Some(r.hosts_path.clone().into());
+        opts.resolv_conf_path = Some(r.resolv_conf_path.clone().into());
+        // `-v /missing:/x` makes the host directory, as Docker does.
+        for b in &r.host_config.binds {
+            if let Some(src) = b.split(':').next()
+                && src.starts_with('/')
+                && !Path::new(src).exists()
+            {
+                std::fs::create_dir_all(src)
+                    .map_err(|e| EngineError::io(format!("create bind source {src}"), e))?;
+            }
+        }
+        let img_cfg = image_configuration(r)?;
+        let prepared = berth_image::spec::prepare(&img_cfg, &rootfs, &opts)
+            .map_err(|e| EngineError::StartFailed(e.to_string()))?;
+        let spec_path = bundle.join("config.json");
+        let bytes = serde_json::to_vec(&prepared.spec)
+            .map_err(|e| EngineError::Internal(format!("encode spec: {e}")))?;
+        std::fs::write(&spec_path, bytes)
+            .map_err(|e| EngineError::io(format!("write {}", spec_path.display()), e))?;
+        let (max_size, max_file) = log_settings(&r.host_config.log_config.config)?;
+        let log = (r.host_config.log_config.kind != "none").then(|| LogConfig {
+            path: r.log_path.clone().into(),
+            max_size,
+            max_file,
+        });
+        let cfg = ShimConfig {
+            id: id.clone(),
+            bundle: bundle.clone(),
+            runtime_root: self.paths.runtime_root.clone(),
+            log,
+            tty: r.config.tty,
+            open_stdin: r.config.open_stdin,
+            stdin_once: r.config.stdin_once,
+            console_size: r.host_config.console_size.map(|[h, w]| (h, w)),
+        };
+        // A runtime leftover of a crash (same id) would make create fail.
+        let _ = berth_runtime::container::delete(&self.paths.runtime_root, &id, true);
+        let shim = Shim::new(bundle);
+        let (shim_pid, init_pid) = shim.spawn(&self.paths.shim, &cfg).await?;
+        let shim_start = proc_start_time(shim_pid).unwrap_or(0);
+        let started_at = now();
+        let rec = self.records.update(&id, |rec| {
+            rec.state.status = Status::Running;
+            rec.state.pid = init_pid;
+            rec.state.shim = Some((shim_pid, shim_start));
+            rec.state.started_at = Some(started_at.clone());
+            rec.state.error.clear();
+            rec.state.exit_code = 0;
+            rec.state.oom_killed = false;
+            rec.has_been_started = true;
+            rec.manually_stopped = false;
+            if rec.config.healthcheck.is_some() {
+                rec.state.health = Some(super::record::Health {
+                    status: "starting".into(),
+                    ..Default::default()
+                });
+            }
+            Ok(())
+        });
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = shim
+                    .call(&Request::Kill {
+                        signal: libc::SIGKILL,
+                        all: true,
+                    })
+                    .await;
+                return Err(e);
+            }
+        };
+        // Attach requests made before start get the stream from its first byte.
+        let pending: Vec<_> = {
+            let slot = self.slot(&id);
+            let mut p = slot.pending.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *p)
+        };
+        for p in pending {
+            p.connect(&shim).await;
+        }
+        // The monitor asks for the exit before the process can exit.
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        self.spawn_monitor(id.clone(), shim_pid, Some(ready_tx));
+        let _ = ready_rx.await;
+        if let Err(e) = shim.call_ok(&Request::Start).await {
+            let _ = shim
+                .call(&Request::Kill {
+                    signal: libc::SIGKILL,
+                    all: true,
+                })
+                .await;
+            return Err(EngineError::StartFailed(e.to_string()));
+        }
+        self.event(&rec, "start", &[]);
+        if rec.config.healthcheck.is_some() {
+            self.spawn_health(id.clone(), shim_pid);
+        }
+        Ok(())
+    }
+
+    /// Watches the shim of `id` until the container exits.
+    pub(crate) fn spawn_monitor(
+        self: &Arc<Self>,
+        id: String,
+        shim_pid: i32,
+        ready: Option<tokio::sync::oneshot::Sender<()>>,
+    ) {
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let shim = Shim::new(svc.paths.bundle(&id));
+            let started = std::time::Instant::now();
+            let res = async {
+                let mut conn = shim.send(&Request::Wait).await;
+                // The request is on its way: start may go on.
+                if let Some(tx) = ready {
+                    let _ = tx.send(());
+                }
+                match super::shim::read_reply(
+                    conn.as_mut()
+                        .map_err(|e| EngineError::Internal(e.to_string()))?,
+                )
+                .await?
+                {
+                    berth_shim::proto::Reply::Exited(s) => Ok(s),
+                    other => Err(EngineError::Internal(format!(
+                        "shim: unexpected reply {other:?}"
+                    ))),
+                }
+            }
+            .await;
+            let status = match res {
+                Ok(s) => s,
+                Err(e) => {
+                    // The shim went away without answering: its exit
+                    // file, or an unknown end.
+                    let mut found = None;
+                    for _ in 0..50 {
+                        if let Some(s) = shim.exit_file() {
+                            found = Some(s);
+                            break;
+                        }
+                        if !pid_alive(shim_pid) {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    found.unwrap_or_else(|| {
+                        tracing::warn!(container = %id, error = %e, "shim lost; exit status unknown");
+                        ExitStatus {
+                            code: 255,
+                            oom_killed: false,
+                            finished_at: now(),
+                        }
+                    })
+                }
+            };
+            svc.on_exit(&id, shim_pid, status, started.elapsed()).await;
+        });
+    }
+
+    /// Records an exit, cleans up, and applies the restart policy or `--rm`.
+    pub(crate) async fn on_exit(
+        self: &Arc<Self>,
+        id: &str,
+        shim_pid: i32,
+        status: ExitStatus,
+        ran: Duration,
+    ) {
+        let rec = self.records.update(id, |r| {
+            if r.state.shim.map(|(p, _)| p) != Some(shim_pid) {
+                return Err(EngineError::Conflict("stale exit".into()));
+            }
+            r.state.status = Status::Exited;
+            r.state.pid = 0;
+            r.state.exit_code = status.code;
+            r.state.oom_killed = status.oom_killed;
+            r.state.finished_at = Some(status.finished_at.clone());
+            r.state.shim = None;
+            if let Some(h) = &mut r.state.health {
+                h.status = "unhealthy".into();
+            }
+            Ok(())
+        });
+        let rec = match rec {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        self.unmount_rootfs(id);
+        let _ = berth_runtime::container::delete(&self.paths.runtime_root, id, true);
+        if status.oom_killed {
+            self.event(&rec, "oom", &[]);
+        }
+        let policy = rec.host_config.restart_policy.clone();
+        let restart = !rec.manually_stopped
+            && match policy.name.as_str() {
+                "always" | "unless-stopped" => true,
+                "on-failure" => {
+                    status.code != 0
+                        && (policy.maximum_retry_count == 0
+                            || rec.restart_count < policy.maximum_retry_count)
+                }
+                _ => false,
+            };
+        if restart {
+            let _ = self.records.update(id, |r| {
+                r.state.status = Status::Restarting;
+                Ok(())
+            });
+        }
+        self.event(&rec, "die", &[("exitCode", status.code.to_string())]);
+        if restart {
+            let svc = self.clone();
+            let id = id.to_owned();
+            let delay = restart_delay(rec.restart_count, ran);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let slot = svc.slot(&id);
+                let _g = slot.op.lock().await;
+                match svc.records.get(&id) {
+                    Ok(Some(r)) if r.state.status == Status::Restarting => {}
+                    _ => return,
+                }
+                let _ = svc.records.update(&id, |r| {
+                    r.restart_count += 1;
+                    Ok(())
+                });
+                if let Err(e) = svc.start_locked(&id, true).await {
+                    tracing::warn!(container = %id, error = %e, "restart failed");
+                } else if let Ok(Some(r)) = svc.records.get(&id) {
+                    svc.event(&r, "restart", &[]);
+                }
+            });
+        } else if rec.host_config.auto_remove {
+            let _ = self.remove_now(id).await;
+        }
+    }
+
+    /// Sends `signal` through the shim (to every process with `all`).
+    async fn signal(&self, r: &Record, signal: i32, all: bool) -> Result<(), EngineError> {
+        Shim::new(self.paths.bundle(&r.id))
+            .call_ok(&Request::Kill { signal, all })
+            .await
+            .map(drop)
+    }
+
+    /// Waits up to `timeout` for `id` to stop being live.
+    async fn wait_down(
+        &self,
+        id: &str,
+        mut rx: broadcast::Receiver<Event>,
+        timeout: Duration,
+    ) -> bool {
+        let down = || match self.records.get(id) {
+            Ok(Some(r)) => !r.state.status.is_live(),
+            _ => true,
+        };
+        if down() {
+            return true;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return down();
+            }
+            match tokio::time::timeout(left.min(Duration::from_millis(500)), rx.recv()).await {
+                Ok(Ok(e)) if e.actor.id == id && e.action == "die" => return true,
+                Ok(Err(broadcast::error::RecvError::Closed)) => return down(),
+                _ => {
+                    if down() {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `docker stop`: the stop signal, then SIGKILL after `timeout` seconds
+    /// (the container's StopTimeout, else 10; negative waits forever).
+    pub async fn stop(
+        self: &Arc<Self>,
+        name_or_id: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let r = self.get(name_or_id)?;
+        let slot = self.slot(&r.id);
+        let _g = slot.op.lock().await;
+        self.stop_locked(&r.id, timeout, signal).await
+    }
+
+    async fn stop_locked(
+        self: &Arc<Self>,
+        id: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let r = self
+            .records
+            .get(id)?
+            .ok_or_else(|| EngineError::NoSuchContainer(id.to_owned()))?;
+        if r.state.status == Status::Restarting {
+            // Cancel the pending restart.
+            self.records.update(id, |rec| {
+                rec.state.status = Status::Exited;
+                rec.manually_stopped = true;
+                Ok(())
+            })?;
+            self.event(&r, "stop", &[]);
+            return Ok(());
+        }
+        if !r.state.status.is_live() {
+            return Err(EngineError::NotModified("container already stopped".into()));
+        }
+        self.records.update(id, |rec| {
+            rec.manually_stopped = true;
+            Ok(())
+        })?;
+        let sig = match signal {
+            Some(s) if !s.is_empty() => berth_runtime::signal::parse(s)
+                .map_err(|e| EngineError::InvalidArgument(e.to_string()))?,
+            _ => stop_signal(&r),
+        };
+        let secs = timeout
+            .or(r.config.stop_timeout)
+            .unwrap_or(DEFAULT_STOP_TIMEOUT);
+        let rx = self.events.receiver();
+        if r.state.status == Status::Paused {
+            let _ = berth_runtime::container::resume(&self.paths.runtime_root, id);
+        }
+        self.event(&r, "kill", &[("signal", sig.to_string())]);
+        let _ = self.signal(&r, sig, false).await;
+        let graceful = if secs < 0 {
+            self.wait_down(id, rx, Duration::from_secs(u64::MAX / 4))
+                .await
+        } else {
+            self.wait_down(id, rx, Duration::from_secs(secs as u64))
+                .await
+        };
+        if !graceful {
+            let rx = self.events.receiver();
+            self.event(&r, "kill", &[("signal", libc::SIGKILL.to_string())]);
+            let _ = self.signal(&r, libc::SIGKILL, true).await;
+            if !self.wait_down(id, rx, Duration::from_secs(30)).await {
+                return Err(EngineError::Internal(format!(
+                    "container {id} did not exit 30 s after SIGKILL"
+                )));
+            }
+        }
+        if let Ok(Some(r)) = self.records.get(id) {
+            self.event(&r, "stop", &[]);
+        }
+        Ok(())
+    }
+
+    /// `docker kill`.
+    pub async fn kill(self: &Arc<Self>, name_or_id: &str, signal: &str) -> Result<(), EngineError> {
+        let r = self.get(name_or_id)?;
+        let sig = if signal.is_empty() {
+            libc::SIGKILL
+        } else {
+            berth_runtime::signal::parse(signal)
+                .map_err(|e| EngineError::InvalidArgument(e.to_string()))?
+        };
+        if !r.state.status.is_live() {
+            return Err(EngineError::Conflict(format!(
+                "Cannot kill container: {name_or_id}: Container {} is not running",
+                r.id
+            )));
+        }
+        self.records.update(&r.id, |rec| {
+            rec.manually_stopped = true;
+            Ok(())
+        })?;
+        self.event(&r, "kill", &[("signal", sig.to_string())]);
+        self.signal(&r, sig, false).await
+    }
+
+    /// `docker pause` / `docker unpause`.
+    pub async fn pause(self: &Arc<Self>, name_or_id: &str, pause: bool) -> Result<(), EngineError> {
+        let r = self.get(name_or_id)?;
+        let slot = self.slot(&r.id);
+        let _g = slot.op.lock().await;
+        let r = self.get(&r.id)?;
+        match (r.state.status, pause) {
+            (Status::Running, true) => {
+                berth_runtime::container::pause(&self.paths.runtime_root, &r.id)
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
+                self.records.update(&r.id, |rec| {
+                    rec.state.status = Status::Paused;
+                    Ok(())
+                })?;
+                self.event(&r, "pause", &[]);
+            }
+            (Status::Paused, false) => {
+                berth_runtime::container::resume(&self.paths.runtime_root, &r.id)
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
+                self.records.update(&r.id, |rec| {
+                    rec.state.status = Status::Running;
+                    Ok(())
+                })?;
+                self.event(&r, "unpause", &[]);
+            }
+            (Status::Paused, true) => {
+                return Err(EngineError::Conflict(format!(
+                    "Container {} is already paused",
+                    r.id
+                )));
+            }
+            (Status::Running, false) => {
+                return Err(EngineError::Conflict(format!(
+                    "Container {} is not paused",
+                    r.id
+                )));
+            }
+            _ => {
+                return Err(EngineError::Conflict(format!(
+                    "Container {} is not running",
+                    r.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `docker restart`.
+    pub async fn restart(
+        self: &Arc<Self>,
+        name_or_id: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let r = self.get(name_or_id)?;
+        let slot = self.slot(&r.id);
+        let _g = slot.op.lock().await;
+        match self.stop_locked(&r.id, timeout, signal).await {
+            Ok(()) | Err(EngineError::NotModified(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.start_locked(&r.id, false).await?;
+        if let Ok(Some(r)) = self.records.get(&r.id) {
+            self.event(&r, "restart", &[]);
+        }
+        Ok(())
+    }
+
+    /// `docker rename`.
+    pub fn rename(&self, name_or_id: &str, new: &str) -> Result<(), EngineError> {
+        let new = super::names::validate(new)?;
+        let r = self.get(name_or_id)?;
+        if r.short_name() == new {
+            return Err(EngineError::InvalidArgument(
+                "Renaming a container with the same name as its current name".into(),
+            ));
+        }
+        let old = r.name.clone();
+        let rec = self.records.update(&r.id, |rec| {
+            rec.name = format!("/{new}");
+            Ok(())
+        })?;
+        self.event(&rec, "rename", &[("oldName", old)]);
+        Ok(())
+    }
+
+    /// `docker rm`.
+    pub async fn remove(
+        self: &Arc<Self>,
+        name_or_id: &str,
+        force: bool,
+    ) -> Result<(), EngineError> {
+        let r = self.get(name_or_id)?;
+        let slot = self.slot(&r.id);
+        let _g = slot.op.lock().await;
+        let r = self.get(&r.id)?;
+        if r.state.status.is_live() {
+            if !force {
+                return Err(EngineError::Conflict(format!(
+                    "cannot remove container \"{}\": container is running: stop the container before removing or force remove",
+                    r.name
+                )));
+            }
+            self.records.update(&r.id, |rec| {
+                rec.manually_stopped = true;
+                Ok(())
+            })?;
+            let rx = self.events.receiver();
+            if r.state.status == Status::Paused {
+                let _ = berth_runtime::container::resume(&self.paths.runtime_root, &r.id);
+            }
+            let _ = self.signal(&r, libc::SIGKILL, true).await;
+            if !self.wait_down(&r.id, rx, Duration::from_secs(30)).await {
+                return Err(EngineError::Internal(format!(
+                    "container {} did not exit 30 s after SIGKILL",
+                    r.id
+                )));
+            }
+        }
+        drop(_g);
+        self.remove_now(&r.id).await
+    }
+
+    /// Removes a stopped container: mounts, snapshot, files, record.
+    pub(crate) async fn remove_now(self: &Arc<Self>, id: &str) -> Result<(), EngineError> {
+        let rec = match self.records.update(id, |r| {
+            if r.state.status.is_live() {
+                return Err(EngineError::Conflict(format!(
+                    "cannot remove container \"{}\": container is running",
+                    r.name
+                )));
+            }
+            if r.state.status == Status::Removing {
+                return Err(EngineError::Conflict(format!(
+                    "removal of container {id} is already in progress"
+                )));
+            }
+            r.state.status = Status::Removing;
+            Ok(())
+        }) {
+            Ok(r) => r,
+            Err(EngineError::NoSuchContainer(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.unmount_rootfs(id);
+        let _ = berth_runtime::container::delete(&self.paths.runtime_root, id, true);
+        if let Err(e) = self.snapshotter.remove(id)
+            && self.snapshotter.stat(id).is_ok()
+        {
+            {
+                let _ = self.records.update(id, |r| {
+                    r.state.status = Status::Dead;
+                    r.state.error = format!("remove snapshot: {e}");
+                    Ok(())
+                });
+                return Err(EngineError::Internal(format!(
+                    "could not remove the root filesystem of {id}: {e}"
+                )));
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.paths.bundle(id));
+        let _ = std::fs::remove_dir_all(self.paths.data_dir(id));
+        self.records.remove(id)?;
+        self.forget_slot(id);
+        self.execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, e| e.container != id);
+        self.event(&rec, "destroy", &[]);
+        Ok(())
+    }
+
+    /// `docker container prune`: removes every stopped container; returns
+    /// their ids.
+    pub async fn prune(
+        self: &Arc<Self>,
+        keep: impl Fn(&Record) -> bool,
+    ) -> Result<Vec<String>, EngineError> {
+        let mut removed = Vec::new();
+        for r in self.list()? {
+            if matches!(
+                r.state.status,
+                Status::Created | Status::Exited | Status::Dead
+            ) && !keep(&r)
+                && self.remove(&r.id, false).await.is_ok()
+            {
+                removed.push(r.id);
+            }
+        }
+        Ok(removed)
+    }
+
+    pub(crate) fn unmount_rootfs(&self, id: &str) {
+        let rootfs = self.paths.rootfs(id);
+        while is_mountpoint(&rootfs) {
+            if let Err(e) = unmount(&rootfs) {
+                tracing::warn!(container = %id, error = %e, "unmount rootfs");
+                break;
+            }
+        }
+    }
+
+    /// After a daemon start: reattach to every live shim, record exits that
+    /// happened while the daemon was away, resume restarts, and remove
+    /// what a crash left half made.
+    pub async fn recover(self: &Arc<Self>) -> Result<(), EngineError> {
+        let records = self.records.all()?;
+        for r in &records {
+            match r.state.status {
+                Status::Running | Status::Paused => {
+                    let shim = Shim::new(self.paths.bundle(&r.id));
+                    let shim_pid = r.state.shim.map(|(p, _)| p).unwrap_or(0);
+                    if shim.alive().await {
+                        tracing::info!(container = %r.id, "reattached to shim");
+                        self.spawn_monitor(r.id.clone(), shim_pid, None);
+                        if r.config.healthcheck.is_some() {
+                            self.spawn_health(r.id.clone(), shim_pid);
+                        }
+                    } else {
+                        let status = shim.exit_file().unwrap_or_else(|| {
+                            // Neither a shim nor an exit file: the process
+                            // is gone with its shim (SIGKILL of both).
+                            if r.state.pid > 0 && pid_alive(r.state.pid) {
+                                let _ = berth_runtime::container::kill(
+                                    &self.paths.runtime_root,
+                                    &r.id,
+                                    libc::SIGKILL,
+                                    true,
+                                );
+                            }
+                            ExitStatus {
+                                code: 255,
+                                oom_killed: false,
+                                finished_at: now(),
+                            }
+                        });
+                        self.on_exit(&r.id, shim_pid, status, Duration::from_secs(3600))
+                            .await;
+                    }
+                }
+                Status::Restarting => {
+                    let svc = self.clone();
+                    let id = r.id.clone();
+                    tokio::spawn(async move {
+                        let slot = svc.slot(&id);
+                        let _g = slot.op.lock().await;
+                        let _ = svc.start_locked(&id, true).await;
+                    });
+                }
+                Status::Removing | Status::Dead => {
+                    let _ = self.records.update(&r.id, |rec| {
+                        rec.state.status = Status::Dead;
+                        Ok(())
+                    });
+                    let _ = self.remove_now(&r.id).await;
+                }
+                Status::Created | Status::Exited => {
+                    self.unmount_rootfs(&r.id);
+                }
+            }
+        }
+        // Leftovers without a record: a crash inside create or remove.
+        let known: std::collections::HashSet<String> =
+            self.records.all()?.into_iter().map(|r| r.id).collect();
+        if let Ok(infos) = self.snapshotter.list() {
+            for i in infos {
+                if i.labels
+                    .get("berth.container")
+                    .is_some_and(|c| !known.contains(c))
+                {
+                    let _ = self.snapshotter.remove(&i.name);
+                }
+            }
+        }
+        for dir in [&self.paths.exec, &self.paths.data] {
+            if let Ok(rd) = std::fs::read_dir(dir) {
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if name.len() == 64 && !known.contains(&name) {
+                        self.unmount_rootfs(&name);
+                        let _ = std::fs::remove_dir_all(e.path());
+                    } else if name.starts_with(".tmp-") {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_etc_files(&self, r: &Record) -> Result<(), EngineError> {
+        let write = |p: &str, s: String| {
+            std::fs::write(p, s).map_err(|e| EngineError::io(format!("write {p}"), e))
+        };
+        let host_net = r.host_config.network_mode == "host";
+        write(&r.hostname_path, format!("{}\n", r.hostname))?;
+        let mut hosts = if host_net {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_owned()
+        };
+        for h in &r.host_config.extra_hosts {
+            let (name, ip) = h
+                .split_once(':')
+                .or_else(|| h.split_once('='))
+                .ok_or_else(|| EngineError::InvalidArgument(format!("invalid extra host: {h}")))?;
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
+        write(&r.hosts_path, hosts)?;
+        let mut resolv = String::new();
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let servers: Vec<String> = if r.host_config.dns.is_empty() {
+            host_resolv
+                .lines()
+                .filter_map(|l| l.strip_prefix("nameserver"))
+                .map(|s| s.trim().to_owned())
+                // A loopback resolver of the host is not reachable from a
+                // container with its own network namespace.
+                .filter(|s| host_net || !(s.starts_with("127.") || s == "::1"))
+                .collect()
+        } else {
+            r.host_config.dns.clone()
+        };
+        for s in &servers {
+            resolv.push_str(&format!("nameserver {s}\n"));
+        }
+        let search: Vec<String> = if r.host_config.dns_search.is_empty() {
+            host_resolv
+                .lines()
+                .filter_map(|l| l.strip_prefix("search"))
+                .flat_map(|s| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+                .collect()
+        } else {
+            r.host_config.dns_search.clone()
+        };
+        if !search.is_empty() {
+            resolv.push_str(&format!("search {}\n", search.join(" ")));
+        }
+        if !r.host_config.dns_options.is_empty() {
+            resolv.push_str(&format!(
+                "options {}\n",
+                r.host_config.dns_options.join(" ")
+            ));
+        }
+        write(&r.resolv_conf_path, resolv)
+    }
+}
+
+/// Docker's back-off: 100 ms doubling per restart, up to a minute, reset by
+/// a run of 10 s or more.
+fn restart_delay(restarts: i64, ran: Duration) -> Duration {
+    if ran >= BACKOFF_RESET {
+        return BACKOFF_START;
+    }
+    let shift = restarts.clamp(0, 20) as u32;
+    BACKOFF_START.saturating_mul(1u32 << shift).min(BACKOFF_MAX)
+}
+
+/// Whether `p` is a mount point (its device differs from its parent's, or
+/// mountinfo lists it).
+pub fn is_mountpoint(p: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = p.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| unescape(m) == want)
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+pub(crate) fn pid_alive(pid: i32) -> bool {
+    pid > 0
+        && Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+}
+
+fn proc_start_time(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = s.rsplit_once(") ")?;
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_resets() {
+        assert_eq!(restart_delay(0, Duration::ZERO), Duration::from_millis(100));
+        assert_eq!(restart_delay(3, Duration::ZERO), Duration::from_millis(800));
+        assert_eq!(restart_delay(30, Duration::ZERO), BACKOFF_MAX);
+        assert_eq!(restart_delay(30, Duration::from_secs(11)), BACKOFF_START);
+    }
+
+    #[test]
+    fn start_errors_map_to_docker_exit_codes() {
+        assert_eq!(
+            start_error_code("exec: \"x\": executable file not found in $PATH"),
+            127
+        );
+        assert_eq!(start_error_code("open /x: permission denied"), 126);
+        assert_eq!(start_error_code("other"), 128);
+    }
+}

@@ -1,0 +1,311 @@
+//! What berth keeps about a container, in redb: table `containers` (id →
+//! JSON record) and `container_names` (name → id). Every change is one
+//! write transaction, committed before the API answers.
+
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::config::{ContainerConfig, HostConfig};
+use crate::error::EngineError;
+
+const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
+const NAMES: TableDefinition<&str, &str> = TableDefinition::new("container_names");
+
+/// Docker's container states.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Made, never started (or started and failed to).
+    #[default]
+    Created,
+    /// Its process runs.
+    Running,
+    /// Frozen.
+    Paused,
+    /// Waiting to be restarted by its policy.
+    Restarting,
+    /// Being removed.
+    Removing,
+    /// Its process ended.
+    Exited,
+    /// Could not be cleaned up.
+    Dead,
+}
+
+impl Status {
+    /// The word Docker uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+
+    /// Running or paused: a shim and a process exist.
+    pub fn is_live(self) -> bool {
+        matches!(self, Status::Running | Status::Paused)
+    }
+}
+
+/// The `State` of inspect.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// The state.
+    pub status: Status,
+    /// Init's host pid while live.
+    pub pid: i32,
+    /// Last exit code.
+    pub exit_code: i32,
+    /// Why the last start failed.
+    pub error: String,
+    /// The kernel OOM killer struck during the last run.
+    pub oom_killed: bool,
+    /// RFC 3339 (nanoseconds) of the last start, or Go's zero time.
+    pub started_at: Option<String>,
+    /// RFC 3339 of the last exit.
+    pub finished_at: Option<String>,
+    /// The shim's pid and start time while live.
+    pub shim: Option<(i32, u64)>,
+    /// Health, when a health check is configured.
+    pub health: Option<Health>,
+}
+
+/// `State.Health`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// `starting`, `healthy`, `unhealthy`.
+    pub status: String,
+    /// Consecutive failures.
+    pub failing_streak: i64,
+    /// The last few probes.
+    pub log: Vec<HealthProbe>,
+}
+
+/// One health probe.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthProbe {
+    /// RFC 3339.
+    pub start: String,
+    /// RFC 3339.
+    pub end: String,
+    /// 0 healthy, 1 unhealthy, else error.
+    pub exit_code: i32,
+    /// The probe's output (truncated).
+    pub output: String,
+}
+
+/// A container as berth records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// 64 hex.
+    pub id: String,
+    /// `/name`.
+    pub name: String,
+    /// RFC 3339 (nanoseconds).
+    pub created: String,
+    /// The request's config, with the image's values merged in (as inspect shows it).
+    pub config: ContainerConfig,
+    /// The request's host config.
+    pub host_config: HostConfig,
+    /// `sha256:<config digest>`.
+    pub image_id: String,
+    /// The image config as it was at create (a container outlives its image's name).
+    pub image_config: String,
+    /// The snapshot the container's layer sits on (the image's top chain id).
+    pub parent_snapshot: Option<String>,
+    /// `Path` of inspect: the program.
+    pub path: String,
+    /// `Args` of inspect.
+    pub args: Vec<String>,
+    /// Life state.
+    pub state: State,
+    /// Restarts done by the restart policy.
+    pub restart_count: i64,
+    /// Stopped by the user (`unless-stopped` does not restart it).
+    pub manually_stopped: bool,
+    /// The container was started at least once.
+    pub has_been_started: bool,
+    /// json-file path.
+    pub log_path: String,
+    /// `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf` on the host.
+    pub hostname_path: String,
+    /// See `hostname_path`.
+    pub hosts_path: String,
+    /// See `hostname_path`.
+    pub resolv_conf_path: String,
+    /// The hostname.
+    pub hostname: String,
+}
+
+impl Record {
+    /// `name` without its `/`.
+    pub fn short_name(&self) -> &str {
+        self.name.trim_start_matches('/')
+    }
+}
+
+/// The records, over the engine's database.
+#[derive(Debug, Clone)]
+pub struct Records {
+    db: Arc<Database>,
+}
+
+fn db_err(context: &str, e: impl Into<redb::Error>) -> EngineError {
+    EngineError::Db {
+        context: context.to_owned(),
+        source: e.into(),
+    }
+}
+
+impl Records {
+    /// Opens (creates) the tables.
+    pub fn new(db: Arc<Database>) -> Result<Self, EngineError> {
+        let tx = db.begin_write().map_err(|e| db_err("begin", e))?;
+        tx.open_table(CONTAINERS)
+            .map_err(|e| db_err("open containers", e))?;
+        tx.open_table(NAMES).map_err(|e| db_err("open names", e))?;
+        tx.commit().map_err(|e| db_err("commit", e))?;
+        Ok(Records { db })
+    }
+
+    /// Every record.
+    pub fn all(&self) -> Result<Vec<Record>, EngineError> {
+        let tx = self.db.begin_read().map_err(|e| db_err("begin", e))?;
+        let t = tx
+            .open_table(CONTAINERS)
+            .map_err(|e| db_err("open containers", e))?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(|e| db_err("list containers", e))? {
+            let (k, v) = item.map_err(|e| db_err("read container", e))?;
+            match serde_json::from_slice::<Record>(v.value()) {
+                Ok(r) => out.push(r),
+                Err(e) => tracing::warn!(id = k.value(), error = %e, "unreadable container record"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The record of `id` (a full id).
+    pub fn get(&self, id: &str) -> Result<Option<Record>, EngineError> {
+        let tx = self.db.begin_read().map_err(|e| db_err("begin", e))?;
+        let t = tx
+            .open_table(CONTAINERS)
+            .map_err(|e| db_err("open containers", e))?;
+        let Some(v) = t.get(id).map_err(|e| db_err("read container", e))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(v.value())
+            .map(Some)
+            .map_err(|e| EngineError::Internal(format!("container record {id}: {e}")))
+    }
+
+    /// The id a name (without `/`) belongs to.
+    pub fn id_of_name(&self, name: &str) -> Result<Option<String>, EngineError> {
+        let tx = self.db.begin_read().map_err(|e| db_err("begin", e))?;
+        let t = tx.open_table(NAMES).map_err(|e| db_err("open names", e))?;
+        Ok(t.get(name)
+            .map_err(|e| db_err("read name", e))?
+            .map(|v| v.value().to_owned()))
+    }
+
+    /// Writes a new record and claims its name; a taken name is Docker's 409.
+    pub fn insert(&self, r: &Record) -> Result<(), EngineError> {
+        let tx = self.db.begin_write().map_err(|e| db_err("begin", e))?;
+        {
+            let mut names = tx.open_table(NAMES).map_err(|e| db_err("open names", e))?;
+            let short = r.short_name();
+            if let Some(other) = names.get(short).map_err(|e| db_err("read name", e))? {
+                return Err(name_conflict(short, other.value()));
+            }
+            names
+                .insert(short, r.id.as_str())
+                .map_err(|e| db_err("write name", e))?;
+            let mut t = tx
+                .open_table(CONTAINERS)
+                .map_err(|e| db_err("open containers", e))?;
+            let bytes = serde_json::to_vec(r)
+                .map_err(|e| EngineError::Internal(format!("encode container: {e}")))?;
+            t.insert(r.id.as_str(), bytes.as_slice())
+                .map_err(|e| db_err("write container", e))?;
+        }
+        tx.commit().map_err(|e| db_err("commit", e))
+    }
+
+    /// Changes the record of `id` with `f` in one transaction and returns
+    /// the new record. `f` may refuse with an error.
+    pub fn update(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Record) -> Result<(), EngineError>,
+    ) -> Result<Record, EngineError> {
+        let tx = self.db.begin_write().map_err(|e| db_err("begin", e))?;
+        let rec = {
+            let mut t = tx
+                .open_table(CONTAINERS)
+                .map_err(|e| db_err("open containers", e))?;
+            let mut rec: Record = {
+                let v = t
+                    .get(id)
+                    .map_err(|e| db_err("read container", e))?
+                    .ok_or_else(|| EngineError::NoSuchContainer(id.to_owned()))?;
+                serde_json::from_slice(v.value())
+                    .map_err(|e| EngineError::Internal(format!("container record {id}: {e}")))?
+            };
+            let old_name = rec.name.clone();
+            f(&mut rec)?;
+            if rec.name != old_name {
+                let mut names = tx.open_table(NAMES).map_err(|e| db_err("open names", e))?;
+                let new = rec.short_name();
+                if let Some(other) = names.get(new).map_err(|e| db_err("read name", e))? {
+                    return Err(name_conflict(new, other.value()));
+                }
+                names
+                    .remove(old_name.trim_start_matches('/'))
+                    .map_err(|e| db_err("remove name", e))?;
+                names.insert(new, id).map_err(|e| db_err("write name", e))?;
+            }
+            let bytes = serde_json::to_vec(&rec)
+                .map_err(|e| EngineError::Internal(format!("encode container: {e}")))?;
+            t.insert(id, bytes.as_slice())
+                .map_err(|e| db_err("write container", e))?;
+            rec
+        };
+        tx.commit().map_err(|e| db_err("commit", e))?;
+        Ok(rec)
+    }
+
+    /// Removes the record of `id` and frees its name.
+    pub fn remove(&self, id: &str) -> Result<(), EngineError> {
+        let tx = self.db.begin_write().map_err(|e| db_err("begin", e))?;
+        {
+            let mut t = tx
+                .open_table(CONTAINERS)
+                .map_err(|e| db_err("open containers", e))?;
+            let name = t
+                .remove(id)
+                .map_err(|e| db_err("remove container", e))?
+                .and_then(|v| serde_json::from_slice::<Record>(v.value()).ok())
+                .map(|r| r.short_name().to_owned());
+            let mut names = tx.open_table(NAMES).map_err(|e| db_err("open names", e))?;
+            if let Some(n) = name {
+                names
+                    .remove(n.as_str())
+                    .map_err(|e| db_err("remove name", e))?;
+            }
+        }
+        tx.commit().map_err(|e| db_err("commit", e))
+    }
+}
+
+fn name_conflict(name: &str, id: &str) -> EngineError {
+    EngineError::Conflict(format!(
+        "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
+    ))
+}

@@ -1,0 +1,169 @@
+//! berthd's side of the shim protocol (see `berth_shim::proto`), over
+//! tokio sockets.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use berth_shim::proto::{self, ExitStatus, Reply, Request, ShimConfig, Spawned};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+use crate::error::EngineError;
+
+/// How berthd finds and talks to one container's shim.
+#[derive(Debug, Clone)]
+pub struct Shim {
+    /// The shim's state directory (also the bundle: config.json, rootfs).
+    pub dir: PathBuf,
+}
+
+fn shim_err(context: &str, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Internal(format!("shim: {context}: {e}"))
+}
+
+impl Shim {
+    /// The shim of state directory `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        Shim { dir }
+    }
+
+    /// Writes `shim.json` and spawns `bin` on it. Returns the shim's and
+    /// the container init's pids, or the creation error (the runtime's
+    /// words, for the user).
+    pub async fn spawn(&self, bin: &Path, cfg: &ShimConfig) -> Result<(i32, i32), EngineError> {
+        let cfg_path = self.dir.join(proto::CONFIG);
+        let bytes = serde_json::to_vec_pretty(cfg).map_err(|e| shim_err("encode config", e))?;
+        tokio::fs::write(&cfg_path, bytes)
+            .await
+            .map_err(|e| EngineError::io(format!("write {}", cfg_path.display()), e))?;
+        let _ = tokio::fs::remove_file(self.dir.join(proto::EXIT_FILE)).await;
+        let out = tokio::process::Command::new(bin)
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(false)
+            .output()
+            .await
+            .map_err(|e| EngineError::io(format!("run {}", bin.display()), e))?;
+        let line = String::from_utf8_lossy(&out.stdout);
+        match proto::parse_spawn_line(line.lines().next().unwrap_or("")) {
+            Spawned::Ready { shim_pid, init_pid } if out.status.success() => {
+                Ok((shim_pid, init_pid))
+            }
+            Spawned::Ready { .. } => Err(shim_err("spawn", format!("exited with {}", out.status))),
+            Spawned::Failed(msg) => {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let stderr = stderr.trim();
+                if msg.starts_with("the shim exited") && !stderr.is_empty() {
+                    Err(EngineError::StartFailed(stderr.to_owned()))
+                } else {
+                    Err(EngineError::StartFailed(msg))
+                }
+            }
+        }
+    }
+
+    /// Connects and sends `req`; returns the reply and the connection.
+    pub async fn call(&self, req: &Request) -> Result<(Reply, UnixStream), EngineError> {
+        let path = self.dir.join(proto::SOCKET);
+        let mut s = UnixStream::connect(&path)
+            .await
+            .map_err(|e| shim_err(&format!("connect {}", path.display()), e))?;
+        s.write_all(&proto::to_line(req))
+            .await
+            .map_err(|e| shim_err("send", e))?;
+        let line = read_line(&mut s).await?;
+        let reply: Reply = serde_json::from_slice(&line).map_err(|e| shim_err("bad reply", e))?;
+        Ok((reply, s))
+    }
+
+    /// Sends `req` and expects `Reply::Ok`.
+    pub async fn call_ok(&self, req: &Request) -> Result<UnixStream, EngineError> {
+        match self.call(req).await? {
+            (Reply::Ok, s) => Ok(s),
+            (Reply::Error { message }, _) => Err(EngineError::ShimRefused(message)),
+            (other, _) => Err(shim_err("unexpected reply", format!("{other:?}"))),
+        }
+    }
+
+    /// Connects and sends `req` without reading the reply (see [`read_reply`]).
+    pub async fn send(&self, req: &Request) -> Result<UnixStream, EngineError> {
+        let path = self.dir.join(proto::SOCKET);
+        let mut s = UnixStream::connect(&path)
+            .await
+            .map_err(|e| shim_err(&format!("connect {}", path.display()), e))?;
+        s.write_all(&proto::to_line(req))
+            .await
+            .map_err(|e| shim_err("send", e))?;
+        Ok(s)
+    }
+
+    /// Waits until the container exits. Errors when the shim goes away
+    /// without an answer (then see [`Shim::exit_file`]).
+    pub async fn wait(&self) -> Result<ExitStatus, EngineError> {
+        match self.call(&Request::Wait).await? {
+            (Reply::Exited(s), _) => Ok(s),
+            (Reply::Error { message }, _) => Err(EngineError::ShimRefused(message)),
+            (other, _) => Err(shim_err("unexpected reply", format!("{other:?}"))),
+        }
+    }
+
+    /// The exit status the shim left, if any.
+    pub fn exit_file(&self) -> Option<ExitStatus> {
+        let bytes = std::fs::read(self.dir.join(proto::EXIT_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Whether a shim listens.
+    pub async fn alive(&self) -> bool {
+        UnixStream::connect(self.dir.join(proto::SOCKET))
+            .await
+            .is_ok()
+    }
+}
+
+/// Reads a reply line from `s`.
+pub async fn read_reply(s: &mut UnixStream) -> Result<Reply, EngineError> {
+    let line = read_line(s).await?;
+    serde_json::from_slice(&line).map_err(|e| shim_err("bad reply", e))
+}
+
+/// Reads one line byte by byte (so nothing after it is consumed).
+async fn read_line(s: &mut UnixStream) -> Result<Vec<u8>, EngineError> {
+    let mut line = Vec::with_capacity(128);
+    let mut b = [0u8; 1];
+    loop {
+        let n = s.read(&mut b).await.map_err(|e| shim_err("read", e))?;
+        if n == 0 {
+            return Err(shim_err("read", "connection closed before a reply"));
+        }
+        if b[0] == b'\n' {
+            return Ok(line);
+        }
+        line.push(b[0]);
+        if line.len() > 1 << 20 {
+            return Err(shim_err("read", "reply too long"));
+        }
+    }
+}
+
+/// Reads the next frame of an attach or exec stream; `None` at the end.
+pub async fn read_frame(
+    s: &mut (impl AsyncReadExt + Unpin),
+) -> Result<Option<proto::Frame>, EngineError> {
+    let mut head = [0u8; 8];
+    match s.read_exact(&mut head).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(shim_err("read frame", e)),
+    }
+    let len = proto::frame_len(&head).map_err(|e| shim_err("frame", e))?;
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload)
+        .await
+        .map_err(|e| shim_err("read frame", e))?;
+    proto::Frame::decode(head, payload)
+        .map(Some)
+        .map_err(|e| shim_err("frame", e))
+}
