@@ -79,6 +79,16 @@ impl Engine {
                 shim: config.shim.clone().unwrap_or_else(find_shim),
             },
         )?;
+        let weak = Arc::downgrade(&containers);
+        images.set_users(Box::new(move |image_id| {
+            weak.upgrade()
+                .and_then(|c| c.list().ok())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| r.image_id == image_id)
+                .map(|r| (r.id, r.state.status.is_live()))
+                .collect()
+        }));
         Ok(Engine {
             images,
             containers,

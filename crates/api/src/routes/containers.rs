@@ -880,3 +880,35 @@ pub async fn export(
     );
     Ok(resp)
 }
+
+/// `POST /commit`.
+pub async fn commit(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let config: Option<Value> = json_body(body, true).await?;
+    let req = berth_engine::containers::CommitRequest {
+        repo: q.str("repo"),
+        tag: q.str("tag"),
+        comment: q.str("comment"),
+        author: q.str("author"),
+        changes: q
+            .all("changes")
+            .into_iter()
+            .filter(|c| !c.is_empty())
+            .collect(),
+        config,
+    };
+    let container = q.str("container");
+    let engine = st.engine.clone();
+    let id = blocking(move || {
+        engine
+            .containers()
+            .commit(&container, &req)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "Id": id }))).into_response())
+}

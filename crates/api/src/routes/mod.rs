@@ -8,6 +8,8 @@ pub mod events;
 pub mod exec;
 /// `/images/…`.
 pub mod images;
+/// `/containers/{id}/stats`.
+pub mod stats;
 /// Hijacked stdio streams.
 mod stream;
 /// `/_ping`, `/version`, `/info`, and what is not there yet.

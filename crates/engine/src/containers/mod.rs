@@ -7,6 +7,7 @@
 //! directory (config.json, the mounted `rootfs`, shim.json, shim.sock,
 //! exit.json); `<exec-root>/runtime` is the runtime library's state root.
 
+mod commit;
 /// The Docker create body.
 pub mod config;
 mod create;
@@ -29,6 +30,7 @@ use berth_image::snapshot::Snapshotter;
 use crate::error::EngineError;
 use crate::events::Events;
 use crate::images::ImageService;
+pub use commit::CommitRequest;
 pub use config::{ContainerConfig, CreateBody, HostConfig};
 pub use exec::{ExecConfig, ExecInspect};
 pub use io::{AttachStream, LogOptions, StreamKind};

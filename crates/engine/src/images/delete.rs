@@ -42,18 +42,44 @@ impl ImageService {
         let _g = self.lock();
         let entries = self.entries()?;
         let (entry, how) = self.find(&entries, name)?;
+        let users = self.users_of(&entry.id);
         let mut out = Vec::new();
         match how {
             Matched::Record(rec) => {
-                self.store.delete(&rec)?;
-                out.push(DeleteItem::Untagged(familiar(&rec)));
                 let left = entry
                     .records
                     .iter()
                     .any(|(r, n)| *r != rec && *n != ImageName::Id);
-                if !left {
+                if !left && let Some((cid, _)) = users.first() {
+                    if !force {
+                        return Err(EngineError::Conflict(format!(
+                            "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}",
+                            &cid[..cid.len().min(12)],
+                            short_id(&entry.id)
+                        )));
+                    }
+                    // Forced: the name goes, the image stays for its container.
+                    self.ensure_id_record(entry)?;
+                }
+                self.store.delete(&rec)?;
+                out.push(DeleteItem::Untagged(familiar(&rec)));
+                if !left && users.is_empty() {
                     self.remove_image(entry, &mut out)?;
                 }
+            }
+            Matched::Id if !users.is_empty() => {
+                let (cid, running) = &users[0];
+                let cid = &cid[..cid.len().min(12)];
+                if *running {
+                    return Err(EngineError::Conflict(format!(
+                        "conflict: unable to delete {} (cannot be forced) - image is being used by running container {cid}",
+                        short_id(&entry.id)
+                    )));
+                }
+                return Err(EngineError::Conflict(format!(
+                    "conflict: unable to delete {} (must be forced) - image is being used by stopped container {cid}",
+                    short_id(&entry.id)
+                )));
             }
             Matched::Id => {
                 let repos: BTreeSet<String> = entry
@@ -126,6 +152,9 @@ impl ImageService {
         let mut report = PruneReport::default();
         for e in &entries {
             if only_dangling && !e.dangling() {
+                continue;
+            }
+            if !self.users_of(&e.id).is_empty() {
                 continue;
             }
             let l = e.labels();

@@ -9,7 +9,7 @@
 //! `rmi` of an image's last tag removes the id record too.
 
 mod archive;
-mod changes;
+pub(crate) mod changes;
 mod delete;
 mod list;
 
@@ -241,7 +241,22 @@ pub struct ImageService {
     /// Serialises changes to names (tag, delete, prune, the end of a load)
     /// so that the id-record rule holds.
     names: Mutex<()>,
+    /// The containers made from an image id (`(container id, running)`),
+    /// which delete and prune must respect.
+    users: std::sync::OnceLock<Users>,
 }
+
+/// The container lookup, wrapped so the service stays `Debug`.
+struct Users(UsersFn);
+
+impl std::fmt::Debug for Users {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Users")
+    }
+}
+
+/// See [`ImageService::set_users`].
+pub type UsersFn = Box<dyn Fn(&str) -> Vec<(String, bool)> + Send + Sync>;
 
 impl ImageService {
     /// Images over `store`, resolved for the host platform.
@@ -251,7 +266,20 @@ impl ImageService {
             platform: Platform::host(),
             cache: Mutex::new(HashMap::new()),
             names: Mutex::new(()),
+            users: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Tells the images which containers use an image id (set once).
+    pub fn set_users(&self, f: UsersFn) {
+        let _ = self.users.set(Users(f));
+    }
+
+    pub(crate) fn users_of(&self, image_id: &str) -> Vec<(String, bool)> {
+        self.users
+            .get()
+            .map(|f| (f.0)(image_id))
+            .unwrap_or_default()
     }
 
     /// The image store underneath.
