@@ -63,6 +63,12 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/stats", get(routes::stats::stats))
         .route("/containers/{id}/changes", get(c::changes))
         .route("/containers/{id}/export", get(c::export))
+        .route(
+            "/containers/{id}/archive",
+            get(c::archive_get)
+                .head(c::archive_head)
+                .put(c::archive_put),
+        )
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/resize", post(exec::resize))

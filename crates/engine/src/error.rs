@@ -31,6 +31,9 @@ pub enum EngineError {
     /// No container by this name or id.
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// A path inside a container does not exist.
+    #[error("{0}")]
+    NotFoundPath(String),
     /// No exec instance by this id.
     #[error("No such exec instance: {0}")]
     NoSuchExec(String),
@@ -87,7 +90,8 @@ impl EngineError {
         match self {
             EngineError::NoSuchImage(_)
             | EngineError::NoSuchContainer(_)
-            | EngineError::NoSuchExec(_) => ErrorKind::NotFound,
+            | EngineError::NoSuchExec(_)
+            | EngineError::NotFoundPath(_) => ErrorKind::NotFound,
             EngineError::NotModified(_) => ErrorKind::NotModified,
             EngineError::Internal(_) => ErrorKind::Internal,
             // dockerd answers 400 for a process that cannot start.

@@ -856,20 +856,9 @@ pub async fn export(
 ) -> Result<Response, ApiError> {
     let c = st.engine.containers().clone();
     let r = c.get(&id)?;
-    let root = c.rootfs_path(&r.id);
-    let mounted = berth_engine::containers::is_mounted(&root);
-    if !mounted {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "container {} is not running: berthd exports the filesystem of running containers only",
-                r.id
-            ),
-        ));
-    }
     let (mut w, body) = crate::body::BodyWriter::new();
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = berth_image::archive::export(&root, &mut w) {
+        if let Err(e) = c.export(&r.id, &mut w) {
             w.fail(std::io::Error::other(e.to_string()));
         }
     });
@@ -911,4 +900,109 @@ pub async fn commit(
     })
     .await?;
     Ok((StatusCode::CREATED, Json(json!({ "Id": id }))).into_response())
+}
+
+fn stat_header(st: &berth_engine::containers::archive::PathStat) -> Option<HeaderValue> {
+    use base64::Engine as _;
+    let json = serde_json::to_vec(st).ok()?;
+    HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(json)).ok()
+}
+
+fn archive_path(q: &Query) -> Result<String, ApiError> {
+    let p = q.str("path");
+    if p.is_empty() {
+        return Err(ApiError::bad_request("path cannot be empty"));
+    }
+    Ok(p)
+}
+
+/// `HEAD /containers/{id}/archive`.
+pub async fn archive_head(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let path = archive_path(&q)?;
+    let engine = st.engine.clone();
+    let stat = blocking(move || {
+        engine
+            .containers()
+            .path_stat(&id, &path)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    let mut r = StatusCode::OK.into_response();
+    if let Some(h) = stat_header(&stat) {
+        r.headers_mut().insert("X-Docker-Container-Path-Stat", h);
+    }
+    Ok(r)
+}
+
+/// `GET /containers/{id}/archive`.
+pub async fn archive_get(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let path = archive_path(&q)?;
+    let engine = st.engine.clone();
+    let (head_tx, head_rx) = tokio::sync::oneshot::channel::<Result<HeaderValue, ApiError>>();
+    let (mut w, body) = crate::body::BodyWriter::new();
+    tokio::task::spawn_blocking(move || {
+        let mut head_tx = Some(head_tx);
+        let res = engine.containers().archive_out(
+            &id,
+            &path,
+            |st| {
+                if let Some(tx) = head_tx.take() {
+                    let _ = tx.send(
+                        stat_header(st).ok_or_else(|| ApiError::internal("encode the path stat")),
+                    );
+                }
+            },
+            &mut w,
+        );
+        match res {
+            Ok(()) => {}
+            Err(e) => match head_tx.take() {
+                Some(tx) => {
+                    let _ = tx.send(Err(ApiError::from(e)));
+                }
+                None => w.fail(std::io::Error::other(e.to_string())),
+            },
+        }
+    });
+    let h = head_rx
+        .await
+        .map_err(|_| ApiError::internal("the archive worker stopped"))??;
+    let mut r = Response::new(body);
+    r.headers_mut().insert("X-Docker-Container-Path-Stat", h);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    Ok(r)
+}
+
+/// `PUT /containers/{id}/archive`.
+pub async fn archive_put(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    let path = archive_path(&q)?;
+    let reader = crate::body::BodyReader::spawn(body);
+    let engine = st.engine.clone();
+    blocking(move || {
+        engine
+            .containers()
+            .archive_in(&id, &path, reader)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    Ok(StatusCode::OK.into_response())
 }

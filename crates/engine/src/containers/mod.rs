@@ -7,6 +7,8 @@
 //! directory (config.json, the mounted `rootfs`, shim.json, shim.sock,
 //! exit.json); `<exec-root>/runtime` is the runtime library's state root.
 
+/// `docker cp`.
+pub mod archive;
 mod commit;
 /// The Docker create body.
 pub mod config;
