@@ -100,12 +100,22 @@ fn open_fds() -> u64 {
 /// `GET /info`.
 pub async fn info(State(st): State<AppState>) -> Result<Json<Info>, ApiError> {
     let engine = st.engine.clone();
-    let images = blocking(move || {
-        Ok(engine
+    let (images, counts) = blocking(move || {
+        let images = engine
             .images()
             .list(&ListRequest::default())
             .map_err(ApiError::from)?
-            .len() as u64)
+            .len() as u64;
+        let mut counts = [0u64; 4];
+        for r in engine.containers().list().map_err(ApiError::from)? {
+            counts[0] += 1;
+            match r.state.status {
+                berth_engine::containers::Status::Running => counts[1] += 1,
+                berth_engine::containers::Status::Paused => counts[2] += 1,
+                _ => counts[3] += 1,
+            }
+        }
+        Ok((images, counts))
     })
     .await?;
     let h = &st.host;
@@ -113,10 +123,10 @@ pub async fn info(State(st): State<AppState>) -> Result<Json<Info>, ApiError> {
     let cgroup_v2 = h.cgroup_version == "2";
     Ok(Json(Info {
         id: st.engine.id().to_owned(),
-        containers: 0,
-        containers_running: 0,
-        containers_paused: 0,
-        containers_stopped: 0,
+        containers: counts[0],
+        containers_running: counts[1],
+        containers_paused: counts[2],
+        containers_stopped: counts[3],
         images,
         driver: "overlayfs".into(),
         driver_status: vec![[
@@ -194,6 +204,56 @@ pub async fn info(State(st): State<AppState>) -> Result<Json<Info>, ApiError> {
         cdi_spec_dirs: Vec::new(),
         warnings: Vec::new(),
     }))
+}
+
+/// `GET /system/df`.
+pub async fn df(State(st): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let engine = st.engine.clone();
+    blocking(move || {
+        let containers = engine.containers().list().map_err(ApiError::from)?;
+        let images = engine
+            .images()
+            .list(&ListRequest { all: true, ..Default::default() })
+            .map_err(ApiError::from)?;
+        let mut layers = 0u64;
+        let imgs: Vec<serde_json::Value> = images
+            .iter()
+            .map(|e| {
+                layers += e.size();
+                let users = containers.iter().filter(|c| c.image_id == e.id).count();
+                serde_json::json!({
+                    "Id": e.id, "ParentId": "", "RepoTags": e.repo_tags(), "RepoDigests": e.repo_digests(),
+                    "Created": e.created_unix(), "Size": e.size(), "SharedSize": -1,
+                    "Labels": e.labels(), "Containers": users,
+                })
+            })
+            .collect();
+        let snaps = engine.containers().snapshotter();
+        let cs: Vec<serde_json::Value> = containers
+            .iter()
+            .map(|r| {
+                let rw = snaps.usage(&r.id).map(|u| u.bytes).unwrap_or(0);
+                serde_json::json!({
+                    "Id": r.id, "Names": [r.name], "Image": r.config.image, "ImageID": r.image_id,
+                    "Command": std::iter::once(r.path.clone()).chain(r.args.iter().cloned()).collect::<Vec<_>>().join(" "),
+                    "Created": chrono::DateTime::parse_from_rfc3339(&r.created).map(|t| t.timestamp()).unwrap_or(0),
+                    "State": r.state.status.as_str(),
+                    "Status": super::containers::status_text(r),
+                    "SizeRw": rw, "SizeRootFs": rw,
+                    "Labels": r.config.labels, "Mounts": [],
+                    "HostConfig": {"NetworkMode": "default"}, "NetworkSettings": {"Networks": {}},
+                })
+            })
+            .collect();
+        Ok(Json(serde_json::json!({
+            "LayersSize": layers,
+            "Images": imgs,
+            "Containers": cs,
+            "Volumes": [],
+            "BuildCache": [],
+        })))
+    })
+    .await
 }
 
 /// Reads a request body to its end (so the client, still sending, gets to
