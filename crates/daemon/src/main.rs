@@ -55,6 +55,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         data_root: cfg.data_root.clone(),
         exec_root: cfg.exec_root.clone(),
         shim: None,
+        default_ulimits: Vec::new(),
     })
     .with_context(|| format!("open state in {}", cfg.data_root.display()))?;
     // Reattach to the shims of running containers, record the exits

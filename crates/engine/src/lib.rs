@@ -33,6 +33,9 @@ pub struct EngineConfig {
     /// The berth-shim executable; `None`: `berth-shim` next to the running
     /// executable, else on `PATH`.
     pub shim: Option<PathBuf>,
+    /// `--default-ulimit`s: applied to containers that do not set that
+    /// limit themselves.
+    pub default_ulimits: Vec<containers::config::Ulimit>,
 }
 
 /// The daemon's domain: one per process.
@@ -77,6 +80,7 @@ impl Engine {
                 exec: config.exec_root.join("containers"),
                 runtime_root: config.exec_root.join("runtime"),
                 shim: config.shim.clone().unwrap_or_else(find_shim),
+                default_ulimits: config.default_ulimits.clone(),
             },
         )?;
         let weak = Arc::downgrade(&containers);

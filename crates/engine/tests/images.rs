@@ -14,6 +14,7 @@ fn engine(dir: &std::path::Path) -> Engine {
         data_root: dir.join("data"),
         exec_root: dir.join("run"),
         shim: None,
+        default_ulimits: Vec::new(),
     })
     .unwrap()
 }

@@ -461,6 +461,15 @@ pub(crate) fn run_options(
         },
         cgroups_path: Some(format!("/berth/{id}")),
     };
+    for d in &svc.paths.default_ulimits {
+        if !o.resources.ulimits.iter().any(|u| u.name == d.name) {
+            o.resources.ulimits.push(spec::Ulimit {
+                name: d.name.clone(),
+                soft: d.soft,
+                hard: d.hard,
+            });
+        }
+    }
     for b in &h.binds {
         o.binds.push(parse_bind(b)?);
     }

@@ -50,6 +50,8 @@ pub struct Paths {
     pub runtime_root: PathBuf,
     /// The berth-shim executable.
     pub shim: PathBuf,
+    /// The daemon's `--default-ulimit`s.
+    pub default_ulimits: Vec<config::Ulimit>,
 }
 
 impl Paths {
