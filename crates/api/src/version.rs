@@ -49,8 +49,68 @@ pub fn split_prefix(path: &str) -> Option<(ApiVersion, &str)> {
 pub async fn versioned(mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     tracing::debug!(method = %req.method(), uri = %req.uri(), "request");
+    let drained = guard_body(&mut req);
+    let resp = route(req, next, &path).await;
+    // A refusal sent before the body was read must not reach a client that
+    // is still sending: it would see a broken pipe instead of the message.
+    if let Some(done) = drained
+        && resp.status().as_u16() >= 400
+    {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), done).await;
+    }
+    resp
+}
+
+/// The most of an unread request body drained before an error answer.
+const DRAIN_LIMIT: usize = 64 << 20;
+
+/// Feeds the request body to the handler through a task that, once the
+/// handler drops it, reads the rest (up to [`DRAIN_LIMIT`]) and then
+/// reports. `None` for requests without a body.
+fn guard_body(req: &mut Request) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    use futures_util::StreamExt;
+    let h = req.headers();
+    let has_body = h.contains_key(axum::http::header::TRANSFER_ENCODING)
+        || h.get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v != "0");
+    if !has_body || h.contains_key(axum::http::header::UPGRADE) {
+        return None;
+    }
+    let body = std::mem::take(req.body_mut());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, axum::Error>>(4);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut s = body.into_data_stream();
+        let mut forwarding = true;
+        let mut drained = 0usize;
+        while let Some(chunk) = s.next().await {
+            if forwarding {
+                if let Err(e) = tx.send(chunk).await {
+                    forwarding = false;
+                    if let Ok(b) = e.0 {
+                        drained += b.len();
+                    }
+                }
+            } else if let Ok(b) = chunk {
+                drained += b.len();
+            }
+            if drained > DRAIN_LIMIT {
+                break;
+            }
+        }
+        let _ = done_tx.send(());
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    *req.body_mut() = axum::body::Body::from_stream(stream);
+    Some(done_rx)
+}
+
+async fn route(mut req: Request, next: Next, path: &str) -> Response {
     let mut version = MAX_API;
-    if let Some((v, tail)) = split_prefix(&path) {
+    if let Some((v, tail)) = split_prefix(path) {
         if v < MIN_API {
             let e = ApiError::bad_request(format!(
                 "client version {v} is too old. Minimum supported API version is {MIN_API}, please upgrade your client to a newer version"

@@ -720,11 +720,12 @@ impl State<'_> {
         shown: &str,
     ) -> Result<Meta, LayerError> {
         let h = entry.header();
-        let mode = h.mode().map_err(LayerError::Read)? & 0o7777;
-        let mut uid = h.uid().map_err(LayerError::Read)?;
-        let mut gid = h.gid().map_err(LayerError::Read)?;
+        let old = h.as_old();
+        let mode = numeric(h.mode().map(u64::from), &old.mode)? as u32 & 0o7777;
+        let mut uid = numeric(h.uid(), &old.uid)?;
+        let mut gid = numeric(h.gid(), &old.gid)?;
         let mut mtime = Timespec {
-            tv_sec: i64::try_from(h.mtime().map_err(LayerError::Read)?).unwrap_or(i64::MAX),
+            tv_sec: i64::try_from(numeric(h.mtime(), &old.mtime)?).unwrap_or(i64::MAX),
             tv_nsec: 0,
         };
         let mut xattrs = Vec::new();
@@ -856,6 +857,16 @@ impl State<'_> {
     }
 }
 
+/// A numeric header field; one left empty (all NUL or spaces) reads as 0,
+/// as Go's archive/tar (and so `docker save`/`docker load`) reads it.
+fn numeric(parsed: std::io::Result<u64>, raw: &[u8]) -> Result<u64, LayerError> {
+    match parsed {
+        Ok(v) => Ok(v),
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        Err(e) => Err(LayerError::Read(e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -907,6 +918,26 @@ mod tests {
         h.set_mtime(0);
         h.set_mode(0o644);
         h
+    }
+
+    #[test]
+    fn empty_numeric_fields_read_as_zero() {
+        // tar::Builder leaves uid, gid and mtime empty unless set; Go's
+        // archive/tar reads them as 0, and so must berth.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o640);
+        h.set_size(2);
+        b.append_data(&mut h, "f", &b"hi"[..]).expect("file");
+        let bytes = b.into_inner().expect("tar");
+        let dir = tempfile::tempdir().expect("tmp");
+        apply_layer(&bytes[..], dir.path(), &ApplyOptions::default()).expect("apply");
+        let m = std::fs::metadata(dir.path().join("f")).expect("f");
+        assert_eq!(m.mtime(), 0);
+        if is_root() {
+            assert_eq!((m.uid(), m.gid()), (0, 0));
+        }
+        assert!(numeric(Err(io::Error::other("x")), b"12\0zz").is_err());
     }
 
     fn normal_layer() -> Vec<u8> {
