@@ -254,7 +254,8 @@ mod tests {
         let pick = |p: &str| select(&doc, &Platform::parse(p).unwrap()).map(|d| d.digest.clone());
         assert_eq!(pick("linux/arm/v7").as_deref(), Some("sha256:2"));
         assert_eq!(pick("linux/arm/v6").as_deref(), Some("sha256:1"));
-        assert_eq!(pick("linux/arm/v8"), None);
+        // A v8 arm (32-bit) host runs v7 code: the nearest older variant.
+        assert_eq!(pick("linux/arm/v8").as_deref(), Some("sha256:2"));
         assert_eq!(pick("linux/amd64").as_deref(), Some("sha256:3"));
         assert_eq!(pick("linux/arm64"), None);
     }
