@@ -14,6 +14,9 @@ if [ "$mode" = test ]; then
   pkgs="$pkgs docker.io containerd podman conmon"
   # berth-registry's round trip test (crates/registry/tests/skopeo.rs) pushes and pulls with skopeo.
   pkgs="$pkgs skopeo"
+  # The peer server the registry client is tested against (crates/registry/tests/client.rs):
+  # distribution 2.8, started by the tests on a loopback port with their own config.
+  pkgs="$pkgs docker-registry"
 fi
 missing=""
 for p in $pkgs; do

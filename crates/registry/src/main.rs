@@ -1,4 +1,5 @@
-//! `berth-registry`: serve the OCI distribution API, or collect garbage.
+//! `berth-registry`: serve the OCI distribution API, collect garbage, or
+//! pull and push images as a client (to try the client and benchmark it).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -7,7 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use berth_image::reference::Reference;
+use berth_image::store::{ImageStore, Platform};
 use berth_registry::auth::Auth;
+use berth_registry::client::{
+    Client, ClientOptions, Credentials, DockerConfig, Progress, PullOptions, PushOptions,
+};
 use berth_registry::config::{Config, DEFAULT_ADDR, TlsConfig, default_root};
 use berth_registry::server::{self, Registry, tls};
 use berth_registry::storage::Storage;
@@ -33,6 +39,63 @@ enum Command {
     Serve(ServeArgs),
     /// Remove blobs no tag, manifest or referrer reaches.
     Gc(GcArgs),
+    /// Pull an image from a registry into an image store.
+    Pull(PullArgs),
+    /// Push an image from an image store to a registry.
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// Image store root (berthd's data root: content/ and state.redb).
+    #[arg(long, env = "BERTH_ROOT")]
+    root: PathBuf,
+    /// A registry (`host[:port]` or CIDR) that may be reached over plain
+    /// HTTP; loopback ones always may. Repeatable.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Per-registry CAs and client certificates (`<dir>/<host[:port]>/`).
+    #[arg(long, default_value = berth_registry::client::DEFAULT_CERTS_DIR)]
+    certs_dir: PathBuf,
+    /// Docker client config with credentials (default
+    /// $DOCKER_CONFIG/config.json or ~/.docker/config.json).
+    #[arg(long)]
+    docker_config: Option<PathBuf>,
+    /// Credentials as Docker's X-Registry-Auth header value (base64url
+    /// JSON); overrides the Docker config.
+    #[arg(long, env = "BERTH_REGISTRY_AUTH")]
+    registry_auth: Option<String>,
+    /// Print Docker's JSON progress messages instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct PullArgs {
+    /// The image: `host[:port]/repo[:tag|@digest]`.
+    reference: String,
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The platform to pick from an index (default: this host's).
+    #[arg(long)]
+    platform: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct PushArgs {
+    /// The image: `host[:port]/repo[:tag]`.
+    reference: String,
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Push this local image instead of the one named by the reference.
+    #[arg(long)]
+    source: Option<String>,
+    /// Upload blobs in chunks of this many bytes (PATCH + Content-Range).
+    #[arg(long)]
+    chunk_size: Option<u64>,
+    /// A repository of the same registry to mount blobs from. Repeatable.
+    #[arg(long)]
+    mount_from: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -86,11 +149,90 @@ fn main() {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Gc(args) => gc(args),
+        Command::Pull(args) => pull(args),
+        Command::Push(args) => push(args),
     };
     if let Err(e) = result {
         eprintln!("berth-registry: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// The client, the credentials for `reference`'s registry, the store and
+/// a progress printer.
+fn client_setup(
+    args: &ClientArgs,
+    reference: &str,
+) -> anyhow::Result<(Client, Credentials, ImageStore)> {
+    let client = Client::new(ClientOptions {
+        insecure_registries: args.insecure_registries.clone(),
+        certs_dir: args.certs_dir.clone(),
+        ..ClientOptions::default()
+    });
+    let r = Reference::parse_normalized(reference)?;
+    let creds = match &args.registry_auth {
+        Some(v) => Credentials::from_x_registry_auth(v)?.0,
+        None => {
+            let config = match &args.docker_config {
+                Some(p) => DockerConfig::load(p)?,
+                None => DockerConfig::load_default()?,
+            };
+            config.credentials(r.domain())?
+        }
+    };
+    let store = ImageStore::open(&args.root)
+        .with_context(|| format!("open image store {}", args.root.display()))?;
+    Ok((client, creds, store))
+}
+
+fn printer(json: bool) -> impl Fn(&Progress) + Send + Sync {
+    let out = std::sync::Mutex::new(std::io::stdout());
+    move |p: &Progress| {
+        // Byte counts are many; text output shows only state changes.
+        if !json && p.current.is_some() && p.current != p.total {
+            return;
+        }
+        let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = if json {
+            writeln!(out, "{}", p.to_json())
+        } else {
+            writeln!(out, "{p}")
+        };
+        let _ = out.flush();
+    }
+}
+
+fn pull(args: PullArgs) -> anyhow::Result<()> {
+    let (client, credentials, store) = client_setup(&args.client, &args.reference)?;
+    let platform = match &args.platform {
+        Some(p) => Some(
+            Platform::parse(p)
+                .with_context(|| format!("invalid platform {p:?} (os/arch[/variant])"))?,
+        ),
+        None => None,
+    };
+    let opts = PullOptions {
+        platform,
+        credentials,
+        ..PullOptions::default()
+    };
+    let print = printer(args.client.json);
+    client.pull(&store, &args.reference, &opts, &print)?;
+    Ok(())
+}
+
+fn push(args: PushArgs) -> anyhow::Result<()> {
+    let (client, credentials, store) = client_setup(&args.client, &args.reference)?;
+    let opts = PushOptions {
+        credentials,
+        source: args.source,
+        chunk_size: args.chunk_size,
+        mount_from: args.mount_from,
+        ..PushOptions::default()
+    };
+    let print = printer(args.client.json);
+    client.push(&store, &args.reference, &opts, &print)?;
+    Ok(())
 }
 
 fn gc(args: GcArgs) -> anyhow::Result<()> {

@@ -55,9 +55,13 @@ impl Platform {
         })
     }
 
-    /// Whether an index entry's platform fits this one; `Some(true)` when
-    /// even the variant matches exactly (the preferred pick).
-    fn fits(&self, os: &str, arch: &str, variant: Option<&str>) -> Option<bool> {
+    /// How well an index entry's platform fits this one, as Docker's
+    /// platform matcher ranks it: `Some(0)` for the same os, architecture
+    /// and variant; then older variants this one can run (`arm/v7` runs
+    /// `v6` and `v5`, `amd64/v3` runs `v2`), nearest first; then an entry
+    /// that has a variant where this one has none, or the reverse. `None`
+    /// when the entry cannot run here. Lower is better.
+    pub fn rank(&self, os: &str, arch: &str, variant: Option<&str>) -> Option<u32> {
         if os != self.os || arch != self.architecture {
             return None;
         }
@@ -67,10 +71,15 @@ impl Platform {
             (_, v) => v.map(str::to_owned),
         };
         let (want, have) = (norm(self.variant.as_deref()), norm(variant));
+        let level = |v: &str| v.strip_prefix('v').and_then(|n| n.parse::<u32>().ok());
         match (&want, &have) {
-            (Some(w), Some(h)) if w == h => Some(true),
-            (None, None) => Some(true),
-            (None, Some(_)) | (Some(_), None) => Some(false),
+            (Some(w), Some(h)) if w == h => Some(0),
+            (None, None) => Some(0),
+            (Some(w), Some(h)) if matches!(arch, "arm" | "amd64") => match (level(w), level(h)) {
+                (Some(w), Some(h)) if h < w => Some(w - h),
+                _ => None,
+            },
+            (None, Some(_)) | (Some(_), None) => Some(100),
             (Some(_), Some(_)) => None,
         }
     }
@@ -228,29 +237,29 @@ impl ImageStore {
         let raw = self.read_blob(&digest)?;
         let index: ImageIndex =
             serde_json::from_slice(&raw).map_err(|e| invalid("index", &digest, e.to_string()))?;
-        let mut fallback = None;
+        let mut best: Option<(u32, Target)> = None;
         for m in index.manifests() {
             if media::kind(m.media_type().as_ref()) != Kind::Manifest {
                 continue;
             }
             let Some(p) = m.platform() else { continue };
-            let fit = platform.fits(
+            let Some(rank) = platform.rank(
                 &p.os().to_string(),
                 &p.architecture().to_string(),
                 p.variant().as_deref(),
-            );
-            let t = Target {
-                media_type: m.media_type().to_string(),
-                digest: m.digest().to_string(),
-                size: m.size(),
+            ) else {
+                continue;
             };
-            match fit {
-                Some(true) => return Ok(t),
-                Some(false) if fallback.is_none() => fallback = Some(t),
-                _ => {}
+            if best.as_ref().is_none_or(|(r, _)| rank < *r) {
+                let t = Target {
+                    media_type: m.media_type().to_string(),
+                    digest: m.digest().to_string(),
+                    size: m.size(),
+                };
+                best = Some((rank, t));
             }
         }
-        fallback.ok_or_else(|| StoreError::NoPlatform {
+        best.map(|(_, t)| t).ok_or_else(|| StoreError::NoPlatform {
             platform: platform.to_string(),
         })
     }
@@ -368,5 +377,27 @@ fn unsupported(what: &'static str, t: &Target, kind: Kind) -> StoreError {
             Kind::Schema1 => ": Docker schema 1 images are not supported",
             _ => ": expected a manifest or an index",
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Platform;
+
+    #[test]
+    fn rank_prefers_exact_then_older_variants() {
+        let p = |s| Platform::parse(s).unwrap_or_else(|| panic!("{s}"));
+        let v7 = p("linux/arm/v7");
+        assert_eq!(v7.rank("linux", "arm", Some("v7")), Some(0));
+        assert_eq!(v7.rank("linux", "arm", Some("v6")), Some(1));
+        assert_eq!(v7.rank("linux", "arm", Some("v5")), Some(2));
+        assert_eq!(v7.rank("linux", "arm", Some("v8")), None);
+        assert_eq!(v7.rank("linux", "arm64", Some("v8")), None);
+        let arm64 = p("linux/arm64");
+        assert_eq!(arm64.rank("linux", "arm64", Some("v8")), Some(0));
+        let amd64 = p("linux/amd64");
+        assert_eq!(amd64.rank("linux", "amd64", None), Some(0));
+        assert_eq!(amd64.rank("linux", "amd64", Some("v2")), Some(100));
+        assert_eq!(amd64.rank("windows", "amd64", None), None);
     }
 }
