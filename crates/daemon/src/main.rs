@@ -56,6 +56,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         exec_root: cfg.exec_root.clone(),
         shim: None,
         default_ulimits: Vec::new(),
+        insecure_registries: Vec::new(),
     })
     .with_context(|| format!("open state in {}", cfg.data_root.display()))?;
     // Reattach to the shims of running containers, record the exits

@@ -311,3 +311,210 @@ fn containers_outlive_a_killed_daemon() {
     d.docker_ok(&["stop", "-t", "1", "keep"]);
     assert_eq!(inspect(&d, "keep")["State"]["ExitCode"], 137);
 }
+
+/// Leftovers of a daemon's containers: mounts under its dirs, berth-shim
+/// processes naming its exec root, cgroups of its ids.
+fn leftovers(d: &Daemon, ids: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let prefix = d.dir.path().display().to_string();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for m in info.lines().filter_map(|l| l.split(' ').nth(4)) {
+        if m.starts_with(&prefix) && m.contains("/containers/") {
+            out.push(format!("mount {m}"));
+        }
+    }
+    let exec = d.exec_root().display().to_string();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains("berth-shim") && cmd.contains(&exec) {
+            out.push(format!("shim {}", cmd.trim()));
+        }
+    }
+    for id in ids {
+        for c in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let p = c.path().join("berth").join(id);
+            if p.exists() {
+                out.push(format!("cgroup {}", p.display()));
+            }
+        }
+    }
+    out
+}
+
+fn api(d: &Daemon, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let (status, _, b) = d.try_http(method, path, body.as_bytes()).unwrap();
+    let v = if b.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&b).unwrap_or(Value::Null)
+    };
+    (status, v)
+}
+
+#[test]
+fn two_hundred_concurrent_create_start_remove() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let d = daemon_with_busybox();
+    let ids = std::sync::Mutex::new(Vec::new());
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for i in 0..200 {
+            let (d, ids, errors) = (&d, &ids, &errors);
+            s.spawn(move || {
+                let body = format!(
+                    r#"{{"Image":"busybox","Cmd":["sleep","30"],"HostConfig":{{"NetworkMode":"none"}},"Labels":{{"n":"{i}"}}}}"#
+                );
+                let (st, v) = api(d, "POST", &format!("/containers/create?name=c{i}"), &body);
+                if st != 201 {
+                    errors.lock().unwrap().push(format!("create {i}: {st} {v}"));
+                    return;
+                }
+                let id = v["Id"].as_str().unwrap().to_owned();
+                ids.lock().unwrap().push(id.clone());
+                let (st, v) = api(d, "POST", &format!("/containers/{id}/start"), "");
+                if st != 204 {
+                    errors.lock().unwrap().push(format!("start {i}: {st} {v}"));
+                }
+                let (st, v) = api(d, "DELETE", &format!("/containers/{id}?force=1"), "");
+                if st != 204 {
+                    errors.lock().unwrap().push(format!("remove {i}: {st} {v}"));
+                }
+            });
+        }
+    });
+    let errors = errors.into_inner().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} failures:\n{}\n{}",
+        errors.len(),
+        errors.join("\n"),
+        d.log()
+    );
+    assert_eq!(d.docker_ok(&["ps", "-aq"]).trim(), "");
+    let ids = ids.into_inner().unwrap();
+    assert_eq!(ids.len(), 200);
+    let left = leftovers(&d, &ids);
+    assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
+}
+
+#[test]
+fn fifty_containers_survive_a_daemon_killed_mid_work() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut d = daemon_with_busybox();
+    // 50 containers, then a burst of creates/starts/removes with the
+    // daemon SIGKILLed in the middle of it.
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let (st, v) = api(
+            &d,
+            "POST",
+            &format!("/containers/create?name=s{i}"),
+            r#"{"Image":"busybox","Cmd":["sleep","1000"],"HostConfig":{"NetworkMode":"none"}}"#,
+        );
+        assert_eq!(st, 201, "{v}");
+        let id = v["Id"].as_str().unwrap().to_owned();
+        if i < 40 {
+            let (st, v) = api(&d, "POST", &format!("/containers/{id}/start"), "");
+            assert_eq!(st, 204, "{v}");
+        }
+        ids.push(id);
+    }
+    let acknowledged = std::sync::Mutex::new(Vec::<(String, &'static str)>::new());
+    std::thread::scope(|s| {
+        let d = &d;
+        let ack = &acknowledged;
+        let ids = &ids;
+        s.spawn(move || {
+            for (n, id) in ids.iter().enumerate().skip(40) {
+                if let Ok((204, _, _)) = d.try_http("POST", &format!("/containers/{id}/start"), b"")
+                {
+                    ack.lock().unwrap().push((id.clone(), "started"));
+                }
+                if n % 3 == 0
+                    && let Ok((204, _, _)) = d.try_http(
+                        "DELETE",
+                        &format!("/containers/{}?force=1", ids[n - 40]),
+                        b"",
+                    )
+                {
+                    ack.lock().unwrap().push((ids[n - 40].clone(), "removed"));
+                }
+            }
+        });
+        s.spawn(move || {
+            for i in 0..10 {
+                if let Ok((201, _, b)) = d.try_http(
+                    "POST",
+                    &format!("/containers/create?name=late{i}"),
+                    br#"{"Image":"busybox","Cmd":["sleep","1000"]}"#,
+                ) {
+                    let v: Value = serde_json::from_slice(&b).unwrap();
+                    ack.lock()
+                        .unwrap()
+                        .push((v["Id"].as_str().unwrap().to_owned(), "created"));
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(150));
+    });
+    d.kill9();
+    d.spawn();
+    let ack = acknowledged.into_inner().unwrap();
+    let names: Vec<String> = d
+        .docker_ok(&["ps", "-a", "--format", "{{.Names}}"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let mut uniq = names.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), names.len(), "duplicated names: {names:?}");
+    for (id, what) in &ack {
+        let out = d.docker(&["inspect", "--type", "container", id]);
+        match *what {
+            "removed" => assert!(!out.status.success(), "{id} was removed but is back"),
+            "started" => {
+                let i = json(&String::from_utf8_lossy(&out.stdout));
+                assert_eq!(
+                    i[0]["State"]["Status"], "running",
+                    "{id}: {}",
+                    i[0]["State"]
+                );
+            }
+            _ => assert!(out.status.success(), "{id} was created but is lost"),
+        }
+    }
+    // The first 40 were running before the burst: each is running still,
+    // or was removed on request.
+    for id in &ids[..40] {
+        if ack.iter().any(|(x, w)| x == id && *w == "removed") {
+            continue;
+        }
+        let out = d.docker(&["inspect", "--type", "container", id]);
+        if out.status.success() {
+            let i = json(&String::from_utf8_lossy(&out.stdout));
+            let st = i[0]["State"]["Status"].as_str().unwrap().to_owned();
+            assert!(st == "running" || st == "exited", "{id}: {st}");
+        }
+    }
+    // Everything removed now leaves nothing.
+    let all: Vec<String> = d
+        .docker_ok(&["ps", "-aq", "--no-trunc"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    for id in &all {
+        d.docker_ok(&["rm", "-f", id]);
+    }
+    let mut every = ids.clone();
+    every.extend(all);
+    let left = leftovers(&d, &every);
+    assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
+}

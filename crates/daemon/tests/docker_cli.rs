@@ -145,12 +145,40 @@ fn ping_versions_and_errors_over_http() {
 }
 
 #[test]
-fn search_and_pull_say_what_is_missing() {
+fn search_says_what_is_missing() {
     let d = Daemon::start();
     let err = d.docker_err(&["search", "x"]);
     assert!(err.contains("search is not supported"), "{err}");
-    let err = d.docker_err(&["pull", "busybox"]);
-    assert!(err.contains("pull is not implemented yet"), "{err}");
+}
+
+#[test]
+fn push_and_pull_through_a_berth_registry() {
+    let d = Daemon::start();
+    let tmp = d.dir.path().to_owned();
+    let arch = tmp.join("busybox.tar");
+    busybox_archive(&tmp.join("scratch"), "busybox:latest", "pushed", &arch);
+    d.docker_ok(&["load", "-q", "-i", arch.to_str().unwrap()]);
+    let reg = common::Registry::start(&tmp.join("registry"));
+    let name = format!("{}/team/bb:v1", reg.host);
+
+    d.docker_ok(&["tag", "busybox", &name]);
+    let out = d.docker_ok(&["push", &name]);
+    assert!(out.contains("v1: digest: sha256:"), "{out}");
+    let pushed_id = inspect(&d, &name)["Id"].as_str().unwrap().to_owned();
+
+    // Gone locally, then back by pull with the same id.
+    d.docker_ok(&["rmi", &name, "busybox"]);
+    let err = d.docker_err(&["inspect", "--type", "image", &name]);
+    assert!(err.contains("No such image"), "{err}");
+    let out = d.docker_ok(&["pull", &name]);
+    assert!(out.contains("Downloaded newer image for"), "{out}");
+    assert_eq!(inspect(&d, &name)["Id"].as_str().unwrap(), pushed_id);
+    let out = d.docker_ok(&["pull", &name]);
+    assert!(out.contains("Image is up to date"), "{out}");
+
+    // Errors name what is missing.
+    let err = d.docker_err(&["pull", &format!("{}/team/bb:nope", reg.host)]);
+    assert!(err.contains("not found"), "{err}");
 }
 
 /// Ids of `docker images`, full.

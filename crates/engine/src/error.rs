@@ -64,6 +64,9 @@ pub enum EngineError {
     /// An archive could not be loaded, saved or imported.
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    /// A registry operation (pull, push) failed.
+    #[error(transparent)]
+    Registry(Box<berth_registry::client::ClientError>),
     /// A file operation of the engine's own failed.
     #[error("{context}: {source}")]
     Io {
@@ -108,6 +111,17 @@ impl EngineError {
                 ArchiveError::Store(e) => store_kind(e),
                 _ => ErrorKind::Internal,
             },
+            EngineError::Registry(e) => {
+                use berth_registry::client::ClientError as C;
+                match e.as_ref() {
+                    C::ManifestUnknown { .. } | C::NoPlatform { .. } => ErrorKind::NotFound,
+                    C::Reference(_) | C::Schema1 { .. } | C::Credentials(_) => {
+                        ErrorKind::InvalidArgument
+                    }
+                    C::Store(e) => store_kind(e),
+                    _ => ErrorKind::Internal,
+                }
+            }
             EngineError::Io { .. } | EngineError::Db { .. } => ErrorKind::Internal,
         }
     }
@@ -117,6 +131,12 @@ impl EngineError {
             context: context.into(),
             source,
         }
+    }
+}
+
+impl From<berth_registry::client::ClientError> for EngineError {
+    fn from(e: berth_registry::client::ClientError) -> Self {
+        EngineError::Registry(Box::new(e))
     }
 }
 

@@ -36,6 +36,9 @@ pub struct EngineConfig {
     /// `--default-ulimit`s: applied to containers that do not set that
     /// limit themselves.
     pub default_ulimits: Vec<containers::config::Ulimit>,
+    /// Registries reached over plain HTTP besides loopback ones
+    /// (`--insecure-registry`: `host[:port]` or a CIDR).
+    pub insecure_registries: Vec<String>,
 }
 
 /// The daemon's domain: one per process.
@@ -46,6 +49,7 @@ pub struct Engine {
     images: Arc<images::ImageService>,
     containers: Arc<containers::ContainerService>,
     events: Arc<events::Events>,
+    registry: berth_registry::client::Client,
     id: String,
 }
 
@@ -93,7 +97,12 @@ impl Engine {
                 .map(|r| (r.id, r.state.status.is_live()))
                 .collect()
         }));
+        let registry = berth_registry::client::Client::new(berth_registry::client::ClientOptions {
+            insecure_registries: config.insecure_registries.clone(),
+            ..Default::default()
+        });
         Ok(Engine {
+            registry,
             images,
             containers,
             events,
@@ -106,6 +115,11 @@ impl Engine {
     /// The containers.
     pub fn containers(&self) -> &Arc<containers::ContainerService> {
         &self.containers
+    }
+
+    /// The registry client (pull, push).
+    pub fn registry(&self) -> &berth_registry::client::Client {
+        &self.registry
     }
 
     /// The event bus.

@@ -15,6 +15,7 @@ fn engine(dir: &std::path::Path) -> Engine {
         exec_root: dir.join("run"),
         shim: None,
         default_ulimits: Vec::new(),
+        insecure_registries: Vec::new(),
     })
     .unwrap()
 }

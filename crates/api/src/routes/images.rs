@@ -92,6 +92,7 @@ pub async fn post_dispatch(
     State(st): State<AppState>,
     Path(rest): Path<String>,
     RawQuery(q): RawQuery,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let q = Query::parse(q.as_deref());
     if let Some(name) = rest.strip_suffix("/tag") {
@@ -106,10 +107,31 @@ pub async fn post_dispatch(
         .await?;
         return Ok(StatusCode::CREATED.into_response());
     }
-    if rest.strip_suffix("/push").is_some() {
-        return Err(ApiError::not_implemented(
-            "push is not implemented yet in berthd",
-        ));
+    if let Some(name) = rest.strip_suffix("/push") {
+        let tag = q.str("tag");
+        let reference = if tag.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{name}:{tag}")
+        };
+        let creds = registry_auth(&headers)?;
+        let engine = st.engine.clone();
+        return super::progress::stream(
+            move |progress, cancel| {
+                let opts = berth_registry::client::PushOptions {
+                    credentials: creds,
+                    cancel,
+                    ..Default::default()
+                };
+                engine
+                    .images()
+                    .push(engine.registry(), &reference, &opts, progress)
+                    .map(drop)
+                    .map_err(ApiError::from)
+            },
+            |()| Vec::new(),
+        )
+        .await;
     }
     Err(ApiError::new(StatusCode::NOT_FOUND, "page not found"))
 }
@@ -340,20 +362,46 @@ async fn save(st: AppState, names: Vec<String>) -> Result<Response, ApiError> {
 pub async fn create(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let q = Query::parse(q.as_deref());
     if let Some(image) = q.get("fromImage").filter(|s| !s.is_empty()) {
+        drain(body).await;
         let tag = q.str("tag");
-        let what = if tag.is_empty() || image.contains('@') {
+        let what = if tag.is_empty() {
             image.to_owned()
+        } else if tag.contains(':') {
+            format!("{image}@{tag}")
         } else {
             format!("{image}:{tag}")
         };
-        drain(body).await;
-        return Err(ApiError::not_implemented(format!(
-            "pull is not implemented yet in berthd: cannot fetch {what}; load the image with `docker load` instead"
-        )));
+        let platform = match q.get("platform").filter(|p| !p.is_empty()) {
+            Some(p) => Some(berth_image::store::Platform::parse(p).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "invalid platform {p:?}: expected os/arch[/variant]"
+                ))
+            })?),
+            None => None,
+        };
+        let creds = registry_auth(&headers)?;
+        let engine = st.engine.clone();
+        return super::progress::stream(
+            move |progress, cancel| {
+                let opts = berth_registry::client::PullOptions {
+                    platform,
+                    credentials: creds,
+                    cancel,
+                };
+                engine
+                    .images()
+                    .pull(engine.registry(), &what, &opts, progress)
+                    .map(drop)
+                    .map_err(ApiError::from)
+            },
+            |()| Vec::new(),
+        )
+        .await;
     }
     match q.get("fromSrc") {
         Some("-") => {}
@@ -381,6 +429,18 @@ pub async fn create(
     let engine = st.engine.clone();
     let id = blocking(move || engine.images().import(&req, reader).map_err(ApiError::from)).await?;
     Ok(json_lines(&[serde_json::json!({ "status": id })]))
+}
+
+/// The credentials of an `X-Registry-Auth` header (anonymous without one).
+fn registry_auth(
+    headers: &axum::http::HeaderMap,
+) -> Result<berth_registry::client::Credentials, ApiError> {
+    match headers.get("X-Registry-Auth").and_then(|v| v.to_str().ok()) {
+        None => Ok(berth_registry::client::Credentials::Anonymous),
+        Some(v) => berth_registry::client::Credentials::from_x_registry_auth(v)
+            .map(|(c, _)| c)
+            .map_err(|e| ApiError::bad_request(format!("invalid X-Registry-Auth header: {e}"))),
+    }
 }
 
 /// `GET /images/search`: berth has no registry index to search.

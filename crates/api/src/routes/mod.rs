@@ -8,6 +8,8 @@ pub mod events;
 pub mod exec;
 /// `/images/…`.
 pub mod images;
+/// Pull and push progress streams.
+mod progress;
 /// `/containers/{id}/stats`.
 pub mod stats;
 /// Hijacked stdio streams.

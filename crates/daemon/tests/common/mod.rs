@@ -406,3 +406,50 @@ pub fn busybox_archive(scratch: &Path, name: &str, marker: &str, out: &Path) {
     let f = std::fs::File::create(out).unwrap();
     archive::save(&store, &[name], &Platform::host(), f).unwrap();
 }
+
+/// A berth-registry on 127.0.0.1 (free port); killed by its PID on drop.
+pub struct Registry {
+    pub child: Child,
+    pub host: String,
+}
+
+impl Registry {
+    pub fn start(root: &Path) -> Registry {
+        use std::io::BufRead;
+        let berthd = PathBuf::from(env!("CARGO_BIN_EXE_berthd"));
+        let bin = berthd.with_file_name("berth-registry");
+        if !bin.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let st = Command::new(cargo)
+                .args(["build", "-p", "berth-registry"])
+                .status()
+                .unwrap();
+            assert!(st.success(), "could not build berth-registry");
+        }
+        let mut child = Command::new(bin)
+            .args(["serve", "--addr", "127.0.0.1:0", "--root"])
+            .arg(root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_owned();
+        let host = base.split("://").nth(1).unwrap().to_owned();
+        Registry { child, host }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -465,6 +465,41 @@ impl ImageService {
         Ok(new.familiar())
     }
 
+    /// `docker pull`: fetches `reference` into the store. The image the
+    /// name pointed at before stays, dangling if that was its last name.
+    pub fn pull(
+        &self,
+        client: &berth_registry::client::Client,
+        reference: &str,
+        opts: &berth_registry::client::PullOptions,
+        progress: berth_registry::client::ProgressFn<'_>,
+    ) -> Result<berth_registry::client::PullReport, EngineError> {
+        if let Ok(name) = berth_image::store::normalize_name(reference) {
+            let _g = self.lock();
+            let entries = self.entries()?;
+            if let Some(old) = entries
+                .iter()
+                .find(|e| e.records.iter().any(|(r, _)| *r == name))
+            {
+                self.ensure_id_record(old)?;
+            }
+        }
+        Ok(client.pull(&self.store, reference, opts, progress)?)
+    }
+
+    /// `docker push`.
+    pub fn push(
+        &self,
+        client: &berth_registry::client::Client,
+        reference: &str,
+        opts: &berth_registry::client::PushOptions,
+        progress: berth_registry::client::ProgressFn<'_>,
+    ) -> Result<berth_registry::client::PushReport, EngineError> {
+        // A short name is refused by the registry anyway; say which image.
+        self.lookup(reference)?;
+        Ok(client.push(&self.store, reference, opts, progress)?)
+    }
+
     /// The platform images are resolved for.
     pub fn platform(&self) -> &Platform {
         &self.platform
