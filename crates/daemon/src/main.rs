@@ -57,6 +57,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         shim: None,
         default_ulimits: Vec::new(),
         insecure_registries: Vec::new(),
+        loopback_registries_only: std::env::var("BERTH_LOOPBACK_REGISTRIES_ONLY")
+            .is_ok_and(|v| v == "1"),
     })
     .with_context(|| format!("open state in {}", cfg.data_root.display()))?;
     // Reattach to the shims of running containers, record the exits

@@ -122,9 +122,14 @@ fn ping_versions_and_errors_over_http() {
     let (st, _, body) = d.http("POST", "/v1.50/build?t=x");
     assert_eq!(st, 501);
     assert!(String::from_utf8_lossy(&body).contains("build is not implemented"));
+    // Only loopback registries in tests: Docker Hub is refused before any traffic.
     let (st, _, body) = d.http("POST", "/images/create?fromImage=busybox&tag=latest");
-    assert_eq!(st, 501);
-    assert!(String::from_utf8_lossy(&body).contains("pull is not implemented yet"));
+    assert_eq!(st, 400);
+    assert!(String::from_utf8_lossy(&body).contains("only reaches loopback registries"));
+    // An unreachable registry: a 500 naming it, before any progress line.
+    let (st, _, body) = d.http("POST", "/images/create?fromImage=127.0.0.1:9/x&tag=latest");
+    assert_eq!(st, 500, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("127.0.0.1:9"));
     // Both filter encodings are accepted; unknown filters are refused.
     let (st, _, body) = d.http(
         "GET",

@@ -39,6 +39,11 @@ pub struct EngineConfig {
     /// Registries reached over plain HTTP besides loopback ones
     /// (`--insecure-registry`: `host[:port]` or a CIDR).
     pub insecure_registries: Vec<String>,
+    /// Refuse pulls and pushes to registries outside 127.0.0.0/8,
+    /// `localhost` and `::1` (berthd sets it from the environment variable
+    /// `BERTH_LOOPBACK_REGISTRIES_ONLY=1`; tests on machines that must not
+    /// reach out use it).
+    pub loopback_registries_only: bool,
 }
 
 /// The daemon's domain: one per process.
@@ -70,7 +75,9 @@ impl Engine {
         let db = Arc::new(db);
         let store = ImageStore::new(content, db.clone())?;
         let id = engine_id(&config.data_root)?;
-        let images = Arc::new(images::ImageService::new(store));
+        let mut images = images::ImageService::new(store);
+        images.loopback_registries_only = config.loopback_registries_only;
+        let images = Arc::new(images);
         let snapshotter = Snapshotter::open(&config.data_root.join("snapshots"), db.clone(), None)
             .map_err(berth_image::store::StoreError::from)?;
         let events = Arc::new(events::Events::new());

@@ -16,6 +16,7 @@ fn engine(dir: &std::path::Path) -> Engine {
         shim: None,
         default_ulimits: Vec::new(),
         insecure_registries: Vec::new(),
+        loopback_registries_only: true,
     })
     .unwrap()
 }

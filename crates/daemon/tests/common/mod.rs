@@ -72,6 +72,8 @@ impl Daemon {
             .arg("--log-level")
             .arg("debug")
             .env_remove("BERTH_ROOT")
+            // No test may pull from outside the machine.
+            .env("BERTH_LOOPBACK_REGISTRIES_ONLY", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

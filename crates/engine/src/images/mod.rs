@@ -244,6 +244,8 @@ pub struct ImageService {
     /// The containers made from an image id (`(container id, running)`),
     /// which delete and prune must respect.
     users: std::sync::OnceLock<Users>,
+    /// See `EngineConfig::loopback_registries_only`.
+    pub loopback_registries_only: bool,
 }
 
 /// The container lookup, wrapped so the service stays `Debug`.
@@ -267,6 +269,7 @@ impl ImageService {
             cache: Mutex::new(HashMap::new()),
             names: Mutex::new(()),
             users: std::sync::OnceLock::new(),
+            loopback_registries_only: false,
         }
     }
 
@@ -465,6 +468,28 @@ impl ImageService {
         Ok(new.familiar())
     }
 
+    fn check_registry(&self, reference: &str) -> Result<(), EngineError> {
+        if !self.loopback_registries_only {
+            return Ok(());
+        }
+        let r = Reference::parse_normalized(reference)
+            .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+        let host = r.domain().rsplit_once(':').map_or(r.domain(), |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if loopback {
+            Ok(())
+        } else {
+            Err(EngineError::InvalidArgument(format!(
+                "registry {} is not on this machine and this daemon only reaches loopback registries (BERTH_LOOPBACK_REGISTRIES_ONLY=1)",
+                r.domain()
+            )))
+        }
+    }
+
     /// `docker pull`: fetches `reference` into the store. The image the
     /// name pointed at before stays, dangling if that was its last name.
     pub fn pull(
@@ -474,6 +499,7 @@ impl ImageService {
         opts: &berth_registry::client::PullOptions,
         progress: berth_registry::client::ProgressFn<'_>,
     ) -> Result<berth_registry::client::PullReport, EngineError> {
+        self.check_registry(reference)?;
         if let Ok(name) = berth_image::store::normalize_name(reference) {
             let _g = self.lock();
             let entries = self.entries()?;
@@ -495,7 +521,7 @@ impl ImageService {
         opts: &berth_registry::client::PushOptions,
         progress: berth_registry::client::ProgressFn<'_>,
     ) -> Result<berth_registry::client::PushReport, EngineError> {
-        // A short name is refused by the registry anyway; say which image.
+        self.check_registry(reference)?;
         self.lookup(reference)?;
         Ok(client.push(&self.store, reference, opts, progress)?)
     }
