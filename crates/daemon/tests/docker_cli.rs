@@ -150,6 +150,40 @@ fn ping_versions_and_errors_over_http() {
 }
 
 #[test]
+fn login_then_push_with_credentials() {
+    let d = Daemon::start();
+    let tmp = d.dir.path().to_owned();
+    let arch = tmp.join("busybox.tar");
+    busybox_archive(&tmp.join("scratch"), "busybox:latest", "login", &arch);
+    d.docker_ok(&["load", "-q", "-i", arch.to_str().unwrap()]);
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(tmp.join("htpasswd"), format!("alice:{hash}\n")).unwrap();
+    let cfg = serde_json::json!({"auth": {
+        "htpasswd": tmp.join("htpasswd"),
+        "access": [{"account": "alice", "repositories": ["*"], "actions": ["*"]}],
+        "token": {"expiry_secs": 60},
+    }});
+    std::fs::write(tmp.join("registry.json"), cfg.to_string()).unwrap();
+    let reg = common::Registry::start_with(
+        &tmp.join("registry"),
+        &["--config", tmp.join("registry.json").to_str().unwrap()],
+    );
+    let name = format!("{}/alice/bb:1", reg.host);
+    d.docker_ok(&["tag", "busybox", &name]);
+    let err = d.docker_err(&["push", &name]);
+    assert!(
+        err.to_lowercase().contains("unauthorized") || err.contains("refused"),
+        "{err}"
+    );
+    let err = d.docker_err(&["login", "-u", "alice", "-p", "wrong", &reg.host]);
+    assert!(err.contains("login") && err.contains("failed"), "{err}");
+    let out = d.docker_ok(&["login", "-u", "alice", "-p", "s3cret", &reg.host]);
+    assert!(out.contains("Login Succeeded"), "{out}");
+    let out = d.docker_ok(&["push", &name]);
+    assert!(out.contains("digest: sha256:"), "{out}");
+}
+
+#[test]
 fn search_says_what_is_missing() {
     let d = Daemon::start();
     let err = d.docker_err(&["search", "x"]);

@@ -278,3 +278,65 @@ pub async fn not_found(body: Body) -> ApiError {
     drain(body).await;
     ApiError::new(StatusCode::NOT_FOUND, "page not found")
 }
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct AuthBody {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    serveraddress: String,
+    #[serde(default)]
+    identitytoken: String,
+}
+
+/// `POST /auth`: checks credentials against a registry (`docker login`).
+pub async fn auth(
+    State(st): State<AppState>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use berth_registry::client::Credentials;
+    let b: AuthBody = super::containers::json_body(body, false).await?;
+    let creds = if !b.identitytoken.is_empty() {
+        Credentials::IdentityToken(b.identitytoken.clone())
+    } else {
+        Credentials::Basic {
+            username: b.username.clone(),
+            password: b.password.clone(),
+        }
+    };
+    let server = if b.serveraddress.is_empty() {
+        "docker.io".to_owned()
+    } else {
+        b.serveraddress.clone()
+    };
+    let engine = st.engine.clone();
+    blocking(move || {
+        let host = server
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .trim_end_matches("/v1")
+            .to_owned();
+        engine
+            .images()
+            .check_registry_allowed(&format!("{host}/x"))
+            .map_err(ApiError::from)?;
+        engine.registry().login(&server, &creds).map_err(|e| {
+            use berth_registry::client::ClientError as C;
+            let status = match &e {
+                C::Unauthorized { .. } | C::Token { .. } | C::Denied { .. } => {
+                    StatusCode::UNAUTHORIZED
+                }
+                C::Credentials(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            ApiError::new(status, format!("login to {server} failed: {e}"))
+        })
+    })
+    .await?;
+    Ok(Json(
+        serde_json::json!({ "Status": "Login Succeeded", "IdentityToken": "" }),
+    ))
+}

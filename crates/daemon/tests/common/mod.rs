@@ -417,6 +417,10 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(root: &Path) -> Registry {
+        Self::start_with(root, &[])
+    }
+
+    pub fn start_with(root: &Path, extra: &[&str]) -> Registry {
         use std::io::BufRead;
         let berthd = PathBuf::from(env!("CARGO_BIN_EXE_berthd"));
         let bin = berthd.with_file_name("berth-registry");
@@ -431,6 +435,7 @@ impl Registry {
         let mut child = Command::new(bin)
             .args(["serve", "--addr", "127.0.0.1:0", "--root"])
             .arg(root)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

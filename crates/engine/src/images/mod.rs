@@ -468,6 +468,12 @@ impl ImageService {
         Ok(new.familiar())
     }
 
+    /// Refuses `reference`'s registry when only loopback registries may be
+    /// reached.
+    pub fn check_registry_allowed(&self, reference: &str) -> Result<(), EngineError> {
+        self.check_registry(reference)
+    }
+
     fn check_registry(&self, reference: &str) -> Result<(), EngineError> {
         if !self.loopback_registries_only {
             return Ok(());

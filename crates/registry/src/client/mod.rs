@@ -98,6 +98,39 @@ impl Client {
         &self.options
     }
 
+    /// `docker login`: checks that `creds` are accepted by `registry`
+    /// (`host[:port]`; Docker Hub's aliases count as `docker.io`). Anonymous
+    /// credentials are refused up front.
+    pub fn login(&self, registry: &str, creds: &Credentials) -> Result<(), ClientError> {
+        if *creds == Credentials::Anonymous {
+            return Err(ClientError::Credentials(
+                "a username and password (or an identity token) are needed to log in".into(),
+            ));
+        }
+        let registry = match registry
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+        {
+            "" | "index.docker.io" | "index.docker.io/v1" | "registry-1.docker.io" => "docker.io",
+            r => r,
+        };
+        let s = Session::connect(&self.options, registry, creds.clone())?;
+        let req = session::Req::new(http::Method::GET, s.url("/v2/"), "log in".to_owned());
+        let mut resp = s.send(&req, &[], "")?;
+        let status = resp.status().as_u16();
+        let _ = resp.body_mut().with_config().limit(64 * 1024).read_to_vec();
+        if status != 200 {
+            return Err(ClientError::Status {
+                registry: registry.to_owned(),
+                what: "log in".to_owned(),
+                status,
+                message: String::new(),
+            });
+        }
+        Ok(())
+    }
+
     /// The session for `registry` with `creds`, connecting on first use.
     fn session(&self, registry: &str, creds: &Credentials) -> Result<Arc<Session>, ClientError> {
         let lock = || self.sessions.lock().unwrap_or_else(|p| p.into_inner());
