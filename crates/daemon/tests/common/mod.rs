@@ -320,21 +320,22 @@ pub fn cleanup_roots(dir: &Path, exec_root: &Path) {
     }
 }
 
-/// berthd finds berth-shim beside itself; `cargo test -p berth-daemon`
-/// alone does not build it.
+/// berthd finds berth-shim beside itself, and the registry tests use
+/// berth-registry; `cargo test -p berth-daemon` alone builds neither (or
+/// leaves them stale), so they are built once per test binary.
 fn ensure_shim() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let berthd = PathBuf::from(env!("CARGO_BIN_EXE_berthd"));
-        let shim = berthd.with_file_name("berth-shim");
-        if !shim.exists() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let st = Command::new(cargo)
-                .args(["build", "-p", "berth-shim"])
-                .status()
-                .unwrap();
-            assert!(st.success(), "could not build berth-shim");
-        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "-q", "-p", "berth-shim", "-p", "berth-registry"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "could not build berth-shim and berth-registry"
+        );
     });
 }
 
@@ -370,10 +371,23 @@ pub fn busybox_rootfs(marker: &str) -> Vec<u8> {
     f.set_mode(0o755);
     f.set_size(bb.len() as u64);
     b.append_data(&mut f, "bin/busybox", bb.as_slice()).unwrap();
-    let mut l = tar::Header::new_ustar();
-    l.set_entry_type(tar::EntryType::Symlink);
-    l.set_size(0);
-    b.append_link(&mut l, "bin/sh", "busybox").unwrap();
+    // Every applet, as in Docker's busybox image.
+    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+    let mut applets: Vec<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(str::to_owned)
+        .filter(|a| !a.is_empty() && a != "busybox")
+        .collect();
+    if !applets.iter().any(|a| a == "sh") {
+        applets.push("sh".into());
+    }
+    for a in applets {
+        let mut l = tar::Header::new_ustar();
+        l.set_entry_type(tar::EntryType::Symlink);
+        l.set_size(0);
+        b.append_link(&mut l, format!("bin/{a}"), "busybox")
+            .unwrap();
+    }
     for (p, body) in [
         ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n".to_owned()),
         ("etc/marker", format!("{marker}\n")),
@@ -422,16 +436,8 @@ impl Registry {
 
     pub fn start_with(root: &Path, extra: &[&str]) -> Registry {
         use std::io::BufRead;
-        let berthd = PathBuf::from(env!("CARGO_BIN_EXE_berthd"));
-        let bin = berthd.with_file_name("berth-registry");
-        if !bin.exists() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let st = Command::new(cargo)
-                .args(["build", "-p", "berth-registry"])
-                .status()
-                .unwrap();
-            assert!(st.success(), "could not build berth-registry");
-        }
+        ensure_shim();
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth-registry");
         let mut child = Command::new(bin)
             .args(["serve", "--addr", "127.0.0.1:0", "--root"])
             .arg(root)

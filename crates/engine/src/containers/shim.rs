@@ -64,12 +64,31 @@ impl Shim {
         }
     }
 
+    /// Connects to the shim's socket. The path goes through an fd of the
+    /// state directory (`/proc/self/fd/N/shim.sock`): the full path can be
+    /// longer than a socket address allows.
+    async fn connect(&self) -> Result<UnixStream, EngineError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&self.dir)
+            .map_err(|e| shim_err(&format!("open {}", self.dir.display()), e))?;
+        let short = format!("/proc/self/fd/{}/{}", dir.as_raw_fd(), proto::SOCKET);
+        let s = UnixStream::connect(&short).await.map_err(|e| {
+            shim_err(
+                &format!("connect {}", self.dir.join(proto::SOCKET).display()),
+                e,
+            )
+        })?;
+        drop(dir);
+        Ok(s)
+    }
+
     /// Connects and sends `req`; returns the reply and the connection.
     pub async fn call(&self, req: &Request) -> Result<(Reply, UnixStream), EngineError> {
-        let path = self.dir.join(proto::SOCKET);
-        let mut s = UnixStream::connect(&path)
-            .await
-            .map_err(|e| shim_err(&format!("connect {}", path.display()), e))?;
+        let mut s = self.connect().await?;
         s.write_all(&proto::to_line(req))
             .await
             .map_err(|e| shim_err("send", e))?;
@@ -89,10 +108,7 @@ impl Shim {
 
     /// Connects and sends `req` without reading the reply (see [`read_reply`]).
     pub async fn send(&self, req: &Request) -> Result<UnixStream, EngineError> {
-        let path = self.dir.join(proto::SOCKET);
-        let mut s = UnixStream::connect(&path)
-            .await
-            .map_err(|e| shim_err(&format!("connect {}", path.display()), e))?;
+        let mut s = self.connect().await?;
         s.write_all(&proto::to_line(req))
             .await
             .map_err(|e| shim_err("send", e))?;
@@ -117,9 +133,7 @@ impl Shim {
 
     /// Whether a shim listens.
     pub async fn alive(&self) -> bool {
-        UnixStream::connect(self.dir.join(proto::SOCKET))
-            .await
-            .is_ok()
+        self.connect().await.is_ok()
     }
 }
 

@@ -122,7 +122,16 @@ pub fn find_executable(arg0: &str, env: &[String], cwd: &Path) -> Result<PathBuf
     if arg0.contains('/') {
         let p = cwd.join(arg0);
         return match std::fs::metadata(&p) {
-            Ok(m) if m.is_file() => Ok(p),
+            Ok(m) if m.is_file() => {
+                // As Go's exec.LookPath (runc): a file without any execute
+                // bit is refused before the exec.
+                use std::os::unix::fs::PermissionsExt;
+                if m.permissions().mode() & 0o111 == 0 {
+                    Err(not_found("permission denied"))
+                } else {
+                    Ok(p)
+                }
+            }
             Ok(_) => Err(not_found("is not a regular file")),
             Err(_) => Err(not_found("no such file or directory")),
         };

@@ -1,0 +1,876 @@
+//! The event loop: container output to the log and to attached clients,
+//! client stdin to the container, requests on the socket, child exits.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_runtime::container::{ExecOptions, ExecOutcome};
+use berth_shim::proto::{self, ExitStatus, Frame, Reply, Request, ShimConfig, ShimState};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::logs::LogWriter;
+use crate::stdio::{self, Ends};
+
+/// Most bytes queued for one client before it is dropped as too slow.
+const MAX_CLIENT_BUF: usize = 8 << 20;
+/// Most stdin bytes queued for the container.
+const MAX_STDIN_BUF: usize = 1 << 20;
+/// How long output may still come after the init exited.
+const DRAIN: Duration = Duration::from_secs(2);
+/// How long the shim waits for clients to take their last bytes.
+const LINGER: Duration = Duration::from_secs(3);
+
+/// Blocks SIGCHLD and returns a signalfd for it.
+pub fn child_signals() -> nix::Result<SignalFd> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    /// Reading its request line.
+    Request,
+    /// Answered; closes once its bytes are out.
+    Done,
+    /// Waits for the exit.
+    Waiter,
+    /// Receives container output.
+    Attach {
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
+    /// Receives an exec's output.
+    Exec { exec: String },
+}
+
+struct Conn {
+    sock: UnixStream,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    role: Role,
+    /// The client half-closed (or we stopped reading).
+    read_closed: bool,
+}
+
+impl Conn {
+    fn queue(&mut self, bytes: &[u8]) -> bool {
+        if self.out.len() + bytes.len() > MAX_CLIENT_BUF {
+            return false;
+        }
+        self.out.extend_from_slice(bytes);
+        true
+    }
+    fn reply(&mut self, r: &Reply) {
+        let line = proto::to_line(r);
+        self.out.extend_from_slice(&line);
+    }
+}
+
+/// One exec'd process.
+struct Exec {
+    pid: i32,
+    ends: Ends,
+    stdin_buf: Vec<u8>,
+    close_stdin: bool,
+    code: Option<i32>,
+    exited_at: Option<Instant>,
+    conn: Option<usize>,
+}
+
+/// The shim's whole state.
+pub struct Shim {
+    dir: PathBuf,
+    cfg: ShimConfig,
+    init_pid: i32,
+    started_at: Option<String>,
+    exit_raw: Option<(i32, Instant)>,
+    exit: Option<ExitStatus>,
+    ends: Ends,
+    stdin_buf: Vec<u8>,
+    close_stdin: bool,
+    stdin_claimed: bool,
+    log: Option<LogWriter>,
+    listener: Option<UnixListener>,
+    sigfd: SignalFd,
+    conns: Vec<Option<Conn>>,
+    execs: HashMap<String, Exec>,
+    oom_base: u64,
+    shim_log: OwnedFd,
+    done_at: Option<Instant>,
+}
+
+#[derive(Clone, Copy)]
+enum Src {
+    Listener,
+    Signal,
+    Out(usize),
+    Stdin,
+    Conn(usize),
+    ExecOut(usize, usize),
+    ExecStdin(usize),
+}
+
+impl Shim {
+    /// The shim of a container just created.
+    pub fn new(
+        dir: &Path,
+        cfg: ShimConfig,
+        init_pid: i32,
+        ends: Ends,
+        listener: UnixListener,
+        sigfd: SignalFd,
+        shim_log: OwnedFd,
+    ) -> Result<Shim, String> {
+        let log = match &cfg.log {
+            Some(l) => Some(
+                LogWriter::open(l.clone())
+                    .map_err(|e| format!("open the log {}: {e}", l.path.display()))?,
+            ),
+            None => None,
+        };
+        let oom_base = berth_runtime::container::oom_kills(&cfg.runtime_root, &cfg.id).unwrap_or(0);
+        Ok(Shim {
+            dir: dir.to_owned(),
+            cfg,
+            init_pid,
+            started_at: None,
+            exit_raw: None,
+            exit: None,
+            ends,
+            stdin_buf: Vec::new(),
+            close_stdin: false,
+            stdin_claimed: false,
+            log,
+            listener: Some(listener),
+            sigfd,
+            conns: Vec::new(),
+            execs: HashMap::new(),
+            oom_base,
+            shim_log,
+            done_at: None,
+        })
+    }
+
+    /// The container init's pid.
+    pub fn init_pid(&self) -> i32 {
+        self.init_pid
+    }
+
+    /// Serves until the container has exited and clients have their
+    /// answers; then exits the process.
+    pub fn serve(mut self) -> ! {
+        loop {
+            if let Some(t) = self.done_at {
+                let busy = self.conns.iter().flatten().any(|c| !c.out.is_empty());
+                if !busy || t.elapsed() > LINGER {
+                    let _ = std::fs::remove_file(self.dir.join(proto::SOCKET));
+                    let _ = self.shim_log.as_raw_fd();
+                    std::process::exit(0);
+                }
+            }
+            self.poll_once();
+            self.check_exit();
+        }
+    }
+
+    fn poll_once(&mut self) {
+        let mut fds: Vec<libc::pollfd> = Vec::new();
+        let mut srcs: Vec<Src> = Vec::new();
+        let mut add = |fd: RawFd, events: i16, src: Src| {
+            fds.push(libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            });
+            srcs.push(src);
+        };
+        if let Some(l) = &self.listener {
+            add(l.as_raw_fd(), libc::POLLIN, Src::Listener);
+        }
+        add(self.sigfd.as_fd().as_raw_fd(), libc::POLLIN, Src::Signal);
+        for (i, o) in self.ends.out.iter().enumerate() {
+            if let Some(fd) = o {
+                add(fd.as_raw_fd(), libc::POLLIN, Src::Out(i));
+            }
+        }
+        if let Some(fd) = &self.ends.stdin
+            && !self.stdin_buf.is_empty()
+        {
+            add(fd.as_raw_fd(), libc::POLLOUT, Src::Stdin);
+        }
+        let exec_ids: Vec<String> = self.execs.keys().cloned().collect();
+        for (n, id) in exec_ids.iter().enumerate() {
+            let e = &self.execs[id];
+            for (i, o) in e.ends.out.iter().enumerate() {
+                if let Some(fd) = o {
+                    add(fd.as_raw_fd(), libc::POLLIN, Src::ExecOut(n, i));
+                }
+            }
+            if let Some(fd) = &e.ends.stdin
+                && !e.stdin_buf.is_empty()
+            {
+                add(fd.as_raw_fd(), libc::POLLOUT, Src::ExecStdin(n));
+            }
+        }
+        let stdin_full = self.stdin_buf.len() >= MAX_STDIN_BUF;
+        for (i, c) in self.conns.iter().enumerate() {
+            let Some(c) = c else { continue };
+            let mut ev = 0;
+            if !(c.read_closed || stdin_full && matches!(c.role, Role::Attach { stdin: true, .. }))
+            {
+                ev |= libc::POLLIN;
+            }
+            if !c.out.is_empty() {
+                ev |= libc::POLLOUT;
+            }
+            add(c.sock.as_raw_fd(), ev, Src::Conn(i));
+        }
+        let timeout = if self.exit_raw.is_some()
+            || self.done_at.is_some()
+            || self.execs.values().any(|e| e.code.is_some())
+        {
+            50
+        } else {
+            -1
+        };
+        // SAFETY: `fds` is a valid array of pollfd for its length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if n < 0 {
+            return;
+        }
+        for (pfd, src) in fds.iter().zip(srcs) {
+            if pfd.revents == 0 {
+                continue;
+            }
+            let ev = pfd.revents;
+            match src {
+                Src::Listener => self.accept(),
+                Src::Signal => self.reap(),
+                Src::Out(i) => self.read_output(i),
+                Src::Stdin => self.write_stdin(),
+                Src::Conn(i) => self.conn_event(i, ev),
+                Src::ExecOut(n, i) => {
+                    if let Some(id) = exec_ids.get(n) {
+                        self.read_exec_output(&id.clone(), i);
+                    }
+                }
+                Src::ExecStdin(n) => {
+                    if let Some(id) = exec_ids.get(n) {
+                        self.write_exec_stdin(&id.clone());
+                    }
+                }
+            }
+        }
+        self.finish_execs();
+        self.conns.iter_mut().for_each(|c| {
+            if c.as_ref()
+                .is_some_and(|c| c.role == Role::Done && c.out.is_empty())
+            {
+                *c = None;
+            }
+        });
+    }
+
+    fn accept(&mut self) {
+        let Some(l) = &self.listener else { return };
+        while let Ok((sock, _)) = l.accept() {
+            if sock.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let conn = Conn {
+                sock,
+                inbuf: Vec::new(),
+                out: Vec::new(),
+                role: Role::Request,
+                read_closed: false,
+            };
+            match self.conns.iter().position(Option::is_none) {
+                Some(i) => self.conns[i] = Some(conn),
+                None => self.conns.push(Some(conn)),
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        while let Ok(Some(_)) = self.sigfd.read_signal() {}
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => self.exited(pid.as_raw(), code),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    self.exited(pid.as_raw(), 128 + sig as i32)
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn exited(&mut self, pid: i32, code: i32) {
+        if pid == self.init_pid {
+            self.exit_raw = Some((code, Instant::now()));
+            return;
+        }
+        for e in self.execs.values_mut() {
+            if e.pid == pid {
+                e.code = Some(code);
+                e.exited_at = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Output of the container (stream 0 stdout, 1 stderr).
+    fn read_output(&mut self, i: usize) {
+        let mut buf = [0u8; 32 * 1024];
+        let Some(fd) = &self.ends.out[i] else { return };
+        let mut f = std::mem::ManuallyDrop::new(
+            // SAFETY: a borrowed view of an fd the shim owns; ManuallyDrop
+            // keeps it from being closed here.
+            unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd.as_raw_fd()) },
+        );
+        match f.read(&mut buf) {
+            Ok(0) => self.ends.out[i] = None,
+            Ok(n) => self.output(i, &buf[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
+            // EIO: the terminal's other side is closed.
+            Err(_) => self.ends.out[i] = None,
+        }
+    }
+
+    fn output(&mut self, stream: usize, data: &[u8]) {
+        if let Some(l) = &mut self.log {
+            l.write(stream, data);
+        }
+        let frame = if stream == 1 {
+            Frame::Stderr(data.to_vec())
+        } else {
+            Frame::Stdout(data.to_vec())
+        }
+        .encode();
+        for slot in &mut self.conns {
+            let drop_it = match slot {
+                Some(c) => match c.role {
+                    Role::Attach { stdout, stderr, .. } => {
+                        let wanted = if stream == 1 { stderr } else { stdout };
+                        wanted && !c.queue(&frame)
+                    }
+                    _ => false,
+                },
+                None => false,
+            };
+            if drop_it {
+                eprintln!("berth-shim: dropping an attached client that does not read");
+                *slot = None;
+            }
+        }
+    }
+
+    fn write_stdin(&mut self) {
+        let Some(fd) = &self.ends.stdin else {
+            self.stdin_buf.clear();
+            return;
+        };
+        match nix::unistd::write(fd, &self.stdin_buf) {
+            Ok(n) => {
+                self.stdin_buf.drain(..n);
+            }
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => {
+                self.stdin_buf.clear();
+                self.ends.stdin = None;
+            }
+        }
+        if self.stdin_buf.is_empty() && self.close_stdin && self.ends.master.is_none() {
+            self.ends.stdin = None;
+        }
+    }
+
+    fn conn_event(&mut self, i: usize, ev: i16) {
+        if ev & libc::POLLOUT != 0 {
+            self.flush_conn(i);
+        }
+        if ev & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+            self.read_conn(i);
+        }
+    }
+
+    fn flush_conn(&mut self, i: usize) {
+        let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
+        match c.sock.write(&c.out) {
+            Ok(n) => {
+                c.out.drain(..n);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => self.conns[i] = None,
+        }
+    }
+
+    fn read_conn(&mut self, i: usize) {
+        let mut buf = [0u8; 32 * 1024];
+        let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
+        let n = match c.sock.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
+                return;
+            }
+            Err(_) => {
+                self.conns[i] = None;
+                return;
+            }
+        };
+        if n == 0 {
+            c.read_closed = true;
+            match c.role.clone() {
+                Role::Request => self.conns[i] = None,
+                Role::Attach { stdin: true, .. } if self.cfg.stdin_once => {
+                    self.close_stdin = true;
+                    if self.stdin_buf.is_empty() && self.ends.master.is_none() {
+                        self.ends.stdin = None;
+                    }
+                }
+                Role::Exec { exec } => {
+                    if let Some(e) = self.execs.get_mut(&exec) {
+                        e.close_stdin = true;
+                        if e.stdin_buf.is_empty() && e.ends.master.is_none() {
+                            e.ends.stdin = None;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
+        let data = &buf[..n];
+        match c.role.clone() {
+            Role::Request => {
+                c.inbuf.extend_from_slice(data);
+                if let Some(pos) = c.inbuf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = c.inbuf.drain(..=pos).collect();
+                    let rest = std::mem::take(&mut c.inbuf);
+                    self.request(i, &line, rest);
+                } else if c.inbuf.len() > (4 << 20) {
+                    c.reply(&Reply::Error {
+                        message: "request too long".into(),
+                    });
+                    c.role = Role::Done;
+                    c.read_closed = true;
+                }
+            }
+            Role::Attach { stdin: true, .. } if self.ends.stdin.is_some() => {
+                self.stdin_buf.extend_from_slice(data);
+            }
+            Role::Exec { exec } => {
+                if let Some(e) = self.execs.get_mut(&exec)
+                    && e.ends.stdin.is_some()
+                {
+                    e.stdin_buf.extend_from_slice(data);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn request(&mut self, i: usize, line: &[u8], rest: Vec<u8>) {
+        let req: Request = match serde_json::from_slice(line) {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(c) = self.conns[i].as_mut() {
+                    c.reply(&Reply::Error {
+                        message: format!("bad request: {e}"),
+                    });
+                    c.role = Role::Done;
+                    c.read_closed = true;
+                }
+                return;
+            }
+        };
+        let root = self.cfg.runtime_root.clone();
+        let id = self.cfg.id.clone();
+        let mut role = Role::Done;
+        let reply = match req {
+            Request::Start => {
+                if self.started_at.is_some() {
+                    Reply::Error {
+                        message: "the container was started already".into(),
+                    }
+                } else {
+                    match berth_runtime::container::start(&root, &id) {
+                        Ok(()) => {
+                            self.started_at = Some(now());
+                            Reply::Ok
+                        }
+                        Err(e) => Reply::Error {
+                            message: e.to_string(),
+                        },
+                    }
+                }
+            }
+            Request::State => Reply::State(self.state()),
+            Request::Wait => match &self.exit {
+                Some(s) => Reply::Exited(s.clone()),
+                None => {
+                    role = Role::Waiter;
+                    if let Some(c) = self.conns[i].as_mut() {
+                        c.role = role;
+                    }
+                    return;
+                }
+            },
+            Request::Attach {
+                stdin,
+                stdout,
+                stderr,
+            } => {
+                let stdin = stdin && self.ends.stdin.is_some();
+                if stdin {
+                    self.stdin_claimed = true;
+                    if !rest.is_empty() {
+                        self.stdin_buf.extend_from_slice(&rest);
+                    }
+                }
+                role = Role::Attach {
+                    stdin,
+                    stdout,
+                    stderr,
+                };
+                Reply::Ok
+            }
+            Request::Resize {
+                exec_id,
+                height,
+                width,
+            } => {
+                let master = match &exec_id {
+                    None => self.ends.master.as_ref(),
+                    Some(e) => self.execs.get(e).and_then(|x| x.ends.master.as_ref()),
+                };
+                match master {
+                    Some(m) => match stdio::resize(m, height, width) {
+                        Ok(()) => Reply::Ok,
+                        Err(e) => Reply::Error {
+                            message: format!("resize: {e}"),
+                        },
+                    },
+                    None => Reply::Error {
+                        message: "the process has no terminal".into(),
+                    },
+                }
+            }
+            Request::Kill { signal, all } => {
+                if self.exit_raw.is_some() {
+                    Reply::Error {
+                        message: format!("container {id} is not running"),
+                    }
+                } else {
+                    match berth_runtime::container::kill(&root, &id, signal, all) {
+                        Ok(()) => Reply::Ok,
+                        Err(e) => Reply::Error {
+                            message: e.to_string(),
+                        },
+                    }
+                }
+            }
+            Request::Exec {
+                exec_id,
+                process,
+                stdin,
+                console_size,
+            } => {
+                if self.exit_raw.is_some() || self.started_at.is_none() {
+                    Reply::Error {
+                        message: format!("container {id} is not running"),
+                    }
+                } else if self.execs.contains_key(&exec_id) {
+                    Reply::Error {
+                        message: format!("exec {exec_id} exists already"),
+                    }
+                } else {
+                    match self.exec(&exec_id, *process, stdin, console_size) {
+                        Ok(mut e) => {
+                            e.conn = Some(i);
+                            if !rest.is_empty() && e.ends.stdin.is_some() {
+                                e.stdin_buf.extend_from_slice(&rest);
+                            }
+                            self.execs.insert(exec_id.clone(), e);
+                            role = Role::Exec { exec: exec_id };
+                            Reply::Ok
+                        }
+                        Err(m) => Reply::Error { message: m },
+                    }
+                }
+            }
+        };
+        if let Some(c) = self.conns[i].as_mut() {
+            c.reply(&reply);
+            c.role = role.clone();
+            if role == Role::Done {
+                c.read_closed = true;
+            }
+            // An attach to a container that has exited ends at once.
+            if matches!(role, Role::Attach { .. })
+                && let Some(s) = &self.exit
+            {
+                c.out.extend_from_slice(&Frame::Exit(s.clone()).encode());
+                c.role = Role::Done;
+                c.read_closed = true;
+            }
+        }
+    }
+
+    fn state(&self) -> ShimState {
+        let status = if self.exit.is_some() || self.exit_raw.is_some() {
+            "stopped".to_owned()
+        } else if self.started_at.is_none() {
+            "created".to_owned()
+        } else {
+            berth_runtime::container::state(&self.cfg.runtime_root, &self.cfg.id)
+                .map(|s| s.status.to_string())
+                .unwrap_or_else(|_| "running".into())
+        };
+        ShimState {
+            status,
+            pid: self.init_pid,
+            started_at: self.started_at.clone(),
+            exit: self.exit.clone(),
+        }
+    }
+
+    fn exec(
+        &mut self,
+        exec_id: &str,
+        process: oci_spec::runtime::Process,
+        stdin: bool,
+        size: Option<(u16, u16)>,
+    ) -> Result<Exec, String> {
+        let tty = process.terminal().unwrap_or(false);
+        let n: String = exec_id
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(16)
+            .collect();
+        let prepared = if tty {
+            stdio::console(Path::new(&format!("exec-{n}.sock")))
+        } else {
+            stdio::pipes(stdin)
+        }
+        .map_err(|e| format!("exec stdio: {e}"))?;
+        let opts = ExecOptions {
+            process,
+            detach: true,
+            pid_file: None,
+            console_socket: stdio::console_path(&prepared),
+            preserve_fds: 0,
+            ignore_paused: false,
+        };
+        let out = berth_runtime::container::exec(&self.cfg.runtime_root, &self.cfg.id, &opts);
+        let _ = stdio::restore(&self.shim_log);
+        let pid = match out {
+            Ok(ExecOutcome::Detached(pid)) => pid,
+            Ok(ExecOutcome::Exited(code)) => {
+                return Err(format!("exec exited at once with {code}"));
+            }
+            Err(e) => {
+                if let Some(p) = stdio::console_path(&prepared) {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(e.to_string());
+            }
+        };
+        let mut ends = stdio::finish(prepared, size).map_err(|e| format!("exec stdio: {e}"))?;
+        if !stdin && ends.master.is_none() {
+            ends.stdin = None;
+        }
+        Ok(Exec {
+            pid,
+            ends,
+            stdin_buf: Vec::new(),
+            close_stdin: false,
+            code: None,
+            exited_at: None,
+            conn: None,
+        })
+    }
+
+    fn read_exec_output(&mut self, id: &str, i: usize) {
+        let mut buf = [0u8; 32 * 1024];
+        let Some(e) = self.execs.get_mut(id) else {
+            return;
+        };
+        let Some(fd) = &e.ends.out[i] else { return };
+        match nix::unistd::read(fd.as_fd(), &mut buf) {
+            Ok(0) => e.ends.out[i] = None,
+            Ok(n) => {
+                let frame = if i == 1 {
+                    Frame::Stderr(buf[..n].to_vec())
+                } else {
+                    Frame::Stdout(buf[..n].to_vec())
+                };
+                if let Some(ci) = e.conn
+                    && let Some(c) = self.conns.get_mut(ci).and_then(Option::as_mut)
+                    && !c.queue(&frame.encode())
+                {
+                    self.conns[ci] = None;
+                    e.conn = None;
+                }
+            }
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => e.ends.out[i] = None,
+        }
+    }
+
+    fn write_exec_stdin(&mut self, id: &str) {
+        let Some(e) = self.execs.get_mut(id) else {
+            return;
+        };
+        let Some(fd) = &e.ends.stdin else {
+            e.stdin_buf.clear();
+            return;
+        };
+        match nix::unistd::write(fd, &e.stdin_buf) {
+            Ok(n) => {
+                e.stdin_buf.drain(..n);
+            }
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => {
+                e.stdin_buf.clear();
+                e.ends.stdin = None;
+            }
+        }
+        if e.stdin_buf.is_empty() && e.close_stdin && e.ends.master.is_none() {
+            e.ends.stdin = None;
+        }
+    }
+
+    /// Execs that exited and whose output is drained get their exit frame.
+    fn finish_execs(&mut self) {
+        let done: Vec<String> = self
+            .execs
+            .iter()
+            .filter(|(_, e)| {
+                e.code.is_some()
+                    && (e.ends.out.iter().all(Option::is_none)
+                        || e.exited_at.is_some_and(|t| t.elapsed() > DRAIN))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for id in done {
+            let Some(e) = self.execs.remove(&id) else {
+                continue;
+            };
+            let status = ExitStatus {
+                code: e.code.unwrap_or(-1),
+                oom_killed: false,
+                finished_at: now(),
+            };
+            if let Some(ci) = e.conn
+                && let Some(c) = self.conns.get_mut(ci).and_then(Option::as_mut)
+            {
+                c.out.extend_from_slice(&Frame::Exit(status).encode());
+                c.role = Role::Done;
+                c.read_closed = true;
+            }
+        }
+    }
+
+    /// After the init exited and its output is drained: the exit status
+    /// on disk, answers to everyone, the runtime's state removed.
+    fn check_exit(&mut self) {
+        if self.exit.is_some() {
+            return;
+        }
+        let Some((code, at)) = self.exit_raw else {
+            return;
+        };
+        let drained = self.ends.out.iter().all(Option::is_none);
+        if !drained && at.elapsed() < DRAIN {
+            return;
+        }
+        // What is still readable now goes in; then the pipes close.
+        for i in 0..2 {
+            for _ in 0..64 {
+                if self.ends.out[i].is_none() {
+                    break;
+                }
+                self.read_output(i);
+            }
+            self.ends.out[i] = None;
+        }
+        if let Some(l) = &mut self.log {
+            l.flush();
+        }
+        let root = self.cfg.runtime_root.clone();
+        let oom = berth_runtime::container::oom_kills(&root, &self.cfg.id)
+            .map(|n| n > self.oom_base)
+            .unwrap_or(false);
+        let status = ExitStatus {
+            code,
+            oom_killed: oom,
+            finished_at: now(),
+        };
+        if let Err(e) = write_exit(&self.dir, &status) {
+            eprintln!("berth-shim: write {}: {e}", proto::EXIT_FILE);
+        }
+        if let Err(e) = berth_runtime::container::delete(&root, &self.cfg.id, true) {
+            eprintln!("berth-shim: delete the container: {e}");
+        }
+        for c in self.conns.iter_mut().flatten() {
+            {
+                match c.role {
+                    Role::Waiter => {
+                        c.reply(&Reply::Exited(status.clone()));
+                        c.role = Role::Done;
+                    }
+                    Role::Attach { .. } => {
+                        c.out
+                            .extend_from_slice(&Frame::Exit(status.clone()).encode());
+                        c.role = Role::Done;
+                    }
+                    Role::Exec { .. } => {
+                        c.out.extend_from_slice(
+                            &Frame::Exit(ExitStatus {
+                                code: 137,
+                                oom_killed: false,
+                                finished_at: now(),
+                            })
+                            .encode(),
+                        );
+                        c.role = Role::Done;
+                    }
+                    _ => {}
+                }
+                c.read_closed = true;
+            }
+        }
+        self.execs.clear();
+        self.ends.stdin = None;
+        self.ends.master = None;
+        self.exit = Some(status);
+        self.done_at = Some(Instant::now());
+        let _ = self.stdin_claimed;
+    }
+}
+
+fn write_exit(dir: &Path, s: &ExitStatus) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{}.tmp", proto::EXIT_FILE));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec(s).unwrap_or_default())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(proto::EXIT_FILE))
+}
