@@ -34,8 +34,7 @@ impl Socket {
             std::fs::remove_file(path)
                 .with_context(|| format!("remove stale socket {}", path.display()))?;
         }
-        let listener =
-            UnixListener::bind(path).with_context(|| format!("listen on {}", path.display()))?;
+        let listener = listen(path).with_context(|| format!("listen on {}", path.display()))?;
         let sock = Socket {
             path: path.to_owned(),
         };
@@ -101,4 +100,19 @@ impl Drop for PidFile {
             tracing::warn!(path = %self.path.display(), error = %e, "remove pid file");
         }
     }
+}
+
+/// A listening socket with a deep accept queue: bursts of clients (200
+/// `docker run`s at once) must wait in the queue, not get EAGAIN.
+fn listen(path: &Path) -> std::io::Result<UnixListener> {
+    use nix::sys::socket::{AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, socket};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &UnixAddr::new(path)?)?;
+    nix::sys::socket::listen(&fd, Backlog::new(4096).unwrap_or(Backlog::MAXCONN))?;
+    UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
 }
