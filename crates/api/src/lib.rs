@@ -36,6 +36,9 @@ pub struct AppState {
     pub host: Arc<HostInfo>,
     /// Whether the daemon logs at debug level (`/info`'s `Debug`).
     pub debug: bool,
+    /// `/info`'s `RegistryConfig` (insecure registries, mirrors), set by
+    /// the daemon and replaced when it reloads its configuration.
+    pub registry: Arc<std::sync::RwLock<models::system::RegistryConfig>>,
 }
 
 /// The router, without the version-prefix middleware (see [`app`]).

@@ -15,7 +15,7 @@ use super::blocking;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::models::system::{
-    Commit, Component, Info, PlatformName, Plugins, RegistryConfig, Runtime, Swarm, Version,
+    Commit, Component, Info, PlatformName, Plugins, Runtime, Swarm, Version,
 };
 use crate::version::{ENGINE_VERSION, MAX_API, MIN_API};
 
@@ -164,11 +164,11 @@ pub async fn info(State(st): State<AppState>) -> Result<Json<Info>, ApiError> {
         os_type: "linux".into(),
         architecture: h.architecture.clone(),
         index_server_address: "https://index.docker.io/v1/".into(),
-        registry_config: RegistryConfig {
-            insecure_registry_cidrs: vec!["::1/128".into(), "127.0.0.0/8".into()],
-            index_configs: BTreeMap::new(),
-            mirrors: Vec::new(),
-        },
+        registry_config: st
+            .registry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone(),
         ncpu: h.ncpu as u64,
         mem_total: h.mem_total,
         docker_root_dir: root,

@@ -466,3 +466,175 @@ impl Drop for Registry {
         let _ = self.child.wait();
     }
 }
+
+impl Daemon {
+    /// Starts berthd with `config` as its daemon.json and `extra` arguments
+    /// after the usual ones (socket, roots, config file); `--log-level
+    /// debug` only if `debug_flag` (without it daemon.json may set the
+    /// level). Waits (10 s at most) until it answers `/_ping` on the socket.
+    pub fn start_args(config_json: &str, extra: &[String], debug_flag: bool) -> Daemon {
+        ensure_shim();
+        let dir = tempfile::Builder::new()
+            .prefix("berthd-test-")
+            .tempdir()
+            .unwrap();
+        let sock = dir.path().join("berth.sock");
+        let data_root = dir.path().join("data");
+        let pidfile = dir.path().join("run").join("berthd.pid");
+        std::fs::write(dir.path().join("daemon.json"), config_json).unwrap();
+        std::fs::create_dir_all(dir.path().join("docker-config")).unwrap();
+        let mut d = Daemon {
+            child: None,
+            dir,
+            sock,
+            data_root,
+            pidfile,
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.dir.path().join("berthd.log"))
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berthd"));
+        cmd.arg("-H")
+            .arg(format!("unix://{}", d.sock.display()))
+            .arg("--data-root")
+            .arg(&d.data_root)
+            .arg("--exec-root")
+            .arg(d.exec_root())
+            .arg("--config-file")
+            .arg(d.config_path())
+            .args(extra);
+        if debug_flag {
+            cmd.args(["--log-level", "debug"]);
+        }
+        let child = cmd
+            .env_remove("BERTH_ROOT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        d.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok((200, _, _)) = d.try_http("GET", "/_ping", &[]) {
+                break;
+            }
+            if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("berthd exited early ({st}): {}", d.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berthd did not come up: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    /// This daemon's daemon.json.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.json")
+    }
+
+    /// Sends `sig` to this daemon (only the pid this guard started).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+
+    /// Waits (10 s at most) until berthd's log contains `needle`.
+    pub fn wait_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "berthd never logged {needle:?}: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound once and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A test PKI written as PEM files into `dir`: a CA, a server certificate
+/// for `localhost` and 127.0.0.1 and a client certificate, both signed by
+/// the CA.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+pub fn make_pki(dir: &Path, name: &str) -> Pki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose, SanType,
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("berth test CA {name}"));
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::from_params(&ca_params, &ca_key);
+    let leaf = |cn: &str, usage: ExtendedKeyUsagePurpose, sans: Vec<SanType>| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.subject_alt_names = sans;
+        p.extended_key_usages = vec![usage];
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (scert, skey) = leaf(
+        "berthd",
+        ExtendedKeyUsagePurpose::ServerAuth,
+        vec![
+            SanType::DnsName("localhost".try_into().unwrap()),
+            SanType::IpAddress("127.0.0.1".parse().unwrap()),
+        ],
+    );
+    let (ccert, ckey) = leaf(
+        &format!("client {name}"),
+        ExtendedKeyUsagePurpose::ClientAuth,
+        Vec::new(),
+    );
+    let pki = Pki {
+        ca: dir.join("ca.pem"),
+        server_cert: dir.join("server-cert.pem"),
+        server_key: dir.join("server-key.pem"),
+        client_cert: dir.join("cert.pem"),
+        client_key: dir.join("key.pem"),
+    };
+    std::fs::write(&pki.ca, ca_cert.pem()).unwrap();
+    std::fs::write(&pki.server_cert, scert).unwrap();
+    std::fs::write(&pki.server_key, skey).unwrap();
+    std::fs::write(&pki.client_cert, ccert).unwrap();
+    std::fs::write(&pki.client_key, ckey).unwrap();
+    pki
+}
