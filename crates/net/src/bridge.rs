@@ -148,7 +148,11 @@ impl BridgeDriver {
         self.host.set_up(&net.bridge).await?;
         if net.gateways.iter().any(|g| g.addr().is_ipv4()) {
             sysctl::set_ipv4_conf(&net.bridge, "route_localnet", "1")?;
-            sysctl::set_ipv4_conf(&net.bridge, "forwarding", if net.internal { "0" } else { "1" })?;
+            sysctl::set_ipv4_conf(
+                &net.bridge,
+                "forwarding",
+                if net.internal { "0" } else { "1" },
+            )?;
         }
         let rules = net.rules();
         self.fw(move |fw| fw.add_network(&rules)).await
@@ -194,7 +198,10 @@ impl BridgeDriver {
         check_ifname(&req.ifname)?;
         let bridge = self.host.require_link(&net.bridge).await?;
         self.host.create_veth(&host_veth, &peer, net.mtu).await?;
-        match self.attach_inner(net, ns, req, bridge, &host_veth, &peer).await {
+        match self
+            .attach_inner(net, ns, req, bridge, &host_veth, &peer)
+            .await
+        {
             Ok(ep) => Ok(ep),
             Err(e) => {
                 let _ = self.host.delete_link(&host_veth).await;
@@ -239,7 +246,11 @@ impl BridgeDriver {
         inner.loopback_up().await?;
         if !net.internal {
             for gw in &net.gateways {
-                if req.addresses.iter().any(|a| a.addr().is_ipv4() == gw.addr().is_ipv4()) {
+                if req
+                    .addresses
+                    .iter()
+                    .any(|a| a.addr().is_ipv4() == gw.addr().is_ipv4())
+                {
                     inner.add_default_route(&req.ifname, gw.addr()).await?;
                 }
             }

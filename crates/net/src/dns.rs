@@ -94,7 +94,10 @@ impl DnsServer {
         cfg: DnsConfig,
         resolver: impl Resolver,
     ) -> Result<DnsServer> {
-        let where_ = ns.map_or_else(|| "host namespace".to_string(), |n| format!("netns {}", n.name()));
+        let where_ = ns.map_or_else(
+            || "host namespace".to_string(),
+            |n| format!("netns {}", n.name()),
+        );
         let err = |op, source| NetError::Dns {
             netns: where_.clone(),
             op,
@@ -130,6 +133,18 @@ impl DnsServer {
             udp: udp_addr,
             tcp: tcp_addr,
         })
+    }
+
+    /// Stops the server and waits until its sockets are closed (so the address can be
+    /// bound again at once). Dropping also stops it, without waiting.
+    pub async fn stop(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
     }
 
     /// The bound UDP address.
@@ -181,10 +196,11 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             loop {
-                let len = match tokio::time::timeout(Duration::from_secs(10), stream.read_u16()).await {
-                    Ok(Ok(len)) => usize::from(len),
-                    _ => return,
-                };
+                let len =
+                    match tokio::time::timeout(Duration::from_secs(10), stream.read_u16()).await {
+                        Ok(Ok(len)) => usize::from(len),
+                        _ => return,
+                    };
                 let mut query = vec![0u8; len];
                 if stream.read_exact(&mut query).await.is_err() {
                     return;
@@ -192,7 +208,9 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
                 let Some(reply) = answer(&shared, &query).await else {
                     return;
                 };
-                let Ok(len) = u16::try_from(reply.len()) else { return };
+                let Ok(len) = u16::try_from(reply.len()) else {
+                    return;
+                };
                 if stream.write_u16(len).await.is_err() || stream.write_all(&reply).await.is_err() {
                     return;
                 }
@@ -236,7 +254,11 @@ async fn answer(shared: &Shared, query: &[u8]) -> Option<Vec<u8>> {
         reply.metadata.response_code = ResponseCode::Refused;
         return reply.to_vec().ok();
     }
-    let name = q.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
+    let name = q
+        .name()
+        .to_ascii()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     match shared.resolver.resolve(&name) {
         Some(addrs) => {
             reply.metadata.authoritative = true;
@@ -277,7 +299,9 @@ async fn forward(cfg: &DnsConfig, query: &[u8]) -> Option<Vec<u8>> {
         } else {
             SocketAddr::from(([0u16; 8], 0))
         };
-        let Ok(sock) = UdpSocket::bind(bind).await else { continue };
+        let Ok(sock) = UdpSocket::bind(bind).await else {
+            continue;
+        };
         if sock.connect(upstream).await.is_err() || sock.send(query).await.is_err() {
             continue;
         }
@@ -387,7 +411,10 @@ mod tests {
     fn shared() -> Shared {
         Shared {
             resolver: Box::new(|n: &str| match n {
-                "web" | "alias" => Some(vec!["10.88.0.5".parse().expect("ip"), "fd88:b3::5".parse().expect("ip")]),
+                "web" | "alias" => Some(vec![
+                    "10.88.0.5".parse().expect("ip"),
+                    "fd88:b3::5".parse().expect("ip"),
+                ]),
                 _ => None,
             }),
             cfg: DnsConfig::default(),
@@ -397,20 +424,39 @@ mod tests {
     #[tokio::test]
     async fn answers_known_names_by_family() {
         let s = shared();
-        let r = Message::from_vec(&answer(&s, &query("WEB.", RecordType::A)).await.expect("reply"))
-            .expect("decode");
+        let r = Message::from_vec(
+            &answer(&s, &query("WEB.", RecordType::A))
+                .await
+                .expect("reply"),
+        )
+        .expect("decode");
         assert_eq!(r.metadata.response_code, ResponseCode::NoError);
         assert_eq!(r.answers.len(), 1);
-        assert_eq!(r.answers[0].data, RData::A(A("10.88.0.5".parse().expect("ip"))));
-        let r = Message::from_vec(&answer(&s, &query("alias.", RecordType::AAAA)).await.expect("reply"))
-            .expect("decode");
+        assert_eq!(
+            r.answers[0].data,
+            RData::A(A("10.88.0.5".parse().expect("ip")))
+        );
+        let r = Message::from_vec(
+            &answer(&s, &query("alias.", RecordType::AAAA))
+                .await
+                .expect("reply"),
+        )
+        .expect("decode");
         assert_eq!(r.answers.len(), 1);
-        let r = Message::from_vec(&answer(&s, &query("alias.", RecordType::MX)).await.expect("reply"))
-            .expect("decode");
+        let r = Message::from_vec(
+            &answer(&s, &query("alias.", RecordType::MX))
+                .await
+                .expect("reply"),
+        )
+        .expect("decode");
         assert_eq!(r.metadata.response_code, ResponseCode::NoError);
         assert!(r.answers.is_empty());
-        let r = Message::from_vec(&answer(&s, &query("nope.example.", RecordType::A)).await.expect("reply"))
-            .expect("decode");
+        let r = Message::from_vec(
+            &answer(&s, &query("nope.example.", RecordType::A))
+                .await
+                .expect("reply"),
+        )
+        .expect("decode");
         assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
         assert!(answer(&s, &[1]).await.is_none());
         let r = Message::from_vec(&answer(&s, &[0, 7, 1]).await.expect("formerr")).expect("decode");

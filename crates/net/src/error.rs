@@ -25,7 +25,7 @@ pub enum NetError {
         name: String,
         op: &'static str,
         #[source]
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
     /// A link that must exist does not.
     #[error("link {name}: not found")]
@@ -37,7 +37,7 @@ pub enum NetError {
         link: String,
         op: &'static str,
         #[source]
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
     /// Opening the netlink socket failed.
     #[error("netlink socket: {0}")]
@@ -60,7 +60,9 @@ pub enum NetError {
         detail: String,
     },
     /// A host port to publish is already taken by another socket.
-    #[error("cannot publish {proto} port {port} on {host_ip}: port is already allocated (something is listening on it): {source}")]
+    #[error(
+        "cannot publish {proto} port {port} on {host_ip}: port is already allocated (something is listening on it): {source}"
+    )]
     PortInUse {
         proto: Protocol,
         host_ip: IpAddr,
@@ -109,7 +111,7 @@ impl NetError {
         NetError::Link {
             name: name.to_string(),
             op,
-            source,
+            source: Box::new(source),
         }
     }
 }

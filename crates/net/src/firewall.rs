@@ -81,8 +81,6 @@ pub struct NetworkRules {
 pub struct PublishRules {
     /// Owner (container id): rules are tagged `ctr:<owner>`.
     pub owner: String,
-    /// The bridge the container sits on.
-    pub bridge: String,
     /// Its address on that bridge.
     pub container_ip: IpAddr,
     pub mappings: Vec<PortMapping>,
@@ -121,7 +119,11 @@ fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
     )))
 }
 
-fn matches(left: Expression<'static>, op: Operator, right: Expression<'static>) -> Statement<'static> {
+fn matches(
+    left: Expression<'static>,
+    op: Operator,
+    right: Expression<'static>,
+) -> Statement<'static> {
     Statement::Match(Match { left, right, op })
 }
 
@@ -171,7 +173,13 @@ impl Firewall {
         Cow::Owned(self.cfg.table.clone())
     }
 
-    fn rule(&self, family: NfFamily, chain: &'static str, tag: Option<&str>, expr: Vec<Statement<'static>>) -> NfObject<'static> {
+    fn rule(
+        &self,
+        family: NfFamily,
+        chain: &'static str,
+        tag: Option<&str>,
+        expr: Vec<Statement<'static>>,
+    ) -> NfObject<'static> {
         NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(Rule {
             family,
             table: self.table(),
@@ -183,7 +191,12 @@ impl Firewall {
         })))
     }
 
-    fn chain(&self, family: NfFamily, name: &'static str, base: Option<(NfChainType, NfHook, i32)>) -> NfObject<'static> {
+    fn chain(
+        &self,
+        family: NfFamily,
+        name: &'static str,
+        base: Option<(NfChainType, NfHook, i32)>,
+    ) -> NfObject<'static> {
         let (ty, hook, prio) = match base {
             Some((t, h, p)) => (Some(t), Some(h), Some(p)),
             None => (None, None, None),
@@ -232,7 +245,11 @@ impl Firewall {
     fn run_nft(&self, op: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<String> {
         let mut child = Command::new(&self.cfg.nft)
             .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -269,22 +286,51 @@ impl Firewall {
         }
         let mut objs = Vec::new();
         for family in FAMILIES {
-            objs.push(NfObject::CmdObject(NfCmd::Add(NfListObject::Table(Table {
+            objs.push(NfObject::CmdObject(NfCmd::Add(NfListObject::Table(
+                Table {
+                    family,
+                    name: self.table(),
+                    handle: None,
+                },
+            ))));
+            objs.push(self.chain(
                 family,
-                name: self.table(),
-                handle: None,
-            }))));
-            objs.push(self.chain(family, "prerouting", Some((NfChainType::NAT, NfHook::Prerouting, -100))));
-            objs.push(self.chain(family, "output", Some((NfChainType::NAT, NfHook::Output, -100))));
-            objs.push(self.chain(family, "postrouting", Some((NfChainType::NAT, NfHook::Postrouting, 100))));
-            objs.push(self.chain(family, "forward", Some((NfChainType::Filter, NfHook::Forward, 0))));
-            for regular in ["ports", "net-postrouting", "isolation-1", "isolation-2", "net-forward"] {
+                "prerouting",
+                Some((NfChainType::NAT, NfHook::Prerouting, -100)),
+            ));
+            objs.push(self.chain(
+                family,
+                "output",
+                Some((NfChainType::NAT, NfHook::Output, -100)),
+            ));
+            objs.push(self.chain(
+                family,
+                "postrouting",
+                Some((NfChainType::NAT, NfHook::Postrouting, 100)),
+            ));
+            objs.push(self.chain(
+                family,
+                "forward",
+                Some((NfChainType::Filter, NfHook::Forward, 0)),
+            ));
+            for regular in [
+                "ports",
+                "net-postrouting",
+                "isolation-1",
+                "isolation-2",
+                "net-forward",
+            ] {
                 objs.push(self.chain(family, regular, None));
             }
             for base in ["prerouting", "output", "postrouting", "forward"] {
                 objs.push(self.flush_chain(family, base));
             }
-            objs.push(self.rule(family, "prerouting", None, vec![local_daddr(), jump("ports")]));
+            objs.push(self.rule(
+                family,
+                "prerouting",
+                None,
+                vec![local_daddr(), jump("ports")],
+            ));
             objs.push(self.rule(family, "output", None, vec![local_daddr(), jump("ports")]));
             objs.push(self.rule(family, "postrouting", None, vec![jump("net-postrouting")]));
             objs.push(self.rule(family, "forward", None, vec![jump("isolation-1")]));
@@ -303,46 +349,87 @@ impl Firewall {
         let br = || s(net.bridge.clone());
         let mut objs = Vec::new();
         for family in FAMILIES {
-            objs.push(self.rule(family, "isolation-1", Some(&tag), vec![
-                matches(meta(MetaKey::Iifname), Operator::EQ, br()),
-                matches(meta(MetaKey::Oifname), Operator::NEQ, br()),
-                jump("isolation-2"),
-            ]));
-            objs.push(self.rule(family, "isolation-2", Some(&tag), vec![
-                matches(meta(MetaKey::Oifname), Operator::EQ, br()),
-                Statement::Drop(None),
-            ]));
-            if net.internal {
-                objs.push(self.rule(family, "net-forward", Some(&tag), vec![
+            objs.push(self.rule(
+                family,
+                "isolation-1",
+                Some(&tag),
+                vec![
                     matches(meta(MetaKey::Iifname), Operator::EQ, br()),
                     matches(meta(MetaKey::Oifname), Operator::NEQ, br()),
-                    Statement::Drop(None),
-                ]));
-                objs.push(self.rule(family, "net-forward", Some(&tag), vec![
+                    jump("isolation-2"),
+                ],
+            ));
+            objs.push(self.rule(
+                family,
+                "isolation-2",
+                Some(&tag),
+                vec![
                     matches(meta(MetaKey::Oifname), Operator::EQ, br()),
-                    matches(meta(MetaKey::Iifname), Operator::NEQ, br()),
                     Statement::Drop(None),
-                ]));
+                ],
+            ));
+            if net.internal {
+                objs.push(self.rule(
+                    family,
+                    "net-forward",
+                    Some(&tag),
+                    vec![
+                        matches(meta(MetaKey::Iifname), Operator::EQ, br()),
+                        matches(meta(MetaKey::Oifname), Operator::NEQ, br()),
+                        Statement::Drop(None),
+                    ],
+                ));
+                objs.push(self.rule(
+                    family,
+                    "net-forward",
+                    Some(&tag),
+                    vec![
+                        matches(meta(MetaKey::Oifname), Operator::EQ, br()),
+                        matches(meta(MetaKey::Iifname), Operator::NEQ, br()),
+                        Statement::Drop(None),
+                    ],
+                ));
             }
         }
         // Host connections to 127.0.0.1:<published port> leave with source 127.0.0.1
         // (allowed by route_localnet on the bridge); rewrite it to the gateway address.
         if !net.internal {
-            objs.push(self.rule(NfFamily::IP, "net-postrouting", Some(&tag), vec![
-                matches(meta(MetaKey::Oifname), Operator::EQ, br()),
-                matches(payload("ip", "saddr"), Operator::EQ, prefix(IpNet::V4(ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(127, 0, 0, 0), 8).map_err(|e| self.err("add network", e.to_string()))?))),
-                Statement::Masquerade(None),
-            ]));
+            objs.push(self.rule(
+                NfFamily::IP,
+                "net-postrouting",
+                Some(&tag),
+                vec![
+                        matches(meta(MetaKey::Oifname), Operator::EQ, br()),
+                        matches(
+                            payload("ip", "saddr"),
+                            Operator::EQ,
+                            prefix(IpNet::V4(
+                                ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(127, 0, 0, 0), 8)
+                                    .map_err(|e| self.err("add network", e.to_string()))?,
+                            )),
+                        ),
+                        Statement::Masquerade(None),
+                    ],
+            ));
         }
         if net.masquerade && !net.internal {
             for subnet in &net.subnets {
-                let family = if subnet.addr().is_ipv4() { NfFamily::IP } else { NfFamily::IP6 };
+                let family = if subnet.addr().is_ipv4() {
+                    NfFamily::IP
+                } else {
+                    NfFamily::IP6
+                };
                 let field = addr_field(&subnet.addr());
-                objs.push(self.rule(family, "net-postrouting", Some(&tag), vec![
-                    matches(payload(field, "saddr"), Operator::EQ, prefix(*subnet)),
-                    matches(meta(MetaKey::Oifname), Operator::NEQ, br()),
-                    Statement::Masquerade(None),
-                ]));
+                objs.push(self.rule(
+                    family,
+                    "net-postrouting",
+                    Some(&tag),
+                    vec![
+                        matches(payload(field, "saddr"), Operator::EQ, prefix(*subnet)),
+                        matches(meta(MetaKey::Oifname), Operator::NEQ, br()),
+                        Statement::Masquerade(None),
+                    ],
+                ));
             }
         }
         self.apply(&format!("add rules of network {}", net.id), objs)
@@ -359,7 +446,11 @@ impl Firewall {
         self.ensure()?;
         let tag = format!("ctr:{}", rules.owner);
         self.remove_tagged(&tag)?;
-        let family = if rules.container_ip.is_ipv4() { NfFamily::IP } else { NfFamily::IP6 };
+        let family = if rules.container_ip.is_ipv4() {
+            NfFamily::IP
+        } else {
+            NfFamily::IP6
+        };
         let mut objs = Vec::new();
         for m in &rules.mappings {
             m.validate()?;
@@ -369,13 +460,20 @@ impl Firewall {
             {
                 return Err(NetError::BadPortMapping {
                     mapping: m.to_string(),
-                    problem: format!("host address and container address {} differ in family", rules.container_ip),
+                    problem: format!(
+                        "host address and container address {} differ in family",
+                        rules.container_ip
+                    ),
                 });
             }
             for (host_port, container_port) in m.pairs() {
                 let mut expr = Vec::new();
                 if let Some(h) = m.host_ip.filter(|h| !h.is_unspecified()) {
-                    expr.push(matches(payload(addr_field(&h), "daddr"), Operator::EQ, s(h.to_string())));
+                    expr.push(matches(
+                        payload(addr_field(&h), "daddr"),
+                        Operator::EQ,
+                        s(h.to_string()),
+                    ));
                 }
                 expr.push(matches(
                     payload(m.protocol.as_str(), "dport"),
@@ -391,7 +489,6 @@ impl Firewall {
                 objs.push(self.rule(family, "ports", Some(&tag), expr));
             }
         }
-        let _ = &rules.bridge;
         self.apply(&format!("publish ports of {}", rules.owner), objs)
     }
 
@@ -408,11 +505,16 @@ impl Firewall {
             .map_err(|_| self.err("delete tables", "lock poisoned".to_string()))?;
         for family in FAMILIES {
             if self.list_table(family)?.is_some() {
-                self.apply("delete table", vec![NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(Table {
-                    family,
-                    name: self.table(),
-                    handle: None,
-                })))])?;
+                self.apply(
+                    "delete table",
+                    vec![NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(
+                        Table {
+                            family,
+                            name: self.table(),
+                            handle: None,
+                        },
+                    )))],
+                )?;
             }
         }
         *ready = false;
@@ -423,7 +525,11 @@ impl Firewall {
     pub fn dump(&self) -> Result<String> {
         let mut out = String::new();
         for family in FAMILIES {
-            if let Ok(text) = self.run_nft("list", &["list", "table", fam_name(family), &self.cfg.table], None) {
+            if let Ok(text) = self.run_nft(
+                "list",
+                &["list", "table", fam_name(family), &self.cfg.table],
+                None,
+            ) {
                 out.push_str(&text);
             }
         }
@@ -432,11 +538,17 @@ impl Firewall {
 
     /// The table as nft JSON, or `None` if it does not exist.
     fn list_table(&self, family: NfFamily) -> Result<Option<serde_json::Value>> {
-        match self.run_nft("list", &["-j", "list", "table", fam_name(family), &self.cfg.table], None) {
+        match self.run_nft(
+            "list",
+            &["-j", "list", "table", fam_name(family), &self.cfg.table],
+            None,
+        ) {
             Ok(text) => serde_json::from_str(&text)
                 .map(Some)
                 .map_err(|e| self.err("list table", format!("bad JSON from nft: {e}"))),
-            Err(NetError::Nft { detail, .. }) if detail.contains("No such file or directory") => Ok(None),
+            Err(NetError::Nft { detail, .. }) if detail.contains("No such file or directory") => {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
@@ -453,7 +565,9 @@ impl Firewall {
                 .cloned()
                 .unwrap_or_default();
             for item in items {
-                let Some(rule) = item.get("rule") else { continue };
+                let Some(rule) = item.get("rule") else {
+                    continue;
+                };
                 if rule.get("comment").and_then(|c| c.as_str()) != Some(tag) {
                     continue;
                 }
@@ -463,16 +577,19 @@ impl Firewall {
                 ) else {
                     continue;
                 };
-                let handle = u32::try_from(handle).map_err(|e| self.err("remove rules", e.to_string()))?;
-                objs.push(NfObject::CmdObject(NfCmd::Delete(NfListObject::Rule(Rule {
-                    family,
-                    table: self.table(),
-                    chain: Cow::Owned(chain.to_string()),
-                    expr: Cow::Owned(Vec::new()),
-                    handle: Some(handle),
-                    index: None,
-                    comment: None,
-                }))));
+                let handle =
+                    u32::try_from(handle).map_err(|e| self.err("remove rules", e.to_string()))?;
+                objs.push(NfObject::CmdObject(NfCmd::Delete(NfListObject::Rule(
+                    Rule {
+                        family,
+                        table: self.table(),
+                        chain: Cow::Owned(chain.to_string()),
+                        expr: Cow::Owned(Vec::new()),
+                        handle: Some(handle),
+                        index: None,
+                        comment: None,
+                    },
+                ))));
             }
         }
         if objs.is_empty() {

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 /// Why the address manager refused a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IpamError {
-    #[error("network {network}: subnet {subnet} overlaps subnet {other} of network {other_network}")]
+    #[error(
+        "network {network}: subnet {subnet} overlaps subnet {other} of network {other_network}"
+    )]
     SubnetOverlap {
         network: String,
         subnet: IpNet,
@@ -108,7 +110,9 @@ impl Default for IpamConfig {
             default_pools: pools
                 .iter()
                 .filter_map(|(base, size)| {
-                    base.parse().ok().map(|base| AddressPool { base, size: *size })
+                    base.parse()
+                        .ok()
+                        .map(|base| AddressPool { base, size: *size })
                 })
                 .collect(),
         }
@@ -243,7 +247,12 @@ impl Ipam {
             .flat_map(|(id, n)| n.subnets.iter().map(move |s| (id.as_str(), &s.subnet)))
     }
 
-    fn check_overlap(&self, network: &str, subnet: &IpNet, also: &[IpNet]) -> Result<(), IpamError> {
+    fn check_overlap(
+        &self,
+        network: &str,
+        subnet: &IpNet,
+        also: &[IpNet],
+    ) -> Result<(), IpamError> {
         if let Some((other_network, other)) = self
             .subnets_in_use()
             .find(|(_, other)| overlaps(subnet, other))
@@ -570,7 +579,8 @@ mod tests {
     #[test]
     fn overlap_is_refused_and_names_the_other_network() {
         let mut ipam = Ipam::default();
-        ipam.add_network("one", &[req("192.168.10.0/24")], &[]).expect("one");
+        ipam.add_network("one", &[req("192.168.10.0/24")], &[])
+            .expect("one");
         let err = ipam
             .add_network("two", &[req("192.168.0.0/16")], &[])
             .expect_err("overlap");
@@ -579,15 +589,19 @@ mod tests {
             "network two: subnet 192.168.0.0/16 overlaps subnet 192.168.10.0/24 of network one"
         );
         assert!(ipam.network("two").is_none());
-        ipam.add_network("three", &[req("192.168.11.0/24")], &[]).expect("adjacent is fine");
-        let err = ipam.add_network("four", &[req("192.168.11.5/24")], &[]).expect_err("host bits");
+        ipam.add_network("three", &[req("192.168.11.0/24")], &[])
+            .expect("adjacent is fine");
+        let err = ipam
+            .add_network("four", &[req("192.168.11.5/24")], &[])
+            .expect_err("host bits");
         assert!(matches!(err, IpamError::HostBitsSet { .. }));
     }
 
     #[test]
     fn sequential_allocation_release_and_exhaustion() {
         let mut ipam = Ipam::default();
-        ipam.add_network("n", &[req("10.10.0.0/29")], &[]).expect("add");
+        ipam.add_network("n", &[req("10.10.0.0/29")], &[])
+            .expect("add");
         // .0 network, .1 gateway, .7 broadcast: .2-.6 are free.
         let got: Vec<IpAddr> = (0..5)
             .map(|_| ipam.allocate("n", Family::V4, None).expect("alloc"))
@@ -595,17 +609,24 @@ mod tests {
         assert_eq!(got.first(), Some(&ip("10.10.0.2")));
         assert_eq!(got.last(), Some(&ip("10.10.0.6")));
         let err = ipam.allocate("n", Family::V4, None).expect_err("exhausted");
-        assert_eq!(err.to_string(), "network n: no free address left in 10.10.0.0/29");
+        assert_eq!(
+            err.to_string(),
+            "network n: no free address left in 10.10.0.0/29"
+        );
         assert!(ipam.release("n", ip("10.10.0.4")));
         assert!(!ipam.release("n", ip("10.10.0.4")));
         assert!(!ipam.release("n", ip("10.10.0.1")), "gateway stays");
-        assert_eq!(ipam.allocate("n", Family::V4, None).expect("again"), ip("10.10.0.4"));
+        assert_eq!(
+            ipam.allocate("n", Family::V4, None).expect("again"),
+            ip("10.10.0.4")
+        );
     }
 
     #[test]
     fn released_address_is_not_reused_at_once() {
         let mut ipam = Ipam::default();
-        ipam.add_network("n", &[req("10.10.0.0/24")], &[]).expect("add");
+        ipam.add_network("n", &[req("10.10.0.0/24")], &[])
+            .expect("add");
         let a = ipam.allocate("n", Family::V4, None).expect("a");
         ipam.release("n", a);
         let b = ipam.allocate("n", Family::V4, None).expect("b");
@@ -628,7 +649,8 @@ mod tests {
         );
         // Static outside the range but inside the subnet is fine.
         assert_eq!(
-            ipam.allocate("n", Family::V4, Some(ip("10.20.9.9"))).expect("static"),
+            ipam.allocate("n", Family::V4, Some(ip("10.20.9.9")))
+                .expect("static"),
             ip("10.20.9.9")
         );
         let err = ipam

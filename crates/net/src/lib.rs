@@ -34,7 +34,7 @@
 //!     mac: None,
 //! }).await?;
 //! let held = driver.publish(PublishRules {
-//!     owner: "ctr1".into(), bridge: net.bridge.clone(), container_ip: ip,
+//!     owner: "ctr1".into(), container_ip: ip,
 //!     mappings: vec![PortMapping::tcp(None, 8080, 80)],
 //! }).await?;
 //! // … container runs with ns.path() as its network namespace …

@@ -242,7 +242,7 @@ impl Netlink {
                 object: format!("address {addr}"),
                 link: self.obj(name),
                 op: "add",
-                source: e,
+                source: Box::new(e),
             }),
         }
     }
@@ -353,7 +353,7 @@ impl Netlink {
                 object: format!("default route via {gateway}"),
                 link: self.obj(name),
                 op: "add",
-                source: e,
+                source: Box::new(e),
             }),
         }
     }

@@ -217,8 +217,7 @@ fn delete_file(name: &str, path: &Path) -> Result<()> {
 }
 
 fn check_name(name: &str) -> Result<()> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0')
-    {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
         return Err(NetError::BadName {
             name: name.to_string(),
             problem: "a namespace name must be a plain, non-empty file name",

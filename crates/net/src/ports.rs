@@ -115,7 +115,11 @@ impl fmt::Display for PortMapping {
             ip.to_string()
         };
         if self.count <= 1 {
-            write!(f, "{ip}:{}:{}/{}", self.host_port, self.container_port, self.protocol)
+            write!(
+                f,
+                "{ip}:{}:{}/{}",
+                self.host_port, self.container_port, self.protocol
+            )
         } else {
             let last = self.count.saturating_sub(1);
             write!(
@@ -204,7 +208,10 @@ mod tests {
             count: 3,
         };
         assert_eq!(m.to_string(), "0.0.0.0:8000-8002:80-82/udp");
-        assert_eq!(m.pairs().collect::<Vec<_>>(), vec![(8000, 80), (8001, 81), (8002, 82)]);
+        assert_eq!(
+            m.pairs().collect::<Vec<_>>(),
+            vec![(8000, 80), (8001, 81), (8002, 82)]
+        );
         assert!(m.validate().is_ok());
         let bad = PortMapping {
             host_port: 65535,
@@ -222,7 +229,10 @@ mod tests {
         let lo = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let err = PortReservation::reserve(&[PortMapping::tcp(lo, port, 80)]).expect_err("in use");
         let text = err.to_string();
-        assert!(text.contains(&format!("tcp port {port} on 127.0.0.1")), "{text}");
+        assert!(
+            text.contains(&format!("tcp port {port} on 127.0.0.1")),
+            "{text}"
+        );
         drop(l);
         let held = PortReservation::reserve(&[PortMapping::tcp(lo, port, 80)]).expect("free now");
         assert_eq!(held.len(), 1);

@@ -62,7 +62,9 @@ impl UserlandProxy {
                 Protocol::Udp => {
                     let socket = UdpSocket::bind(listen).await.map_err(in_use)?;
                     proxy.local.push(socket.local_addr().unwrap_or(listen));
-                    proxy.tasks.push(tokio::spawn(udp_loop(Arc::new(socket), target)));
+                    proxy
+                        .tasks
+                        .push(tokio::spawn(udp_loop(Arc::new(socket), target)));
                 }
             }
         }
@@ -74,8 +76,17 @@ impl UserlandProxy {
         &self.local
     }
 
-    /// Stops every listener (same as dropping).
-    pub fn stop(self) {}
+    /// Stops every listener and waits until the ports are free again.
+    /// (Dropping also stops them, without waiting.) Open TCP connections are not cut.
+    pub async fn stop(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
 }
 
 async fn tcp_loop(listener: TcpListener, target: SocketAddr) {
@@ -89,7 +100,8 @@ async fn tcp_loop(listener: TcpListener, target: SocketAddr) {
                 Ok(mut upstream) => {
                     let _ = client.set_nodelay(true);
                     let _ = upstream.set_nodelay(true);
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+                    {
                         tracing::debug!(%peer, %target, "proxy connection ended: {e}");
                     }
                 }
@@ -116,7 +128,9 @@ async fn udp_loop(socket: Arc<UdpSocket>, target: SocketAddr) {
                 } else {
                     SocketAddr::from(([0u16; 8], 0))
                 };
-                let Ok(up) = UdpSocket::bind(bind).await else { continue };
+                let Ok(up) = UdpSocket::bind(bind).await else {
+                    continue;
+                };
                 if up.connect(target).await.is_err() {
                     continue;
                 }

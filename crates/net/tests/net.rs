@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use berth_net::NetError;
 use berth_net::bridge::{BridgeDriver, BridgeNetwork, Endpoint, EndpointRequest};
 use berth_net::dns::{DnsConfig, DnsServer, ResolvConf};
 use berth_net::firewall::{FirewallConfig, PublishRules};
@@ -20,7 +21,6 @@ use berth_net::link::{Netlink, format_mac};
 use berth_net::netns::NetNs;
 use berth_net::ports::{PortMapping, Protocol};
 use berth_net::proxy::UserlandProxy;
-use berth_net::NetError;
 
 fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -28,7 +28,9 @@ fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let mix = (std::process::id() << 16) ^ nanos ^ N.fetch_add(1, Ordering::SeqCst).wrapping_mul(0x9e37_79b9);
+    let mix = (std::process::id() << 16)
+        ^ nanos
+        ^ N.fetch_add(1, Ordering::SeqCst).wrapping_mul(0x9e37_79b9);
     format!("{prefix}{:06x}", mix & 0xff_ffff)
 }
 
@@ -77,7 +79,10 @@ impl Env {
         n.internal = internal;
         // Registered before creation so a half-made network is cleaned up too.
         self.networks.push(n.clone());
-        self.driver.create_network(&n).await.expect("create network");
+        self.driver
+            .create_network(&n)
+            .await
+            .expect("create network");
         n
     }
 
@@ -182,7 +187,8 @@ fn udp_server(ns: &NetNs, port: u16, life: Duration) {
         .run(move || UdpSocket::bind(("0.0.0.0", port)))
         .expect("run in netns")
         .expect("bind udp in netns");
-    sock.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
     std::thread::spawn(move || {
         let deadline = Instant::now() + life;
         let mut buf = [0u8; 1500];
@@ -206,8 +212,14 @@ fn fetch(target: SocketAddr, greeting_len: usize, msg: &[u8]) -> std::io::Result
 }
 
 /// [`fetch`] from inside `ns`.
-fn fetch_in(ns: &NetNs, target: SocketAddr, greeting_len: usize, msg: &'static [u8]) -> std::io::Result<Vec<u8>> {
-    ns.run(move || fetch(target, greeting_len, msg)).expect("run in netns")
+fn fetch_in(
+    ns: &NetNs,
+    target: SocketAddr,
+    greeting_len: usize,
+    msg: &'static [u8],
+) -> std::io::Result<Vec<u8>> {
+    ns.run(move || fetch(target, greeting_len, msg))
+        .expect("run in netns")
 }
 
 fn free_port() -> u16 {
@@ -229,12 +241,19 @@ async fn two_namespaces_on_one_bridge_talk() {
 
     // eth0 inside a: right name, MAC, up.
     let inner = Netlink::in_netns(&a).expect("netlink in a");
-    let link = inner.get_link("eth0").await.expect("get").expect("eth0 exists");
+    let link = inner
+        .get_link("eth0")
+        .await
+        .expect("get")
+        .expect("eth0 exists");
     let mac = link.attributes.iter().find_map(|attr| match attr {
         netlink_packet_route::link::LinkAttribute::Address(m) => Some(m.clone()),
         _ => None,
     });
-    assert_eq!(mac.as_deref().map(format_mac).as_deref(), Some("02:42:0a:d5:0b:02"));
+    assert_eq!(
+        mac.as_deref().map(format_mac).as_deref(),
+        Some("02:42:0a:d5:0b:02")
+    );
     drop(inner);
 
     tcp_server(&b, 7000, b"hi ", Duration::from_secs(10));
@@ -249,7 +268,11 @@ async fn two_namespaces_on_one_bridge_talk() {
     cmd.args(["ping", "-c", "1", "-W", "2", "10.213.11.3"]);
     a.command(&mut cmd).expect("command in netns");
     let out = cmd.output().expect("busybox ping");
-    assert!(out.status.success(), "ping failed: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "ping failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,9 +284,15 @@ async fn icc_false_blocks_containers_but_not_the_host() {
     env.attach(&n, &a, "10.213.12.2/24").await;
     env.attach(&n, &b, "10.213.12.3/24").await;
     tcp_server(&b, 7000, b"hi ", Duration::from_secs(10));
-    let err = fetch_in(&a, "10.213.12.3:7000".parse().expect("addr"), 3, b"x").expect_err("icc off");
+    let err =
+        fetch_in(&a, "10.213.12.3:7000".parse().expect("addr"), 3, b"x").expect_err("icc off");
     assert!(
-        matches!(err.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::HostUnreachable),
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::TimedOut
+                | std::io::ErrorKind::WouldBlock
+                | std::io::ErrorKind::HostUnreachable
+        ),
         "unexpected error {err:?}"
     );
     let got = fetch("10.213.12.3:7000".parse().expect("addr"), 3, b"host").expect("host -> b");
@@ -281,7 +310,10 @@ async fn bridges_are_isolated_from_each_other() {
     env.attach(&n2, &b, "10.213.14.2/24").await;
     tcp_server(&b, 7000, b"hi ", Duration::from_secs(15));
     let target: SocketAddr = "10.213.14.2:7000".parse().expect("addr");
-    assert!(fetch_in(&a, target, 3, b"x").is_err(), "isolation rules must drop n1 -> n2");
+    assert!(
+        fetch_in(&a, target, 3, b"x").is_err(),
+        "isolation rules must drop n1 -> n2"
+    );
 
     // Without the isolation rules the host routes between the bridges: the rules did it.
     let fw = env.driver.firewall().clone();
@@ -309,8 +341,13 @@ async fn internal_network_has_no_way_out() {
     let got = fetch_in(&a, "10.213.15.3:7000".parse().expect("addr"), 3, b"in").expect("inside");
     assert_eq!(got, b"hi in");
     // No default route: another of the test's subnets is unreachable at once.
-    let err = fetch_in(&a, "10.213.16.2:7000".parse().expect("addr"), 3, b"x").expect_err("no route");
-    assert_eq!(err.kind(), std::io::ErrorKind::NetworkUnreachable, "{err:?}");
+    let err =
+        fetch_in(&a, "10.213.16.2:7000".parse().expect("addr"), 3, b"x").expect_err("no route");
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::NetworkUnreachable,
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,7 +362,6 @@ async fn dnat_from_localhost_reaches_the_container() {
     let lo = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let rules = PublishRules {
         owner: "ctr-dnat".to_string(),
-        bridge: n.bridge.clone(),
         container_ip: ip("10.213.17.2"),
         mappings: vec![
             PortMapping::tcp(lo, port, 7000),
@@ -335,12 +371,18 @@ async fn dnat_from_localhost_reaches_the_container() {
     let held = env.driver.publish(rules.clone()).await.expect("publish");
     assert_eq!(held.len(), 2);
     let dump = env.driver.firewall().dump().expect("dump");
-    assert!(dump.contains(&format!("dnat to 10.213.17.2:7000")), "{dump}");
+    assert!(dump.contains("dnat to 10.213.17.2:7000"), "{dump}");
 
-    let got = fetch(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port), 11, b"bytes").expect("through DNAT");
+    let got = fetch(
+        SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+        11,
+        b"bytes",
+    )
+    .expect("through DNAT");
     assert_eq!(got, b"from netns bytes");
     let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
-    udp.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    udp.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
     udp.send_to(b"dgram", ("127.0.0.1", port)).expect("send");
     let mut buf = [0u8; 64];
     let (len, _) = udp.recv_from(&mut buf).expect("udp echo through DNAT");
@@ -349,13 +391,22 @@ async fn dnat_from_localhost_reaches_the_container() {
     // The port is held: publishing it again (another container) is a conflict.
     let err = env
         .driver
-        .publish(PublishRules { owner: "ctr-other".to_string(), ..rules })
+        .publish(PublishRules {
+            owner: "ctr-other".to_string(),
+            ..rules
+        })
         .await
         .expect_err("conflict");
-    assert!(matches!(err, NetError::PortInUse { port: p, .. } if p == port), "{err}");
+    assert!(
+        matches!(err, NetError::PortInUse { port: p, .. } if p == port),
+        "{err}"
+    );
 
     env.driver.unpublish("ctr-dnat").await.expect("unpublish");
-    env.driver.unpublish("ctr-dnat").await.expect("unpublish is idempotent");
+    env.driver
+        .unpublish("ctr-dnat")
+        .await
+        .expect("unpublish is idempotent");
     drop(held);
     let dump = env.driver.firewall().dump().expect("dump");
     assert!(!dump.contains("dnat to"), "{dump}");
@@ -401,9 +452,18 @@ async fn userland_proxy_reaches_the_container() {
     let err = UserlandProxy::start(&PortMapping::tcp(lo, port, 7000), ip("10.213.18.2"))
         .await
         .expect_err("conflict");
-    assert!(err.to_string().contains(&format!("tcp port {port} on 127.0.0.1")), "{err}");
-    drop(tcp);
-    drop(udp_proxy);
+    assert!(
+        err.to_string()
+            .contains(&format!("tcp port {port} on 127.0.0.1")),
+        "{err}"
+    );
+    tcp.stop().await;
+    udp_proxy.stop().await;
+    // Stopped proxies free their ports at once.
+    let again = UserlandProxy::start(&PortMapping::tcp(lo, port, 7000), ip("10.213.18.2"))
+        .await
+        .expect("port is free after stop");
+    again.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,15 +475,23 @@ async fn publishing_a_busy_port_names_it() {
         .driver
         .publish(PublishRules {
             owner: "ctr-busy".to_string(),
-            bridge: "unused".to_string(),
             container_ip: ip("10.213.19.2"),
             mappings: vec![PortMapping::tcp(Some(ip("127.0.0.1")), port, 80)],
         })
         .await
         .expect_err("busy");
     let text = err.to_string();
-    assert!(matches!(err, NetError::PortInUse { proto: Protocol::Tcp, .. }));
-    assert!(text.contains(&format!("port {port}")) && text.contains("already allocated"), "{text}");
+    assert!(matches!(
+        err,
+        NetError::PortInUse {
+            proto: Protocol::Tcp,
+            ..
+        }
+    ));
+    assert!(
+        text.contains(&format!("port {port}")) && text.contains("already allocated"),
+        "{text}"
+    );
     // Nothing was installed.
     assert!(!env.driver.firewall().dump().expect("dump").contains("dnat"));
 }
@@ -444,10 +512,16 @@ async fn dns_answers_names_and_aliases_inside_the_namespace() {
     use hickory_proto::rr::{Name, RData, RecordType};
     fn ask(name: &str, tcp: bool) -> std::io::Result<Message> {
         let mut q = Message::query();
-        q.add_query(Query::query(Name::from_ascii(name).expect("name"), RecordType::A));
+        q.add_query(Query::query(
+            Name::from_ascii(name).expect("name"),
+            RecordType::A,
+        ));
         let wire = q.to_vec().expect("encode");
         let reply = if tcp {
-            let mut s = TcpStream::connect_timeout(&"127.0.0.11:53".parse().expect("a"), Duration::from_secs(2))?;
+            let mut s = TcpStream::connect_timeout(
+                &"127.0.0.11:53".parse().expect("a"),
+                Duration::from_secs(2),
+            )?;
             s.set_read_timeout(Some(Duration::from_secs(2)))?;
             s.write_all(&(wire.len() as u16).to_be_bytes())?;
             s.write_all(&wire)?;
@@ -469,14 +543,21 @@ async fn dns_answers_names_and_aliases_inside_the_namespace() {
     }
     let replies = a
         .run(|| {
-            ["web.", "web-alias.", "0123456789ab.", "unknown.example.com."]
-                .iter()
-                .map(|n| ask(n, false))
-                .chain(std::iter::once(ask("web.", true)))
-                .collect::<Vec<_>>()
+            [
+                "web.",
+                "web-alias.",
+                "0123456789ab.",
+                "unknown.example.com.",
+            ]
+            .iter()
+            .map(|n| ask(n, false))
+            .chain(std::iter::once(ask("web.", true)))
+            .collect::<Vec<_>>()
         })
         .expect("run in netns");
-    let want = RData::A(hickory_proto::rr::rdata::A("10.213.20.2".parse().expect("ip")));
+    let want = RData::A(hickory_proto::rr::rdata::A(
+        "10.213.20.2".parse().expect("ip"),
+    ));
     for (i, r) in replies.iter().enumerate() {
         let r = r.as_ref().expect("reply");
         if i == 3 {
@@ -504,9 +585,15 @@ async fn cleanup_is_idempotent() {
     // Creating the same network again is fine (bridge exists, address exists).
     env.driver.create_network(&n).await.expect("create again");
     env.driver.detach(&ep.host_veth).await.expect("detach");
-    env.driver.detach(&ep.host_veth).await.expect("detach again");
+    env.driver
+        .detach(&ep.host_veth)
+        .await
+        .expect("detach again");
     env.attach(&n, &a, "10.213.21.2/24").await;
-    env.driver.remove_network(&n).await.expect("remove with a veth attached");
+    env.driver
+        .remove_network(&n)
+        .await
+        .expect("remove with a veth attached");
     env.driver.remove_network(&n).await.expect("remove again");
     let nl = env.driver.netlink();
     assert!(nl.link_index(&n.bridge).await.expect("query").is_none());
@@ -515,8 +602,14 @@ async fn cleanup_is_idempotent() {
     a.delete().expect("delete netns");
     a.delete().expect("delete netns again");
     assert!(!ns_path.exists());
-    env.driver.firewall().delete_tables().expect("delete tables");
-    env.driver.firewall().delete_tables().expect("delete tables again");
+    env.driver
+        .firewall()
+        .delete_tables()
+        .expect("delete tables");
+    env.driver
+        .firewall()
+        .delete_tables()
+        .expect("delete tables again");
 }
 
 #[test]
@@ -526,15 +619,149 @@ fn ipam_errors_for_exhaustion_overlap_and_static_ips() {
         subnet: Some(net(s)),
         ..Default::default()
     };
-    ipam.add_network("small", &[req("10.213.30.0/30")], &[]).expect("small");
-    assert_eq!(ipam.allocate("small", Family::V4, None).expect("one"), ip("10.213.30.2"));
-    assert!(matches!(ipam.allocate("small", Family::V4, None), Err(IpamError::Exhausted { .. })));
+    ipam.add_network("small", &[req("10.213.30.0/30")], &[])
+        .expect("small");
+    assert_eq!(
+        ipam.allocate("small", Family::V4, None).expect("one"),
+        ip("10.213.30.2")
+    );
+    assert!(matches!(
+        ipam.allocate("small", Family::V4, None),
+        Err(IpamError::Exhausted { .. })
+    ));
     assert!(matches!(
         ipam.add_network("big", &[req("10.213.0.0/16")], &[]),
         Err(IpamError::SubnetOverlap { .. })
     ));
-    let err = ipam.allocate("small", Family::V4, Some(ip("10.213.31.9"))).expect_err("outside");
-    assert!(err.to_string().contains("10.213.31.9 is not in any of its subnets"), "{err}");
+    let err = ipam
+        .allocate("small", Family::V4, Some(ip("10.213.31.9")))
+        .expect_err("outside");
+    assert!(
+        err.to_string()
+            .contains("10.213.31.9 is not in any of its subnets"),
+        "{err}"
+    );
     let err: NetError = err.into();
     assert!(err.to_string().starts_with("network small:"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_stack_endpoints_talk_over_ipv6() {
+    let mut env = Env::new();
+    let bridge = unique("bt");
+    let mut n = BridgeNetwork::new(
+        &format!("net-{bridge}"),
+        &bridge,
+        vec![net("10.213.22.1/24"), net("fd88:213:22::1/64")],
+    );
+    n.icc = true;
+    env.networks.push(n.clone());
+    env.driver.create_network(&n).await.expect("create");
+    let a = env.netns().await;
+    let b = env.netns().await;
+    for (ns, v4, v6) in [
+        (&a, "10.213.22.2/24", "fd88:213:22::2/64"),
+        (&b, "10.213.22.3/24", "fd88:213:22::3/64"),
+    ] {
+        env.driver
+            .attach(
+                &n,
+                ns,
+                &EndpointRequest {
+                    id: format!("{}/{}", ns.name(), n.id),
+                    addresses: vec![net(v4), net(v6)],
+                    ifname: "eth0".to_string(),
+                    mac: None,
+                },
+            )
+            .await
+            .expect("attach");
+    }
+    let listener = b
+        .run(|| TcpListener::bind("[::]:7000"))
+        .expect("run")
+        .expect("bind v6");
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok((mut s, peer)) = listener.accept() {
+                let _ = s.set_nonblocking(false);
+                let _ = s.write_all(peer.ip().to_string().as_bytes());
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let seen = a
+        .run(|| {
+            let mut s = TcpStream::connect_timeout(
+                &"[fd88:213:22::3]:7000".parse().expect("addr"),
+                Duration::from_secs(3),
+            )?;
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            let mut text = String::new();
+            s.read_to_string(&mut text)?;
+            Ok::<_, std::io::Error>(text)
+        })
+        .expect("run")
+        .expect("v6 connection");
+    assert_eq!(seen, "fd88:213:22::2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_forwarding_is_explicit_and_off_by_default() {
+    let mut env = Env::new();
+    let a = env.netns().await;
+    // An "upstream" on the host's loopback, knowing one name.
+    let upstream = DnsServer::start(
+        None,
+        DnsConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            ..DnsConfig::default()
+        },
+        |name: &str| (name == "upstream.test").then(|| vec![ip("10.213.23.9")]),
+    )
+    .await
+    .expect("upstream");
+    let resolver = |name: &str| (name == "local").then(|| vec![ip("10.213.23.2")]);
+    let query = |name: &'static str| {
+        move || -> std::io::Result<hickory_proto::op::Message> {
+            use hickory_proto::op::{Message, Query};
+            use hickory_proto::rr::{Name, RecordType};
+            let mut q = Message::query();
+            q.add_query(Query::query(
+                Name::from_ascii(name).expect("name"),
+                RecordType::A,
+            ));
+            let u = UdpSocket::bind("127.0.0.1:0")?;
+            u.set_read_timeout(Some(Duration::from_secs(3)))?;
+            u.send_to(&q.to_vec().expect("encode"), "127.0.0.11:53")?;
+            let mut buf = vec![0u8; 1500];
+            let (n, _) = u.recv_from(&mut buf)?;
+            Message::from_vec(&buf[..n]).map_err(|e| std::io::Error::other(e.to_string()))
+        }
+    };
+    use hickory_proto::op::ResponseCode;
+    let off = DnsServer::start(Some(&a), DnsConfig::default(), resolver)
+        .await
+        .expect("server");
+    let r = a.run(query("upstream.test.")).expect("run").expect("reply");
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    off.stop().await;
+    let _on = DnsServer::start(
+        Some(&a),
+        DnsConfig {
+            forward: vec![upstream.udp_addr()],
+            ..DnsConfig::default()
+        },
+        resolver,
+    )
+    .await
+    .expect("server with forwarding");
+    let r = a.run(query("upstream.test.")).expect("run").expect("reply");
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(r.answers.len(), 1);
+    let r = a.run(query("local.")).expect("run").expect("reply");
+    assert_eq!(r.answers.len(), 1);
 }
