@@ -12,9 +12,12 @@
 //! chain prerouting  { type nat hook prerouting priority -100; fib daddr type local jump ports }
 //! chain output      { type nat hook output priority -100;     fib daddr type local jump ports }
 //! chain postrouting { type nat hook postrouting priority 100; jump net-postrouting }
+//! chain raw-prerouting { type filter hook prerouting priority -300; jump net-prerouting }
 //! chain forward     { type filter hook forward priority 0; policy accept;
 //!                     jump isolation-1; jump net-forward }
 //! chain ports            # per container: [ip daddr H] tcp dport P dnat to C:Q
+//! chain net-prerouting   # per network: iifname BR ip daddr 127.0.0.0/8 drop (and saddr):
+//!                        # route_localnet must not open the host's loopback to containers
 //! chain net-postrouting  # per network: oifname BR ip saddr 127.0.0.0/8 masquerade (localhost DNAT)
 //! chain isolation-1      # per network: iifname BR oifname != BR jump isolation-2
 //! chain isolation-2      # per network: oifname BR drop
@@ -310,10 +313,16 @@ impl Firewall {
             ));
             objs.push(self.chain(
                 family,
+                "raw-prerouting",
+                Some((NfChainType::Filter, NfHook::Prerouting, -300)),
+            ));
+            objs.push(self.chain(
+                family,
                 "forward",
                 Some((NfChainType::Filter, NfHook::Forward, 0)),
             ));
             for regular in [
+                "net-prerouting",
                 "ports",
                 "net-postrouting",
                 "isolation-1",
@@ -322,7 +331,13 @@ impl Firewall {
             ] {
                 objs.push(self.chain(family, regular, None));
             }
-            for base in ["prerouting", "output", "postrouting", "forward"] {
+            for base in [
+                "prerouting",
+                "output",
+                "postrouting",
+                "forward",
+                "raw-prerouting",
+            ] {
                 objs.push(self.flush_chain(family, base));
             }
             objs.push(self.rule(
@@ -333,6 +348,7 @@ impl Firewall {
             ));
             objs.push(self.rule(family, "output", None, vec![local_daddr(), jump("ports")]));
             objs.push(self.rule(family, "postrouting", None, vec![jump("net-postrouting")]));
+            objs.push(self.rule(family, "raw-prerouting", None, vec![jump("net-prerouting")]));
             objs.push(self.rule(family, "forward", None, vec![jump("isolation-1")]));
             objs.push(self.rule(family, "forward", None, vec![jump("net-forward")]));
         }
@@ -391,6 +407,24 @@ impl Firewall {
                 ));
             }
         }
+        let loopback = IpNet::V4(
+            ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(127, 0, 0, 0), 8)
+                .map_err(|e| self.err("add network", e.to_string()))?,
+        );
+        // route_localnet (below) would let containers reach the host's 127.0.0.0/8
+        // services through the bridge: drop loopback addresses coming in on it.
+        for field in ["daddr", "saddr"] {
+            objs.push(self.rule(
+                NfFamily::IP,
+                "net-prerouting",
+                Some(&tag),
+                vec![
+                    matches(meta(MetaKey::Iifname), Operator::EQ, br()),
+                    matches(payload("ip", field), Operator::EQ, prefix(loopback)),
+                    Statement::Drop(None),
+                ],
+            ));
+        }
         // Host connections to 127.0.0.1:<published port> leave with source 127.0.0.1
         // (allowed by route_localnet on the bridge); rewrite it to the gateway address.
         if !net.internal {
@@ -399,17 +433,10 @@ impl Firewall {
                 "net-postrouting",
                 Some(&tag),
                 vec![
-                        matches(meta(MetaKey::Oifname), Operator::EQ, br()),
-                        matches(
-                            payload("ip", "saddr"),
-                            Operator::EQ,
-                            prefix(IpNet::V4(
-                                ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(127, 0, 0, 0), 8)
-                                    .map_err(|e| self.err("add network", e.to_string()))?,
-                            )),
-                        ),
-                        Statement::Masquerade(None),
-                    ],
+                    matches(meta(MetaKey::Oifname), Operator::EQ, br()),
+                    matches(payload("ip", "saddr"), Operator::EQ, prefix(loopback)),
+                    Statement::Masquerade(None),
+                ],
             ));
         }
         if net.masquerade && !net.internal {

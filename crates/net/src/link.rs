@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use tokio::task::JoinHandle;
 
@@ -20,6 +21,8 @@ const EEXIST: i32 = libc::EEXIST;
 const ENODEV: i32 = libc::ENODEV;
 const ENOENT: i32 = libc::ENOENT;
 const EADDRNOTAVAIL: i32 = libc::EADDRNOTAVAIL;
+
+const RT_TABLE_MAIN: u8 = 254;
 
 /// Maximum interface name length (IFNAMSIZ - 1).
 pub const MAX_IFNAME: usize = 15;
@@ -356,6 +359,43 @@ impl Netlink {
                 source: Box::new(e),
             }),
         }
+    }
+
+    /// Destination prefixes of the main table's unicast routes (default routes left out),
+    /// IPv4 and IPv6: pass them to [`crate::ipam::Ipam::add_network`] as `reserved` so
+    /// automatic subnets never shadow a network the host already reaches.
+    pub async fn route_prefixes(&self) -> Result<Vec<IpNet>> {
+        let mut out = Vec::new();
+        let requests = [
+            RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+        ];
+        for request in requests {
+            let mut routes = self.handle.route().get(request).execute();
+            while let Some(route) = routes.try_next().await.map_err(|e| NetError::Addr {
+                object: "routes".to_string(),
+                link: self.obj("*"),
+                op: "list",
+                source: Box::new(e),
+            })? {
+                let len = route.header.destination_prefix_length;
+                if len == 0
+                    || route.header.table != RT_TABLE_MAIN
+                    || route.header.kind != RouteType::Unicast
+                {
+                    continue;
+                }
+                let dest = route.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(v4)) => Some(IpAddr::V4(*v4)),
+                    RouteAttribute::Destination(RouteAddress::Inet6(v6)) => Some(IpAddr::V6(*v6)),
+                    _ => None,
+                });
+                if let Some(net) = dest.and_then(|ip| IpNet::new(ip, len).ok()) {
+                    out.push(net.trunc());
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes link `name`; returns false if it did not exist (idempotent).

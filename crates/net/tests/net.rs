@@ -372,6 +372,18 @@ async fn dnat_from_localhost_reaches_the_container() {
     assert_eq!(held.len(), 2);
     let dump = env.driver.firewall().dump().expect("dump");
     assert!(dump.contains("dnat to 10.213.17.2:7000"), "{dump}");
+    // route_localnet is on for the bridge, so loopback addresses from it are dropped.
+    assert!(dump.contains("jump net-prerouting"), "{dump}");
+    if std::env::var_os("BERTH_NET_SHOW_RULES").is_some() {
+        eprintln!("{dump}");
+    }
+    assert!(
+        dump.contains(&format!(
+            "iifname \"{}\" ip daddr 127.0.0.0/8 drop",
+            n.bridge
+        )),
+        "{dump}"
+    );
 
     let got = fetch(
         SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
@@ -580,6 +592,9 @@ async fn dns_answers_names_and_aliases_inside_the_namespace() {
 async fn cleanup_is_idempotent() {
     let mut env = Env::new();
     let n = env.network(21, true, false).await;
+    // The host's routes include the new bridge's subnet (for IPAM's `reserved`).
+    let routes = env.driver.netlink().route_prefixes().await.expect("routes");
+    assert!(routes.contains(&net("10.213.21.0/24")), "{routes:?}");
     let a = env.netns().await;
     let ep = env.attach(&n, &a, "10.213.21.2/24").await;
     // Creating the same network again is fine (bridge exists, address exists).
