@@ -172,6 +172,11 @@ impl SubnetState {
         IpNet::new(self.gateway, self.subnet.prefix_len()).unwrap_or(self.subnet)
     }
 
+    /// `ip` with this subnet's prefix, for an endpoint (`10.88.0.2/16`).
+    pub fn cidr_of(&self, ip: IpAddr) -> IpNet {
+        IpNet::new(ip, self.subnet.prefix_len()).unwrap_or(IpNet::from(ip))
+    }
+
     fn family(&self) -> Family {
         Family::of(self.subnet.addr())
     }

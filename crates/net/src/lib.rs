@@ -29,7 +29,7 @@
 //! let ip = ipam.allocate("net1", Family::V4, None)?;
 //! let ep = driver.attach(&net, &ns, &EndpointRequest {
 //!     id: "ctr1/net1".into(),
-//!     addresses: vec![ipnet::IpNet::new(ip, subnet.subnet.prefix_len()).expect("prefix")],
+//!     addresses: vec![subnet.cidr_of(ip)],
 //!     ifname: "eth0".into(),
 //!     mac: None,
 //! }).await?;

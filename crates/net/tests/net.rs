@@ -22,6 +22,19 @@ use berth_net::netns::NetNs;
 use berth_net::ports::{PortMapping, Protocol};
 use berth_net::proxy::UserlandProxy;
 
+/// Root tests run with `BERTH_TEST_ROOT=1` (as `make test` does) and skip otherwise.
+fn root_ok() -> bool {
+    if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1") {
+        eprintln!("skipped: set BERTH_TEST_ROOT=1 (as root)");
+        return false;
+    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "BERTH_TEST_ROOT=1 needs root"
+    );
+    true
+}
+
 fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
@@ -231,6 +244,9 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_namespaces_on_one_bridge_talk() {
+    if !root_ok() {
+        return;
+    }
     let mut env = Env::new();
     let n = env.network(11, true, false).await;
     let a = env.netns().await;
@@ -277,6 +293,9 @@ async fn two_namespaces_on_one_bridge_talk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn icc_false_blocks_containers_but_not_the_host() {
+    if !root_ok() {
+        return;
+    }
     let mut env = Env::new();
     let n = env.network(12, false, false).await;
     let a = env.netns().await;
@@ -301,6 +320,9 @@ async fn icc_false_blocks_containers_but_not_the_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridges_are_isolated_from_each_other() {
+    if !root_ok() {
+        return;
+    }
     let mut env = Env::new();
     let n1 = env.network(13, true, false).await;
     let n2 = env.network(14, true, false).await;
@@ -331,6 +353,9 @@ async fn bridges_are_isolated_from_each_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_network_has_no_way_out() {
+    if !root_ok() {
+        return;
+    }
     let mut env = Env::new();
     let n = env.network(15, true, true).await;
     let a = env.netns().await;
@@ -352,6 +377,9 @@ async fn internal_network_has_no_way_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dnat_from_localhost_reaches_the_container() {
+    if !root_ok() {
+        return;
+    }
     let mut env = Env::new();
     let n = env.network(17, true, false).await;
     let a = env.netns().await;
@@ -427,6 +455,9 @@ async fn dnat_from_localhost_reaches_the_container() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn userland_proxy_reaches_the_container() {
+    if !root_ok() {
+        return;
+    }
     let mut env = Env::new();
     let n = env.network(18, true, false).await;
     let a = env.netns().await;
@@ -480,6 +511,9 @@ async fn userland_proxy_reaches_the_container() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_a_busy_port_names_it() {
+    if !root_ok() {
+        return;
+    }
     let env = Env::new();
     let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
     let port = listener.local_addr().expect("addr").port();
@@ -510,6 +544,9 @@ async fn publishing_a_busy_port_names_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_answers_names_and_aliases_inside_the_namespace() {
+    if !root_ok() {
+        return;
+    }
     let mut env = Env::new();
     let a = env.netns().await;
     let server = DnsServer::start(Some(&a), DnsConfig::default(), |name: &str| match name {
@@ -590,6 +627,9 @@ async fn dns_answers_names_and_aliases_inside_the_namespace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_is_idempotent() {
+    if !root_ok() {
+        return;
+    }
     let mut env = Env::new();
     let n = env.network(21, true, false).await;
     // The host's routes include the new bridge's subnet (for IPAM's `reserved`).
@@ -662,6 +702,9 @@ fn ipam_errors_for_exhaustion_overlap_and_static_ips() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dual_stack_endpoints_talk_over_ipv6() {
+    if !root_ok() {
+        return;
+    }
     let mut env = Env::new();
     let bridge = unique("bt");
     let mut n = BridgeNetwork::new(
@@ -726,6 +769,9 @@ async fn dual_stack_endpoints_talk_over_ipv6() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_forwarding_is_explicit_and_off_by_default() {
+    if !root_ok() {
+        return;
+    }
     let mut env = Env::new();
     let a = env.netns().await;
     // An "upstream" on the host's loopback, knowing one name.
