@@ -826,3 +826,43 @@ async fn dns_forwarding_is_explicit_and_off_by_default() {
     let r = a.run(query("local.")).expect("run").expect("reply");
     assert_eq!(r.answers.len(), 1);
 }
+
+#[test]
+fn guard_cleans_up_after_a_failed_test() {
+    if !root_ok() {
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let failed = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let mut env = Env::new();
+            let n = env.network(24, true, false).await;
+            let ns = env.netns().await;
+            env.attach(&n, &ns, "10.213.24.2/24").await;
+            tx.send((n.bridge.clone(), ns.path().to_path_buf(), env.table.clone()))
+                .expect("send");
+            panic!("deliberate failure with a network, a namespace and an endpoint alive");
+        })
+    })
+    .join();
+    assert!(failed.is_err(), "the inner test must fail");
+    let (bridge, ns_path, table) = rx.recv().expect("names");
+    assert!(!ns_path.exists(), "netns file left: {}", ns_path.display());
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("ip link");
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(!links.contains(&format!(": {bridge}:")), "{links}");
+    let tables = std::process::Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .expect("nft");
+    let tables = String::from_utf8_lossy(&tables.stdout);
+    assert!(!tables.contains(&table), "{tables}");
+}
