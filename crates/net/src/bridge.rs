@@ -155,7 +155,9 @@ impl BridgeDriver {
             )?;
         }
         let rules = net.rules();
-        self.fw(move |fw| fw.add_network(&rules)).await
+        self.fw(move |fw| fw.add_network(&rules)).await?;
+        tracing::debug!(network = %net.id, bridge = %net.bridge, "bridge network created");
+        Ok(())
     }
 
     /// Removes everything the network made: veths on the bridge, the bridge, its firewall
@@ -176,6 +178,7 @@ impl BridgeDriver {
         if let Err(e) = self.fw(move |fw| fw.remove_network(&id)).await {
             first_err.get_or_insert(e);
         }
+        tracing::debug!(network = %net.id, bridge = %net.bridge, "bridge network removed");
         first_err.map_or(Ok(()), Err)
     }
 
@@ -269,7 +272,9 @@ impl BridgeDriver {
     }
 
     /// Reserves the host ports and installs the DNAT rules for a container. Keep the
-    /// returned reservation as long as the ports are published.
+    /// returned reservation as long as the ports are published. `rules.owner` keys the
+    /// rules: publishing again for the same owner replaces them (drop the old reservation
+    /// first), so use one owner per (container, network) pair.
     pub async fn publish(&self, rules: PublishRules) -> Result<PortReservation> {
         let held = PortReservation::reserve(&rules.mappings)?;
         self.fw(move |fw| fw.publish(&rules)).await?;
