@@ -1,0 +1,304 @@
+//! The bridge driver: a network is a Linux bridge holding the gateway address(es); a
+//! container joins through a veth pair whose inner end becomes `eth0` in its namespace.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{NetError, Result};
+use crate::firewall::{Firewall, FirewallConfig, NetworkRules, PublishRules};
+use crate::link::{Netlink, check_ifname, mac_from_ip};
+use crate::netns::NetNs;
+use crate::ports::PortReservation;
+use crate::sysctl;
+
+/// berth's default bridge name (never `docker0`).
+pub const DEFAULT_BRIDGE: &str = "berth0";
+
+/// A bridge network as the kernel should see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeNetwork {
+    /// Network id (tags firewall rules).
+    pub id: String,
+    /// Bridge device name (≤ 15 bytes).
+    pub bridge: String,
+    /// Gateway address with the subnet's prefix, one per subnet (`10.88.0.1/16`).
+    /// See [`crate::ipam::SubnetState::gateway_cidr`].
+    pub gateways: Vec<IpNet>,
+    /// Inter-container communication on this bridge (`com.docker.network.bridge.enable_icc`).
+    pub icc: bool,
+    /// No route in or out: containers only reach each other.
+    pub internal: bool,
+    /// Source-NAT outbound traffic (engine's choice; off in tests).
+    pub masquerade: bool,
+    pub mtu: Option<u32>,
+}
+
+impl BridgeNetwork {
+    /// A network with defaults: icc on, not internal, no masquerade.
+    pub fn new(id: &str, bridge: &str, gateways: Vec<IpNet>) -> BridgeNetwork {
+        BridgeNetwork {
+            id: id.to_string(),
+            bridge: bridge.to_string(),
+            gateways,
+            icc: true,
+            internal: false,
+            masquerade: false,
+            mtu: None,
+        }
+    }
+
+    fn rules(&self) -> NetworkRules {
+        NetworkRules {
+            id: self.id.clone(),
+            bridge: self.bridge.clone(),
+            subnets: self.gateways.iter().map(|g| g.trunc()).collect(),
+            internal: self.internal,
+            masquerade: self.masquerade,
+        }
+    }
+}
+
+/// What a container asks for when it joins a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRequest {
+    /// Endpoint id (container id + network id, say): names the veth pair.
+    pub id: String,
+    /// The container's addresses with the subnet prefix (`10.88.0.2/16`), from IPAM.
+    pub addresses: Vec<IpNet>,
+    /// Interface name inside the container (`eth0`).
+    pub ifname: String,
+    /// MAC address; default derived from the first IPv4 address (`02:42:…`).
+    pub mac: Option<[u8; 6]>,
+}
+
+/// A joined endpoint: what detach needs and what `docker inspect` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub host_veth: String,
+    pub ifname: String,
+    pub mac: [u8; 6],
+    pub addresses: Vec<IpNet>,
+}
+
+/// Host-side veth name for an endpoint: `vb` + 13 hex digits of a hash of its id.
+pub fn host_veth_name(endpoint_id: &str) -> String {
+    format!("vb{:013x}", fnv1a(endpoint_id) & 0x000f_ffff_ffff_ffff)
+}
+
+fn peer_tmp_name(endpoint_id: &str) -> String {
+    format!("vp{:013x}", fnv1a(endpoint_id) & 0x000f_ffff_ffff_ffff)
+}
+
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Creates and removes bridge networks and their endpoints, and publishes ports.
+#[derive(Debug)]
+pub struct BridgeDriver {
+    host: Netlink,
+    firewall: Arc<Firewall>,
+}
+
+impl BridgeDriver {
+    /// A driver acting on the caller's (host) namespace. Needs a tokio runtime.
+    pub fn new(firewall: FirewallConfig) -> Result<BridgeDriver> {
+        Ok(BridgeDriver {
+            host: Netlink::new()?,
+            firewall: Arc::new(Firewall::new(firewall)),
+        })
+    }
+
+    /// The host netlink connection.
+    pub fn netlink(&self) -> &Netlink {
+        &self.host
+    }
+
+    /// The firewall (nftables) side.
+    pub fn firewall(&self) -> &Arc<Firewall> {
+        &self.firewall
+    }
+
+    async fn fw<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Firewall) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let fw = Arc::clone(&self.firewall);
+        tokio::task::spawn_blocking(move || f(&fw))
+            .await
+            .map_err(|_| NetError::ThreadPanicked {
+                what: "nftables call".to_string(),
+            })?
+    }
+
+    /// Creates the bridge (idempotent), gives it the gateway addresses, sets it up,
+    /// enables `route_localnet` (DNAT from 127.0.0.1) and, unless internal, forwarding on
+    /// the bridge only; then installs the network's firewall rules.
+    pub async fn create_network(&self, net: &BridgeNetwork) -> Result<()> {
+        check_ifname(&net.bridge)?;
+        self.host.ensure_bridge(&net.bridge, net.mtu).await?;
+        for gw in &net.gateways {
+            self.host.add_address(&net.bridge, *gw).await?;
+        }
+        self.host.set_up(&net.bridge).await?;
+        if net.gateways.iter().any(|g| g.addr().is_ipv4()) {
+            sysctl::set_ipv4_conf(&net.bridge, "route_localnet", "1")?;
+            sysctl::set_ipv4_conf(
+                &net.bridge,
+                "forwarding",
+                if net.internal { "0" } else { "1" },
+            )?;
+        }
+        let rules = net.rules();
+        self.fw(move |fw| fw.add_network(&rules)).await?;
+        tracing::debug!(network = %net.id, bridge = %net.bridge, "bridge network created");
+        Ok(())
+    }
+
+    /// Removes everything the network made: veths on the bridge, the bridge, its firewall
+    /// rules. Idempotent: safe on a half-created or already removed network.
+    pub async fn remove_network(&self, net: &BridgeNetwork) -> Result<()> {
+        let mut first_err = None;
+        if let Some(index) = self.host.link_index(&net.bridge).await? {
+            for port in self.host.ports_of(index).await? {
+                if let Err(e) = self.host.delete_link(&port).await {
+                    first_err.get_or_insert(e);
+                }
+            }
+            if let Err(e) = self.host.delete_link(&net.bridge).await {
+                first_err.get_or_insert(e);
+            }
+        }
+        let id = net.id.clone();
+        if let Err(e) = self.fw(move |fw| fw.remove_network(&id)).await {
+            first_err.get_or_insert(e);
+        }
+        tracing::debug!(network = %net.id, bridge = %net.bridge, "bridge network removed");
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Brings up `lo` in a (new) container namespace.
+    pub async fn prepare_netns(&self, ns: &NetNs) -> Result<()> {
+        Netlink::in_netns(ns)?.loopback_up().await
+    }
+
+    /// Joins namespace `ns` to `net`: veth pair, host end on the bridge (isolated when
+    /// icc is off), the other end moved into `ns`, renamed, MAC and addresses set, up,
+    /// default route via the gateway (not for internal networks). Undone on failure.
+    pub async fn attach(
+        &self,
+        net: &BridgeNetwork,
+        ns: &NetNs,
+        req: &EndpointRequest,
+    ) -> Result<Endpoint> {
+        let host_veth = host_veth_name(&req.id);
+        let peer = peer_tmp_name(&req.id);
+        check_ifname(&req.ifname)?;
+        let bridge = self.host.require_link(&net.bridge).await?;
+        self.host.create_veth(&host_veth, &peer, net.mtu).await?;
+        match self
+            .attach_inner(net, ns, req, bridge, &host_veth, &peer)
+            .await
+        {
+            Ok(ep) => Ok(ep),
+            Err(e) => {
+                let _ = self.host.delete_link(&host_veth).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn attach_inner(
+        &self,
+        net: &BridgeNetwork,
+        ns: &NetNs,
+        req: &EndpointRequest,
+        bridge: u32,
+        host_veth: &str,
+        peer: &str,
+    ) -> Result<Endpoint> {
+        self.host.attach_to_bridge(host_veth, bridge).await?;
+        if !net.icc {
+            self.host.set_port_isolated(host_veth, true).await?;
+        }
+        self.host.move_to_netns(peer, ns).await?;
+        let inner = Netlink::in_netns(ns)?;
+        let mac = req.mac.unwrap_or_else(|| {
+            let ip = req
+                .addresses
+                .iter()
+                .map(|a| a.addr())
+                .find(IpAddr::is_ipv4)
+                .or_else(|| req.addresses.first().map(|a| a.addr()));
+            ip.map_or([0x02, 0x42, 0, 0, 0, 1], mac_from_ip)
+        });
+        inner.rename(peer, &req.ifname, Some(mac), net.mtu).await?;
+        if req.addresses.iter().any(|a| a.addr().is_ipv6()) {
+            let ifname = req.ifname.clone();
+            ns.run(move || sysctl::set_ipv6_conf(&ifname, "accept_dad", "0"))??;
+        }
+        for addr in &req.addresses {
+            inner.add_address(&req.ifname, *addr).await?;
+        }
+        inner.set_up(&req.ifname).await?;
+        inner.loopback_up().await?;
+        if !net.internal {
+            for gw in &net.gateways {
+                if req
+                    .addresses
+                    .iter()
+                    .any(|a| a.addr().is_ipv4() == gw.addr().is_ipv4())
+                {
+                    inner.add_default_route(&req.ifname, gw.addr()).await?;
+                }
+            }
+        }
+        Ok(Endpoint {
+            host_veth: host_veth.to_string(),
+            ifname: req.ifname.clone(),
+            mac,
+            addresses: req.addresses.clone(),
+        })
+    }
+
+    /// Removes an endpoint's veth pair (both ends go). Idempotent.
+    pub async fn detach(&self, host_veth: &str) -> Result<()> {
+        self.host.delete_link(host_veth).await.map(|_| ())
+    }
+
+    /// Reserves the host ports and installs the DNAT rules for a container. Keep the
+    /// returned reservation as long as the ports are published. `rules.owner` keys the
+    /// rules: publishing again for the same owner replaces them (drop the old reservation
+    /// first), so use one owner per (container, network) pair.
+    pub async fn publish(&self, rules: PublishRules) -> Result<PortReservation> {
+        let held = PortReservation::reserve(&rules.mappings)?;
+        self.fw(move |fw| fw.publish(&rules)).await?;
+        Ok(held)
+    }
+
+    /// Removes a container's DNAT rules (drop its reservation too). Idempotent.
+    pub async fn unpublish(&self, owner: &str) -> Result<()> {
+        let owner = owner.to_string();
+        self.fw(move |fw| fw.unpublish(&owner)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn veth_names_fit_ifnamsiz_and_differ() {
+        let a = host_veth_name("container-a/net-1");
+        let b = host_veth_name("container-b/net-1");
+        assert_eq!(a.len(), 15);
+        assert_ne!(a, b);
+        assert!(check_ifname(&a).is_ok());
+        assert_eq!(&peer_tmp_name("container-a/net-1")[2..], &a[2..]);
+    }
+}

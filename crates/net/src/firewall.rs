@@ -1,0 +1,627 @@
+//! nftables rules in berth's own tables (`table ip berth`, `table ip6 berth`): port
+//! publishing (DNAT, including from 127.0.0.1), isolation between networks and `internal`
+//! networks. Other tables are never touched.
+//!
+//! Rules are built with the `nftables` crate's typed JSON schema and applied by `nft -j -f -`
+//! (Debian's `nftables` package): one atomic transaction per call, and the JSON schema is
+//! nft's documented, stable interface. Each rule carries a comment (`net:<id>` or
+//! `ctr:<id>`) so it can be found and removed later, by a fresh process too.
+//!
+//! Layout (per family):
+//! ```text
+//! chain prerouting  { type nat hook prerouting priority -100; fib daddr type local jump ports }
+//! chain output      { type nat hook output priority -100;     fib daddr type local jump ports }
+//! chain postrouting { type nat hook postrouting priority 100; jump net-postrouting }
+//! chain raw-prerouting { type filter hook prerouting priority -300; jump net-prerouting }
+//! chain forward     { type filter hook forward priority 0; policy accept;
+//!                     jump isolation-1; jump net-forward }
+//! chain ports            # per container: [ip daddr H] tcp dport P dnat to C:Q
+//! chain net-prerouting   # per network: iifname BR ip daddr 127.0.0.0/8 drop (and saddr):
+//!                        # route_localnet must not open the host's loopback to containers
+//! chain net-postrouting  # per network: oifname BR ip saddr 127.0.0.0/8 masquerade (localhost DNAT)
+//! chain isolation-1      # per network: iifname BR oifname != BR jump isolation-2
+//! chain isolation-2      # per network: oifname BR drop
+//! chain net-forward      # internal networks: iifname BR oifname != BR drop (and back)
+//! ```
+//! The calls are synchronous (they run `nft`): from async code use `spawn_blocking`.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use ipnet::IpNet;
+use nftables::expr::{
+    Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
+    Prefix,
+};
+use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, NfObject, Nftables, Rule, Table};
+use nftables::stmt::{JumpTarget, Match, NAT, Operator, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{NetError, Result};
+use crate::ports::PortMapping;
+
+/// Where berth's rules go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirewallConfig {
+    /// Table name, used in both the `ip` and `ip6` families. Default `berth`.
+    pub table: String,
+    /// The `nft` binary.
+    pub nft: PathBuf,
+}
+
+impl Default for FirewallConfig {
+    fn default() -> Self {
+        FirewallConfig {
+            table: "berth".to_string(),
+            nft: PathBuf::from("nft"),
+        }
+    }
+}
+
+/// The firewall side of one bridge network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRules {
+    /// Network id: rules are tagged `net:<id>`.
+    pub id: String,
+    /// The bridge device.
+    pub bridge: String,
+    /// The network's subnets (used by `masquerade`).
+    pub subnets: Vec<IpNet>,
+    /// No traffic in or out of the bridge (only between its containers).
+    pub internal: bool,
+    /// Source-NAT the subnets towards other interfaces (outbound internet access).
+    /// Off by default: the engine decides; tests never turn it on.
+    pub masquerade: bool,
+}
+
+/// The published ports of one container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishRules {
+    /// Owner (container id): rules are tagged `ctr:<owner>`.
+    pub owner: String,
+    /// Its address on that bridge.
+    pub container_ip: IpAddr,
+    pub mappings: Vec<PortMapping>,
+}
+
+/// berth's nftables tables.
+#[derive(Debug)]
+pub struct Firewall {
+    cfg: FirewallConfig,
+    ready: Mutex<bool>,
+}
+
+const FAMILIES: [NfFamily; 2] = [NfFamily::IP, NfFamily::IP6];
+
+fn fam_name(f: NfFamily) -> &'static str {
+    match f {
+        NfFamily::IP6 => "ip6",
+        _ => "ip",
+    }
+}
+
+fn s(v: impl Into<Cow<'static, str>>) -> Expression<'static> {
+    Expression::String(v.into())
+}
+
+fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: protocol.into(),
+            field: field.into(),
+        },
+    )))
+}
+
+fn matches(
+    left: Expression<'static>,
+    op: Operator,
+    right: Expression<'static>,
+) -> Statement<'static> {
+    Statement::Match(Match { left, right, op })
+}
+
+fn jump(target: &'static str) -> Statement<'static> {
+    Statement::Jump(JumpTarget {
+        target: target.into(),
+    })
+}
+
+fn addr_field(ip: &IpAddr) -> &'static str {
+    if ip.is_ipv4() { "ip" } else { "ip6" }
+}
+
+fn prefix(net: IpNet) -> Expression<'static> {
+    Expression::Named(NamedExpression::Prefix(Prefix {
+        addr: Box::new(s(net.network().to_string())),
+        len: u32::from(net.prefix_len()),
+    }))
+}
+
+fn local_daddr() -> Statement<'static> {
+    matches(
+        Expression::Named(NamedExpression::Fib(Fib {
+            result: FibResult::Type,
+            flags: [FibFlag::Daddr].into_iter().collect(),
+        })),
+        Operator::EQ,
+        s("local"),
+    )
+}
+
+impl Firewall {
+    /// A handle on the tables named in `cfg`; nothing is created until first use.
+    pub fn new(cfg: FirewallConfig) -> Firewall {
+        Firewall {
+            cfg,
+            ready: Mutex::new(false),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FirewallConfig {
+        &self.cfg
+    }
+
+    fn table(&self) -> Cow<'static, str> {
+        Cow::Owned(self.cfg.table.clone())
+    }
+
+    fn rule(
+        &self,
+        family: NfFamily,
+        chain: &'static str,
+        tag: Option<&str>,
+        expr: Vec<Statement<'static>>,
+    ) -> NfObject<'static> {
+        NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(Rule {
+            family,
+            table: self.table(),
+            chain: chain.into(),
+            expr: expr.into(),
+            handle: None,
+            index: None,
+            comment: tag.map(|t| Cow::Owned(t.to_string())),
+        })))
+    }
+
+    fn chain(
+        &self,
+        family: NfFamily,
+        name: &'static str,
+        base: Option<(NfChainType, NfHook, i32)>,
+    ) -> NfObject<'static> {
+        let (ty, hook, prio) = match base {
+            Some((t, h, p)) => (Some(t), Some(h), Some(p)),
+            None => (None, None, None),
+        };
+        NfObject::CmdObject(NfCmd::Add(NfListObject::Chain(Chain {
+            family,
+            table: self.table(),
+            name: name.into(),
+            newname: None,
+            handle: None,
+            _type: ty,
+            hook,
+            prio,
+            dev: None,
+            policy: base.map(|_| NfChainPolicy::Accept),
+        })))
+    }
+
+    fn flush_chain(&self, family: NfFamily, name: &'static str) -> NfObject<'static> {
+        NfObject::CmdObject(NfCmd::Flush(FlushObject::Chain(Chain {
+            family,
+            table: self.table(),
+            name: name.into(),
+            ..Chain::default()
+        })))
+    }
+
+    /// Runs one nft transaction.
+    fn apply(&self, op: &str, objects: Vec<NfObject<'static>>) -> Result<()> {
+        let batch = Nftables {
+            objects: objects.into(),
+        };
+        let json = serde_json::to_string(&batch).map_err(|e| self.err(op, e.to_string()))?;
+        self.run_nft(op, &["-j", "-f", "-"], Some(json.as_bytes()))
+            .map(|_| ())
+    }
+
+    fn err(&self, op: &str, detail: String) -> NetError {
+        NetError::Nft {
+            table: self.cfg.table.clone(),
+            op: op.to_string(),
+            detail,
+        }
+    }
+
+    fn run_nft(&self, op: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<String> {
+        let mut child = Command::new(&self.cfg.nft)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.err(op, format!("running {}: {e}", self.cfg.nft.display())))?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input)
+                .map_err(|e| self.err(op, format!("writing to nft: {e}")))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| self.err(op, format!("waiting for nft: {e}")))?;
+        if !out.status.success() {
+            return Err(self.err(
+                op,
+                format!(
+                    "nft exited with {}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Creates the tables and base chains, and (re)writes the base chains' fixed rules.
+    /// Atomic and idempotent; called by every other method the first time.
+    pub fn ensure(&self) -> Result<()> {
+        let mut ready = self
+            .ready
+            .lock()
+            .map_err(|_| self.err("setup", "lock poisoned".to_string()))?;
+        if *ready {
+            return Ok(());
+        }
+        let mut objs = Vec::new();
+        for family in FAMILIES {
+            objs.push(NfObject::CmdObject(NfCmd::Add(NfListObject::Table(
+                Table {
+                    family,
+                    name: self.table(),
+                    handle: None,
+                },
+            ))));
+            objs.push(self.chain(
+                family,
+                "prerouting",
+                Some((NfChainType::NAT, NfHook::Prerouting, -100)),
+            ));
+            objs.push(self.chain(
+                family,
+                "output",
+                Some((NfChainType::NAT, NfHook::Output, -100)),
+            ));
+            objs.push(self.chain(
+                family,
+                "postrouting",
+                Some((NfChainType::NAT, NfHook::Postrouting, 100)),
+            ));
+            objs.push(self.chain(
+                family,
+                "raw-prerouting",
+                Some((NfChainType::Filter, NfHook::Prerouting, -300)),
+            ));
+            objs.push(self.chain(
+                family,
+                "forward",
+                Some((NfChainType::Filter, NfHook::Forward, 0)),
+            ));
+            for regular in [
+                "net-prerouting",
+                "ports",
+                "net-postrouting",
+                "isolation-1",
+                "isolation-2",
+                "net-forward",
+            ] {
+                objs.push(self.chain(family, regular, None));
+            }
+            for base in [
+                "prerouting",
+                "output",
+                "postrouting",
+                "forward",
+                "raw-prerouting",
+            ] {
+                objs.push(self.flush_chain(family, base));
+            }
+            objs.push(self.rule(
+                family,
+                "prerouting",
+                None,
+                vec![local_daddr(), jump("ports")],
+            ));
+            objs.push(self.rule(family, "output", None, vec![local_daddr(), jump("ports")]));
+            objs.push(self.rule(family, "postrouting", None, vec![jump("net-postrouting")]));
+            objs.push(self.rule(family, "raw-prerouting", None, vec![jump("net-prerouting")]));
+            objs.push(self.rule(family, "forward", None, vec![jump("isolation-1")]));
+            objs.push(self.rule(family, "forward", None, vec![jump("net-forward")]));
+        }
+        self.apply("create tables", objs)?;
+        *ready = true;
+        Ok(())
+    }
+
+    /// Installs the rules of a network (replacing any it had).
+    pub fn add_network(&self, net: &NetworkRules) -> Result<()> {
+        self.ensure()?;
+        let tag = format!("net:{}", net.id);
+        self.remove_tagged(&tag)?;
+        let br = || s(net.bridge.clone());
+        let mut objs = Vec::new();
+        for family in FAMILIES {
+            objs.push(self.rule(
+                family,
+                "isolation-1",
+                Some(&tag),
+                vec![
+                    matches(meta(MetaKey::Iifname), Operator::EQ, br()),
+                    matches(meta(MetaKey::Oifname), Operator::NEQ, br()),
+                    jump("isolation-2"),
+                ],
+            ));
+            objs.push(self.rule(
+                family,
+                "isolation-2",
+                Some(&tag),
+                vec![
+                    matches(meta(MetaKey::Oifname), Operator::EQ, br()),
+                    Statement::Drop(None),
+                ],
+            ));
+            if net.internal {
+                objs.push(self.rule(
+                    family,
+                    "net-forward",
+                    Some(&tag),
+                    vec![
+                        matches(meta(MetaKey::Iifname), Operator::EQ, br()),
+                        matches(meta(MetaKey::Oifname), Operator::NEQ, br()),
+                        Statement::Drop(None),
+                    ],
+                ));
+                objs.push(self.rule(
+                    family,
+                    "net-forward",
+                    Some(&tag),
+                    vec![
+                        matches(meta(MetaKey::Oifname), Operator::EQ, br()),
+                        matches(meta(MetaKey::Iifname), Operator::NEQ, br()),
+                        Statement::Drop(None),
+                    ],
+                ));
+            }
+        }
+        let loopback = IpNet::V4(
+            ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(127, 0, 0, 0), 8)
+                .map_err(|e| self.err("add network", e.to_string()))?,
+        );
+        // route_localnet (below) would let containers reach the host's 127.0.0.0/8
+        // services through the bridge: drop loopback addresses coming in on it.
+        for field in ["daddr", "saddr"] {
+            objs.push(self.rule(
+                NfFamily::IP,
+                "net-prerouting",
+                Some(&tag),
+                vec![
+                    matches(meta(MetaKey::Iifname), Operator::EQ, br()),
+                    matches(payload("ip", field), Operator::EQ, prefix(loopback)),
+                    Statement::Drop(None),
+                ],
+            ));
+        }
+        // Host connections to 127.0.0.1:<published port> leave with source 127.0.0.1
+        // (allowed by route_localnet on the bridge); rewrite it to the gateway address.
+        if !net.internal {
+            objs.push(self.rule(
+                NfFamily::IP,
+                "net-postrouting",
+                Some(&tag),
+                vec![
+                    matches(meta(MetaKey::Oifname), Operator::EQ, br()),
+                    matches(payload("ip", "saddr"), Operator::EQ, prefix(loopback)),
+                    Statement::Masquerade(None),
+                ],
+            ));
+        }
+        if net.masquerade && !net.internal {
+            for subnet in &net.subnets {
+                let family = if subnet.addr().is_ipv4() {
+                    NfFamily::IP
+                } else {
+                    NfFamily::IP6
+                };
+                let field = addr_field(&subnet.addr());
+                objs.push(self.rule(
+                    family,
+                    "net-postrouting",
+                    Some(&tag),
+                    vec![
+                        matches(payload(field, "saddr"), Operator::EQ, prefix(*subnet)),
+                        matches(meta(MetaKey::Oifname), Operator::NEQ, br()),
+                        Statement::Masquerade(None),
+                    ],
+                ));
+            }
+        }
+        self.apply(&format!("add rules of network {}", net.id), objs)
+    }
+
+    /// Removes every rule of network `id`. Idempotent.
+    pub fn remove_network(&self, id: &str) -> Result<()> {
+        self.remove_tagged(&format!("net:{id}"))
+    }
+
+    /// DNATs the host ports of `rules.mappings` to the container. The caller reserves the
+    /// ports first ([`crate::ports::PortReservation`]). Replaces the owner's earlier rules.
+    pub fn publish(&self, rules: &PublishRules) -> Result<()> {
+        self.ensure()?;
+        let tag = format!("ctr:{}", rules.owner);
+        self.remove_tagged(&tag)?;
+        let family = if rules.container_ip.is_ipv4() {
+            NfFamily::IP
+        } else {
+            NfFamily::IP6
+        };
+        let mut objs = Vec::new();
+        for m in &rules.mappings {
+            m.validate()?;
+            if let Some(h) = m.host_ip
+                && !h.is_unspecified()
+                && h.is_ipv4() != rules.container_ip.is_ipv4()
+            {
+                return Err(NetError::BadPortMapping {
+                    mapping: m.to_string(),
+                    problem: format!(
+                        "host address and container address {} differ in family",
+                        rules.container_ip
+                    ),
+                });
+            }
+            for (host_port, container_port) in m.pairs() {
+                let mut expr = Vec::new();
+                if let Some(h) = m.host_ip.filter(|h| !h.is_unspecified()) {
+                    expr.push(matches(
+                        payload(addr_field(&h), "daddr"),
+                        Operator::EQ,
+                        s(h.to_string()),
+                    ));
+                }
+                expr.push(matches(
+                    payload(m.protocol.as_str(), "dport"),
+                    Operator::EQ,
+                    Expression::Number(u32::from(host_port)),
+                ));
+                expr.push(Statement::DNAT(Some(NAT {
+                    addr: Some(s(rules.container_ip.to_string())),
+                    family: None,
+                    port: Some(Expression::Number(u32::from(container_port))),
+                    flags: None,
+                })));
+                objs.push(self.rule(family, "ports", Some(&tag), expr));
+            }
+        }
+        self.apply(&format!("publish ports of {}", rules.owner), objs)
+    }
+
+    /// Removes every port rule of container `owner`. Idempotent.
+    pub fn unpublish(&self, owner: &str) -> Result<()> {
+        self.remove_tagged(&format!("ctr:{owner}"))
+    }
+
+    /// Deletes berth's tables in both families (everything it ever added). Idempotent.
+    pub fn delete_tables(&self) -> Result<()> {
+        let mut ready = self
+            .ready
+            .lock()
+            .map_err(|_| self.err("delete tables", "lock poisoned".to_string()))?;
+        for family in FAMILIES {
+            if self.list_table(family)?.is_some() {
+                self.apply(
+                    "delete table",
+                    vec![NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(
+                        Table {
+                            family,
+                            name: self.table(),
+                            handle: None,
+                        },
+                    )))],
+                )?;
+            }
+        }
+        *ready = false;
+        Ok(())
+    }
+
+    /// `nft list table` output (text) of both families, for diagnostics and tests.
+    pub fn dump(&self) -> Result<String> {
+        let mut out = String::new();
+        for family in FAMILIES {
+            if let Ok(text) = self.run_nft(
+                "list",
+                &["list", "table", fam_name(family), &self.cfg.table],
+                None,
+            ) {
+                out.push_str(&text);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The table as nft JSON, or `None` if it does not exist.
+    fn list_table(&self, family: NfFamily) -> Result<Option<serde_json::Value>> {
+        match self.run_nft(
+            "list",
+            &["-j", "list", "table", fam_name(family), &self.cfg.table],
+            None,
+        ) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| self.err("list table", format!("bad JSON from nft: {e}"))),
+            Err(NetError::Nft { detail, .. }) if detail.contains("No such file or directory") => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn remove_tagged(&self, tag: &str) -> Result<()> {
+        let mut objs = Vec::new();
+        for family in FAMILIES {
+            let Some(listing) = self.list_table(family)? else {
+                continue;
+            };
+            let items = listing
+                .get("nftables")
+                .and_then(|v| v.as_array())
+                .cloned()
+                .unwrap_or_default();
+            for item in items {
+                let Some(rule) = item.get("rule") else {
+                    continue;
+                };
+                if rule.get("comment").and_then(|c| c.as_str()) != Some(tag) {
+                    continue;
+                }
+                let (Some(chain), Some(handle)) = (
+                    rule.get("chain").and_then(|c| c.as_str()),
+                    rule.get("handle").and_then(|h| h.as_u64()),
+                ) else {
+                    continue;
+                };
+                let handle =
+                    u32::try_from(handle).map_err(|e| self.err("remove rules", e.to_string()))?;
+                objs.push(NfObject::CmdObject(NfCmd::Delete(NfListObject::Rule(
+                    Rule {
+                        family,
+                        table: self.table(),
+                        chain: Cow::Owned(chain.to_string()),
+                        expr: Cow::Owned(Vec::new()),
+                        handle: Some(handle),
+                        index: None,
+                        comment: None,
+                    },
+                ))));
+            }
+        }
+        if objs.is_empty() {
+            return Ok(());
+        }
+        self.apply(&format!("remove rules tagged {tag}"), objs)
+    }
+}

@@ -1,0 +1,433 @@
+//! Links, addresses and routes over rtnetlink, in the host or inside a [`NetNs`].
+//!
+//! A [`Netlink`] owns one rtnetlink socket. The socket belongs to the namespace it was
+//! created in, so [`Netlink::in_netns`] creates it on a thread that joined the target
+//! namespace and then drives it from the caller's tokio runtime: every request on that
+//! handle acts inside the namespace, with no `setns` on runtime threads.
+
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteType};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use tokio::task::JoinHandle;
+
+use crate::error::{NetError, Result};
+use crate::netns::NetNs;
+
+const EEXIST: i32 = libc::EEXIST;
+const ENODEV: i32 = libc::ENODEV;
+const ENOENT: i32 = libc::ENOENT;
+const EADDRNOTAVAIL: i32 = libc::EADDRNOTAVAIL;
+
+const RT_TABLE_MAIN: u8 = 254;
+
+/// Maximum interface name length (IFNAMSIZ - 1).
+pub const MAX_IFNAME: usize = 15;
+
+/// An rtnetlink connection bound to one network namespace.
+#[derive(Debug)]
+pub struct Netlink {
+    handle: Handle,
+    conn: JoinHandle<()>,
+    ns: String,
+}
+
+impl Drop for Netlink {
+    fn drop(&mut self) {
+        self.conn.abort();
+    }
+}
+
+/// The positive errno inside a netlink error, if it is one.
+pub fn errno_of(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(msg) => Some(msg.raw_code().abs()),
+        _ => None,
+    }
+}
+
+/// Checks a Linux interface name (1..=15 bytes, no `/`, whitespace or `:`).
+pub fn check_ifname(name: &str) -> Result<()> {
+    let problem = if name.is_empty() {
+        Some("empty")
+    } else if name.len() > MAX_IFNAME {
+        Some("longer than 15 bytes")
+    } else if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c == '\0')
+    {
+        Some("contains '/', ':' or whitespace")
+    } else if name == "." || name == ".." {
+        Some("reserved")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(NetError::BadName {
+            name: name.to_string(),
+            problem,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A MAC address derived from an IP like Docker does: `02:42` followed by the four bytes
+/// of an IPv4 address; for IPv6, `02:42` followed by the last four bytes.
+pub fn mac_from_ip(ip: IpAddr) -> [u8; 6] {
+    let tail: [u8; 4] = match ip {
+        IpAddr::V4(v4) => v4.octets(),
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            [o[12], o[13], o[14], o[15]]
+        }
+    };
+    [0x02, 0x42, tail[0], tail[1], tail[2], tail[3]]
+}
+
+/// Formats a MAC as `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: &[u8]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+impl Netlink {
+    /// A connection in the namespace of the calling thread (the host's, for berthd).
+    /// Must be called inside a tokio runtime.
+    pub fn new() -> Result<Netlink> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetError::NetlinkSocket)?;
+        Ok(Netlink {
+            handle,
+            conn: tokio::spawn(conn),
+            ns: "host".to_string(),
+        })
+    }
+
+    /// A connection whose socket lives in `ns`: requests configure that namespace.
+    /// Must be called inside a tokio runtime.
+    pub fn in_netns(ns: &NetNs) -> Result<Netlink> {
+        let rt = tokio::runtime::Handle::current();
+        let (conn, handle, _) = ns
+            .run(move || {
+                // Registering the socket with the reactor needs the runtime's context.
+                let _guard = rt.enter();
+                rtnetlink::new_connection()
+            })?
+            .map_err(NetError::NetlinkSocket)?;
+        Ok(Netlink {
+            handle,
+            conn: tokio::spawn(conn),
+            ns: ns.name().to_string(),
+        })
+    }
+
+    /// The raw rtnetlink handle, for requests this type does not wrap.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    fn obj(&self, name: &str) -> String {
+        if self.ns == "host" {
+            name.to_string()
+        } else {
+            format!("{name} (netns {})", self.ns)
+        }
+    }
+
+    /// The link called `name`, if there is one.
+    pub async fn get_link(&self, name: &str) -> Result<Option<LinkMessage>> {
+        check_ifname(name)?;
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link),
+            Err(e) if matches!(errno_of(&e), Some(ENODEV) | Some(ENOENT)) => Ok(None),
+            Err(e) => Err(NetError::link(&self.obj(name), "get", e)),
+        }
+    }
+
+    /// The index of link `name`, if it exists.
+    pub async fn link_index(&self, name: &str) -> Result<Option<u32>> {
+        Ok(self.get_link(name).await?.map(|l| l.header.index))
+    }
+
+    /// The index of link `name`, or [`NetError::LinkNotFound`].
+    pub async fn require_link(&self, name: &str) -> Result<u32> {
+        self.link_index(name)
+            .await?
+            .ok_or_else(|| NetError::LinkNotFound {
+                name: self.obj(name),
+            })
+    }
+
+    /// Names of all links whose controller (master) is link `index`.
+    pub async fn ports_of(&self, index: u32) -> Result<Vec<String>> {
+        let mut links = self.handle.link().get().execute();
+        let mut out = Vec::new();
+        while let Some(link) = links
+            .try_next()
+            .await
+            .map_err(|e| NetError::link(&self.obj("*"), "list", e))?
+        {
+            let mut name = None;
+            let mut controller = None;
+            for attr in &link.attributes {
+                match attr {
+                    LinkAttribute::IfName(n) => name = Some(n.clone()),
+                    LinkAttribute::Controller(c) => controller = Some(*c),
+                    _ => {}
+                }
+            }
+            if let (Some(name), Some(c)) = (name, controller)
+                && c == index
+            {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets link `name` up.
+    pub async fn set_up(&self, name: &str) -> Result<()> {
+        let index = self.require_link(name).await?;
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(|e| NetError::link(&self.obj(name), "set up", e))
+    }
+
+    /// Brings `lo` up (a new namespace starts with it down).
+    pub async fn loopback_up(&self) -> Result<()> {
+        self.set_up("lo").await
+    }
+
+    /// Creates bridge `name` (up) unless it exists; returns its index.
+    pub async fn ensure_bridge(&self, name: &str, mtu: Option<u32>) -> Result<u32> {
+        check_ifname(name)?;
+        if let Some(index) = self.link_index(name).await? {
+            return Ok(index);
+        }
+        let mut builder = LinkBridge::new(name);
+        if let Some(mtu) = mtu {
+            builder = builder.mtu(mtu);
+        }
+        match self.handle.link().add(builder.build()).execute().await {
+            Ok(()) => {}
+            Err(e) if errno_of(&e) == Some(EEXIST) => {}
+            Err(e) => return Err(NetError::link(&self.obj(name), "create bridge", e)),
+        }
+        self.require_link(name).await
+    }
+
+    /// Adds `addr` (address and prefix) to link `name`; an address already there is fine.
+    pub async fn add_address(&self, name: &str, addr: IpNet) -> Result<()> {
+        let index = self.require_link(name).await?;
+        match self
+            .handle
+            .address()
+            .add(index, addr.addr(), addr.prefix_len())
+            .execute()
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if errno_of(&e) == Some(EEXIST) => Ok(()),
+            Err(e) => Err(NetError::Addr {
+                object: format!("address {addr}"),
+                link: self.obj(name),
+                op: "add",
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    /// Creates a veth pair `name` <-> `peer` in this namespace.
+    pub async fn create_veth(&self, name: &str, peer: &str, mtu: Option<u32>) -> Result<()> {
+        check_ifname(name)?;
+        check_ifname(peer)?;
+        let mut builder = LinkVeth::new(name, peer);
+        if let Some(mtu) = mtu {
+            builder = builder.mtu(mtu);
+        }
+        self.handle
+            .link()
+            .add(builder.build())
+            .execute()
+            .await
+            .map_err(|e| NetError::link(&self.obj(name), "create veth pair", e))
+    }
+
+    /// Enslaves link `name` to bridge `bridge` and sets it up.
+    pub async fn attach_to_bridge(&self, name: &str, bridge: u32) -> Result<()> {
+        let index = self.require_link(name).await?;
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .controller(bridge)
+                    .up()
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| NetError::link(&self.obj(name), "attach to bridge", e))
+    }
+
+    /// Sets the bridge-port `isolated` flag: isolated ports cannot talk to each other,
+    /// only to non-isolated ports and the bridge itself (used for `icc=false`).
+    pub async fn set_port_isolated(&self, name: &str, isolated: bool) -> Result<()> {
+        let index = self.require_link(name).await?;
+        self.handle
+            .link()
+            .set_port(LinkBridgePort::new(index).isolated(isolated).build())
+            .execute()
+            .await
+            .map_err(|e| NetError::link(&self.obj(name), "set bridge port isolated", e))
+    }
+
+    /// Moves link `name` into namespace `ns`.
+    pub async fn move_to_netns(&self, name: &str, ns: &NetNs) -> Result<()> {
+        let index = self.require_link(name).await?;
+        let file = ns.open_file()?;
+        use std::os::fd::AsRawFd;
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .setns_by_fd(file.as_raw_fd())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| NetError::link(&self.obj(name), "move to network namespace", e))
+    }
+
+    /// Renames a (down) link and sets its MAC address and MTU in one request.
+    pub async fn rename(
+        &self,
+        name: &str,
+        new_name: &str,
+        mac: Option<[u8; 6]>,
+        mtu: Option<u32>,
+    ) -> Result<()> {
+        check_ifname(new_name)?;
+        let index = self.require_link(name).await?;
+        let mut builder = LinkUnspec::new_with_index(index).name(new_name.to_string());
+        if let Some(mac) = mac {
+            builder = builder.address(mac.to_vec());
+        }
+        if let Some(mtu) = mtu {
+            builder = builder.mtu(mtu);
+        }
+        self.handle
+            .link()
+            .set(builder.build())
+            .execute()
+            .await
+            .map_err(|e| NetError::link(&self.obj(name), "rename / set address", e))
+    }
+
+    /// Adds a default route via `gateway` out of link `name`.
+    pub async fn add_default_route(&self, name: &str, gateway: IpAddr) -> Result<()> {
+        let index = self.require_link(name).await?;
+        let route = match gateway {
+            IpAddr::V4(gw) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .gateway(gw)
+                .output_interface(index)
+                .build(),
+            IpAddr::V6(gw) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .gateway(gw)
+                .output_interface(index)
+                .build(),
+        };
+        match self.handle.route().add(route).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno_of(&e) == Some(EEXIST) => Ok(()),
+            Err(e) => Err(NetError::Addr {
+                object: format!("default route via {gateway}"),
+                link: self.obj(name),
+                op: "add",
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    /// Destination prefixes of the main table's unicast routes (default routes left out),
+    /// IPv4 and IPv6: pass them to [`crate::ipam::Ipam::add_network`] as `reserved` so
+    /// automatic subnets never shadow a network the host already reaches.
+    pub async fn route_prefixes(&self) -> Result<Vec<IpNet>> {
+        let mut out = Vec::new();
+        let requests = [
+            RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+        ];
+        for request in requests {
+            let mut routes = self.handle.route().get(request).execute();
+            while let Some(route) = routes.try_next().await.map_err(|e| NetError::Addr {
+                object: "routes".to_string(),
+                link: self.obj("*"),
+                op: "list",
+                source: Box::new(e),
+            })? {
+                let len = route.header.destination_prefix_length;
+                if len == 0
+                    || route.header.table != RT_TABLE_MAIN
+                    || route.header.kind != RouteType::Unicast
+                {
+                    continue;
+                }
+                let dest = route.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(v4)) => Some(IpAddr::V4(*v4)),
+                    RouteAttribute::Destination(RouteAddress::Inet6(v6)) => Some(IpAddr::V6(*v6)),
+                    _ => None,
+                });
+                if let Some(net) = dest.and_then(|ip| IpNet::new(ip, len).ok()) {
+                    out.push(net.trunc());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes link `name`; returns false if it did not exist (idempotent).
+    pub async fn delete_link(&self, name: &str) -> Result<bool> {
+        let Some(index) = self.link_index(name).await? else {
+            return Ok(false);
+        };
+        match self.handle.link().del(index).execute().await {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(errno_of(&e), Some(ENODEV) | Some(EADDRNOTAVAIL)) => Ok(false),
+            Err(e) => Err(NetError::link(&self.obj(name), "delete", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_like_docker() {
+        let ip: IpAddr = "172.17.0.2".parse().expect("ip");
+        assert_eq!(format_mac(&mac_from_ip(ip)), "02:42:ac:11:00:02");
+        let ip: IpAddr = "fd00::a:b0c:d".parse().expect("ip");
+        assert_eq!(format_mac(&mac_from_ip(ip)), "02:42:0b:0c:00:0d");
+    }
+
+    #[test]
+    fn ifnames() {
+        assert!(check_ifname("berth0").is_ok());
+        assert!(check_ifname("a-very-long-name0").is_err());
+        assert!(check_ifname("").is_err());
+        assert!(check_ifname("a b").is_err());
+    }
+}

@@ -1,0 +1,242 @@
+//! Port mappings (`-p [ip:]host[-end]:container[-end][/proto]`) and host-port reservations.
+//!
+//! Publishing a port first *reserves* it: berth binds the host address and port itself and
+//! holds the socket for as long as the mapping lives (as Docker does), so a port already in
+//! use fails with [`NetError::PortInUse`] naming it, and nothing else can take it later.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::OwnedFd;
+
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, socket};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{NetError, Result};
+
+/// Transport protocol of a mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// `"tcp"` / `"udp"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One published port or range of ports: host `host_port..host_port+count` maps one to one
+/// onto container `container_port..container_port+count`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    pub protocol: Protocol,
+    /// Host address to listen on; `None` means every address (0.0.0.0).
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    /// Number of consecutive ports (1 for a single port).
+    pub count: u16,
+}
+
+impl PortMapping {
+    /// A single TCP port.
+    pub fn tcp(host_ip: Option<IpAddr>, host_port: u16, container_port: u16) -> PortMapping {
+        PortMapping {
+            protocol: Protocol::Tcp,
+            host_ip,
+            host_port,
+            container_port,
+            count: 1,
+        }
+    }
+
+    /// A single UDP port.
+    pub fn udp(host_ip: Option<IpAddr>, host_port: u16, container_port: u16) -> PortMapping {
+        PortMapping {
+            protocol: Protocol::Udp,
+            ..PortMapping::tcp(host_ip, host_port, container_port)
+        }
+    }
+
+    /// The host address to bind (the wildcard when none was given).
+    pub fn bind_ip(&self) -> IpAddr {
+        self.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+
+    /// Checks ports are non-zero and ranges stay below 65536.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |problem: &str| NetError::BadPortMapping {
+            mapping: self.to_string(),
+            problem: problem.to_string(),
+        };
+        if self.count == 0 {
+            return Err(bad("empty port range"));
+        }
+        if self.host_port == 0 || self.container_port == 0 {
+            return Err(bad("port 0 cannot be published"));
+        }
+        let last = u32::from(self.count) - 1;
+        if u32::from(self.host_port) + last > 65535 || u32::from(self.container_port) + last > 65535
+        {
+            return Err(bad("port range goes past 65535"));
+        }
+        Ok(())
+    }
+
+    /// `(host_port, container_port)` for every port of the range.
+    pub fn pairs(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
+        (0..self.count).map(move |i| {
+            (
+                self.host_port.saturating_add(i),
+                self.container_port.saturating_add(i),
+            )
+        })
+    }
+}
+
+impl fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ip = self.bind_ip();
+        let ip = if ip.is_ipv6() {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        };
+        if self.count <= 1 {
+            write!(
+                f,
+                "{ip}:{}:{}/{}",
+                self.host_port, self.container_port, self.protocol
+            )
+        } else {
+            let last = self.count.saturating_sub(1);
+            write!(
+                f,
+                "{ip}:{}-{}:{}-{}/{}",
+                self.host_port,
+                self.host_port.saturating_add(last),
+                self.container_port,
+                self.container_port.saturating_add(last),
+                self.protocol
+            )
+        }
+    }
+}
+
+/// Host ports held by berth (bound, not listening) so nobody else can take them.
+#[derive(Debug, Default)]
+pub struct PortReservation {
+    sockets: Vec<OwnedFd>,
+}
+
+impl PortReservation {
+    /// Binds every host port of `mappings`; the first one in use fails the whole call
+    /// with [`NetError::PortInUse`].
+    pub fn reserve(mappings: &[PortMapping]) -> Result<PortReservation> {
+        let mut held = PortReservation::default();
+        for m in mappings {
+            m.validate()?;
+            for (host_port, _) in m.pairs() {
+                held.sockets
+                    .push(reserve_one(m.protocol, m.bind_ip(), host_port)?);
+            }
+        }
+        Ok(held)
+    }
+
+    /// How many ports are held.
+    pub fn len(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.sockets.is_empty()
+    }
+}
+
+/// Binds (without SO_REUSEADDR, without listening) `ip:port`.
+pub fn reserve_one(proto: Protocol, ip: IpAddr, port: u16) -> Result<OwnedFd> {
+    let in_use = |source: std::io::Error| NetError::PortInUse {
+        proto,
+        host_ip: ip,
+        port,
+        source,
+    };
+    let family = if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let ty = match proto {
+        Protocol::Tcp => SockType::Stream,
+        Protocol::Udp => SockType::Datagram,
+    };
+    let fd = socket(family, ty, SockFlag::SOCK_CLOEXEC, None).map_err(|e| in_use(e.into()))?;
+    use std::os::fd::AsRawFd;
+    let bound = match SocketAddr::new(ip, port) {
+        SocketAddr::V4(a) => bind(fd.as_raw_fd(), &SockaddrIn::from(a)),
+        SocketAddr::V6(a) => bind(fd.as_raw_fd(), &SockaddrIn6::from(a)),
+    };
+    bound.map_err(|e| in_use(e.into()))?;
+    Ok(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_and_validate() {
+        let m = PortMapping {
+            protocol: Protocol::Udp,
+            host_ip: None,
+            host_port: 8000,
+            container_port: 80,
+            count: 3,
+        };
+        assert_eq!(m.to_string(), "0.0.0.0:8000-8002:80-82/udp");
+        assert_eq!(
+            m.pairs().collect::<Vec<_>>(),
+            vec![(8000, 80), (8001, 81), (8002, 82)]
+        );
+        assert!(m.validate().is_ok());
+        let bad = PortMapping {
+            host_port: 65535,
+            ..m.clone()
+        };
+        assert!(bad.validate().is_err());
+        let bad = PortMapping { count: 0, ..m };
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn reservation_detects_a_listener() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let port = l.local_addr().expect("addr").port();
+        let lo = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let err = PortReservation::reserve(&[PortMapping::tcp(lo, port, 80)]).expect_err("in use");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("tcp port {port} on 127.0.0.1")),
+            "{text}"
+        );
+        drop(l);
+        let held = PortReservation::reserve(&[PortMapping::tcp(lo, port, 80)]).expect("free now");
+        assert_eq!(held.len(), 1);
+        // While held, another bind fails.
+        assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err());
+    }
+}
