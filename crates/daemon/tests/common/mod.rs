@@ -165,8 +165,19 @@ impl Daemon {
         path: &str,
         body: &[u8],
     ) -> std::io::Result<(u16, String, Vec<u8>)> {
+        self.try_http_within(method, path, body, Duration::from_secs(30))
+    }
+
+    /// [`Daemon::try_http`] with a read timeout of `timeout`.
+    pub fn try_http_within(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> std::io::Result<(u16, String, Vec<u8>)> {
         let mut s = UnixStream::connect(&self.sock)?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        s.set_read_timeout(Some(timeout))?;
         write!(
             s,
             "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
