@@ -5,7 +5,7 @@
 #                                  conformance tests compare against)
 set -eu
 mode=${1:-run}
-pkgs="busybox-static libseccomp-dev pkg-config iproute2 nftables python3 file"
+pkgs="busybox-static libseccomp-dev pkg-config iproute2 nftables python3 file tini"
 if [ "$mode" = test ]; then
   pkgs="$pkgs runc uidmap util-linux procps"
   # The real clients berth-runtime is driven by (crates/runtime-cli/tests/clients.rs):

@@ -111,6 +111,21 @@ fn run_prints_output_and_returns_exit_codes() {
     ]);
     assert_eq!(out, "hi there\n/tmp\n1000\n1000\nbox1\n");
 
+    // --init: tini is PID 1, the command its child; exit codes pass through.
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/1/comm; echo $$",
+    ]);
+    assert_eq!(out.lines().next(), Some("docker-init"), "{out}");
+    assert_ne!(out.lines().nth(1), Some("1"), "{out}");
+    let o = d.docker(&["run", "--rm", "--init", "busybox", "sh", "-c", "exit 5"]);
+    assert_eq!(code(&o), 5, "{o:?}");
+
     // stdin through -i.
     let mut child = d
         .docker_cmd(&["run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z"])

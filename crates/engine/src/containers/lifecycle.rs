@@ -2,7 +2,7 @@
 //! each exit, applies the restart policy and `--rm`; recovery after a
 //! daemon restart.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -260,8 +260,11 @@ impl ContainerService {
             }
         }
         let img_cfg = image_configuration(r)?;
-        let prepared = berth_image::spec::prepare(&img_cfg, &rootfs, &opts)
+        let mut prepared = berth_image::spec::prepare(&img_cfg, &rootfs, &opts)
             .map_err(|e| EngineError::StartFailed(e.to_string()))?;
+        if r.host_config.init == Some(true) {
+            add_init(&mut prepared.spec)?;
+        }
         let spec_path = bundle.join("config.json");
         let bytes = serde_json::to_vec(&prepared.spec)
             .map_err(|e| EngineError::Internal(format!("encode spec: {e}")))?;
@@ -972,6 +975,52 @@ impl ContainerService {
         }
         write(&r.resolv_conf_path, resolv)
     }
+}
+
+/// Where `--init`'s init lives in the container, as with Docker.
+const INIT_IN_CONTAINER: &str = "/sbin/docker-init";
+
+/// The static init `--init` runs (tini, from Debian's `tini` package, as
+/// Docker's docker-init is).
+fn init_binary() -> Option<PathBuf> {
+    [
+        "/usr/bin/docker-init",
+        "/usr/bin/tini-static",
+        "/usr/libexec/docker/docker-init",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+}
+
+/// `--init`: the init bound read-only at /sbin/docker-init and put in front
+/// of the command; it reaps zombies and forwards signals.
+fn add_init(spec: &mut oci_spec::runtime::Spec) -> Result<(), EngineError> {
+    let bin = init_binary().ok_or_else(|| {
+        EngineError::StartFailed(
+            "--init needs a static init: install Debian's tini package (/usr/bin/tini-static)"
+                .into(),
+        )
+    })?;
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    let mut m = oci_spec::runtime::Mount::default();
+    m.set_destination(PathBuf::from(INIT_IN_CONTAINER));
+    m.set_typ(Some("bind".into()));
+    m.set_source(Some(bin));
+    m.set_options(Some(vec![
+        "bind".into(),
+        "ro".into(),
+        "nosuid".into(),
+        "nodev".into(),
+    ]));
+    mounts.push(m);
+    spec.set_mounts(Some(mounts));
+    if let Some(p) = spec.process_mut() {
+        let mut args = vec![INIT_IN_CONTAINER.to_owned(), "--".to_owned()];
+        args.extend(p.args().clone().unwrap_or_default());
+        p.set_args(Some(args));
+    }
+    Ok(())
 }
 
 /// Docker's back-off: 100 ms doubling per restart, up to a minute, reset by
