@@ -552,3 +552,40 @@ fn fifty_containers_survive_a_daemon_killed_mid_work() {
     let left = leftovers(&d, &every);
     assert!(left.is_empty(), "left behind:\n{}", left.join("\n"));
 }
+
+#[test]
+fn interactive_tty_through_a_pseudo_terminal() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let d = daemon_with_busybox();
+    // `script` gives the docker CLI a terminal of its own (rows 24, cols 80
+    // by default under script): the container sees a tty with that size,
+    // and what is typed reaches it.
+    let mut cmd = std::process::Command::new("script");
+    cmd.args([
+        "-qec",
+        "stty rows 33 cols 101; docker run -it --rm busybox sh -c 'tty; stty size; read x; echo got:$x; exit 4'",
+        "/dev/null",
+    ])
+    .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+    .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        stdin.write_all(b"hello\r").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("33 101"), "{out}");
+    assert!(out.contains("got:hello"), "{out}");
+    assert_eq!(code(&o), 4, "{out}");
+}
