@@ -589,3 +589,75 @@ fn interactive_tty_through_a_pseudo_terminal() {
     assert!(out.contains("got:hello"), "{out}");
     assert_eq!(code(&o), 4, "{out}");
 }
+
+#[test]
+fn cp_commit_events_stats_health_and_limits() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let d = daemon_with_busybox();
+    let tmp = d.dir.path().to_owned();
+    let since = chrono::Utc::now().timestamp().to_string();
+    d.docker_ok(&[
+        "run", "-d", "--name", "box", "--memory", "64m", "--pids-limit", "50",
+        "--health-cmd", "test -f /tmp/ok", "--health-interval", "200ms", "--health-retries", "1",
+        "busybox", "sh", "-c", "while true; do sleep 0.1; done",
+    ]);
+
+    // Limits are visible inside (cgroup v1 memory controller here, v2 elsewhere).
+    let mem = d.docker_ok(&["exec", "box", "sh", "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"]);
+    assert_eq!(mem.trim(), "67108864");
+
+    // cp into the container and back out.
+    std::fs::write(tmp.join("in.txt"), "copied in\n").unwrap();
+    d.docker_ok(&["cp", tmp.join("in.txt").to_str().unwrap(), "box:/tmp/in.txt"]);
+    assert_eq!(d.docker_ok(&["exec", "box", "cat", "/tmp/in.txt"]), "copied in\n");
+    d.docker_ok(&["exec", "box", "sh", "-c", "mkdir -p /data/sub && echo deep > /data/sub/f"]);
+    d.docker_ok(&["cp", "box:/data", tmp.join("out").to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(tmp.join("out/sub/f")).unwrap(), "deep\n");
+    let err = d.docker_err(&["cp", "box:/nope", tmp.to_str().unwrap()]);
+    assert!(err.contains("Could not find the file /nope"), "{err}");
+
+    // Health: unhealthy, then healthy once the file exists.
+    wait_for("unhealthy", Duration::from_secs(10), || {
+        inspect(&d, "box")["State"]["Health"]["Status"] == "unhealthy"
+    });
+    d.docker_ok(&["exec", "box", "touch", "/tmp/ok"]);
+    wait_for("healthy", Duration::from_secs(10), || {
+        inspect(&d, "box")["State"]["Health"]["Status"] == "healthy"
+    });
+    let ps = d.docker_ok(&["ps", "--format", "{{.Status}}"]);
+    assert!(ps.contains("(healthy)"), "{ps}");
+
+    // stats --no-stream
+    let stats = d.docker_ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}} {{.PIDs}}", "box"]);
+    assert!(stats.starts_with("box ") && stats.contains("64MiB"), "{stats}");
+
+    // diff and commit
+    let diff = d.docker_ok(&["diff", "box"]);
+    assert!(diff.contains("A /tmp/in.txt"), "{diff}");
+    d.docker_ok(&["commit", "-m", "snap", "box", "snap:1"]);
+    let out = d.docker_ok(&["run", "--rm", "snap:1", "cat", "/tmp/in.txt"]);
+    assert_eq!(out, "copied in\n");
+
+    // export
+    let out = d.docker_cmd(&["export", "box"]).output().unwrap();
+    assert!(out.status.success());
+    let mut ar = tar::Archive::new(out.stdout.as_slice());
+    let names: Vec<String> = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n.trim_start_matches("./") == "tmp/in.txt"), "{names:?}");
+
+    // events since the start of the test, up to now
+    d.docker_ok(&["stop", "-t", "1", "box"]);
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let ev = d.docker_ok(&["events", "--since", &since, "--until", &until, "--filter", "container=box", "--format", "{{.Action}}"]);
+    for want in ["create", "start", "exec_start", "health_status: healthy", "kill", "die", "stop"] {
+        assert!(ev.lines().any(|l| l.starts_with(want)), "no {want} in:\n{ev}");
+    }
+}
