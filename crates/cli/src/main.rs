@@ -113,7 +113,9 @@ async fn dispatch(host: Option<&str>, debug: bool, cmd: Cmd) -> anyhow::Result<i
     use commands::{container, image, run, system};
     if let Cmd::Completion(a) = &cmd {
         let mut c = Cli::command();
-        clap_complete::generate(a.shell, &mut c, "berth", &mut std::io::stdout());
+        let mut script = Vec::new();
+        clap_complete::generate(a.shell, &mut c, "berth", &mut script);
+        commands::out(&String::from_utf8_lossy(&script))?;
         return Ok(0);
     }
     if let Cmd::Version(a) = &cmd {

@@ -266,7 +266,8 @@ pub fn pretty_event(ev: &Value) -> String {
         let t = chrono::DateTime::from_timestamp(n / 1_000_000_000, (n % 1_000_000_000) as u32)
             .unwrap_or_default()
             .with_timezone(&chrono::Local);
-        s.push_str(&t.format("%Y-%m-%dT%H:%M:%S%.9f%:z ").to_string());
+        s.push_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
+        s.push(' ');
     }
     let typ = ev["Type"].as_str().unwrap_or("");
     let action = ev["Action"]
