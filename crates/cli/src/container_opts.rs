@@ -209,7 +209,7 @@ pub struct CreateRequest {
     pub body: Value,
 }
 
-/// Builds the create request; `detach` is `run -d` (create never attaches).
+/// Builds the create request; `detach` is `run -d` (then nothing is attached).
 pub fn build_create(
     o: &ContainerOpts,
     image: &str,

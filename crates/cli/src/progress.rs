@@ -59,6 +59,11 @@ impl<W: Write> Display<W> {
         let id = jm.get("id").and_then(Value::as_str).unwrap_or("");
         let has_progress = jm.get("progressDetail").is_some_and(Value::is_object);
         let progress_msg = jm.get("progress").and_then(Value::as_str).unwrap_or("");
+        // Like jsonmessage: no progress bars (not even their text) when the
+        // output is not a terminal; the status lines around them remain.
+        if !self.terminal && has_progress && !progress_bar(&jm["progressDetail"], 0).is_empty() {
+            return Ok(());
+        }
         let mut diff = 0;
         if !id.is_empty() && (has_progress || !progress_msg.is_empty()) {
             let line = match self.ids.iter().position(|i| i == id) {
@@ -173,8 +178,7 @@ mod tests {
         let out = String::from_utf8(d.into_inner()).unwrap();
         assert_eq!(
             out,
-            "latest: Pulling from library/busybox\nabc: Pulling fs layer\nabc: Downloading [=>] 5B/10B\
-             Loaded image: bb:latest\n"
+            "latest: Pulling from library/busybox\nabc: Pulling fs layer\nLoaded image: bb:latest\n"
         );
     }
 

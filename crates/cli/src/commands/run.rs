@@ -109,8 +109,8 @@ fn start_failed(e: anyhow::Error) -> anyhow::Error {
 
 /// `berth create`.
 pub async fn create(c: &Client, a: CreateArgs) -> Result<i32> {
-    let req = build_create(&a.opts, &a.image, &a.command, true, &lookup_env)?;
-    // `create` attaches nothing, but keeps -i/-t in the config.
+    // Like docker create: the Attach* flags say what `start -a` will attach.
+    let req = build_create(&a.opts, &a.image, &a.command, false, &lookup_env)?;
     let id = create_container(c, &req, &a.image, &a.opts.pull).await?;
     out(&format!("{id}\n"))?;
     Ok(0)
