@@ -1,14 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! Container verbs against berthd. berthd does not serve containers yet
-//! (another change adds them): these tests are ignored until it does. The
-//! same sequences were checked by hand against a private dockerd.
+//! Container verbs against berthd (the same sequences were checked by
+//! hand against a private dockerd).
 
 mod common;
 
 use common::Daemon;
 
 #[test]
-#[ignore = "needs containers in berthd"]
+
 fn run_prints_output_and_exits_with_the_code() {
     let d = Daemon::start();
     d.load_busybox("bb:latest");
@@ -42,7 +41,7 @@ fn run_prints_output_and_exits_with_the_code() {
 }
 
 #[test]
-#[ignore = "needs containers in berthd"]
+
 fn run_start_errors_map_to_126_and_127() {
     let d = Daemon::start();
     d.load_busybox("bb:latest");
@@ -57,7 +56,7 @@ fn run_start_errors_map_to_126_and_127() {
 }
 
 #[test]
-#[ignore = "needs containers in berthd"]
+
 fn run_with_piped_stdin() {
     let d = Daemon::start();
     d.load_busybox("bb:latest");
@@ -67,7 +66,7 @@ fn run_with_piped_stdin() {
 }
 
 #[test]
-#[ignore = "needs containers in berthd"]
+
 fn detached_logs_exec_stop_rm() {
     let d = Daemon::start();
     d.load_busybox("bb:latest");
@@ -148,7 +147,7 @@ fn detached_logs_exec_stop_rm() {
 }
 
 #[test]
-#[ignore = "needs containers in berthd"]
+
 fn ps_formats_and_filters() {
     let d = Daemon::start();
     d.load_busybox("bb:latest");

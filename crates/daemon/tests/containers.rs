@@ -600,9 +600,24 @@ fn cp_commit_events_stats_health_and_limits() {
     let tmp = d.dir.path().to_owned();
     let since = chrono::Utc::now().timestamp().to_string();
     d.docker_ok(&[
-        "run", "-d", "--name", "box", "--memory", "64m", "--pids-limit", "50",
-        "--health-cmd", "test -f /tmp/ok", "--health-interval", "200ms", "--health-retries", "1",
-        "busybox", "sh", "-c", "while true; do sleep 0.1; done",
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do sleep 0.1; done",
     ]);
 
     // Limits are visible inside (cgroup v1 memory controller here, v2 elsewhere).
@@ -612,11 +627,27 @@ fn cp_commit_events_stats_health_and_limits() {
 
     // cp into the container and back out.
     std::fs::write(tmp.join("in.txt"), "copied in\n").unwrap();
-    d.docker_ok(&["cp", tmp.join("in.txt").to_str().unwrap(), "box:/tmp/in.txt"]);
-    assert_eq!(d.docker_ok(&["exec", "box", "cat", "/tmp/in.txt"]), "copied in\n");
-    d.docker_ok(&["exec", "box", "sh", "-c", "mkdir -p /data/sub && echo deep > /data/sub/f"]);
+    d.docker_ok(&[
+        "cp",
+        tmp.join("in.txt").to_str().unwrap(),
+        "box:/tmp/in.txt",
+    ]);
+    assert_eq!(
+        d.docker_ok(&["exec", "box", "cat", "/tmp/in.txt"]),
+        "copied in\n"
+    );
+    d.docker_ok(&[
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        "mkdir -p /data/sub && echo deep > /data/sub/f",
+    ]);
     d.docker_ok(&["cp", "box:/data", tmp.join("out").to_str().unwrap()]);
-    assert_eq!(std::fs::read_to_string(tmp.join("out/sub/f")).unwrap(), "deep\n");
+    assert_eq!(
+        std::fs::read_to_string(tmp.join("out/sub/f")).unwrap(),
+        "deep\n"
+    );
     let err = d.docker_err(&["cp", "box:/nope", tmp.to_str().unwrap()]);
     assert!(err.contains("Could not find the file /nope"), "{err}");
 
@@ -632,8 +663,17 @@ fn cp_commit_events_stats_health_and_limits() {
     assert!(ps.contains("(healthy)"), "{ps}");
 
     // stats --no-stream
-    let stats = d.docker_ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}} {{.PIDs}}", "box"]);
-    assert!(stats.starts_with("box ") && stats.contains("64MiB"), "{stats}");
+    let stats = d.docker_ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.MemUsage}} {{.PIDs}}",
+        "box",
+    ]);
+    assert!(
+        stats.starts_with("box ") && stats.contains("64MiB"),
+        "{stats}"
+    );
 
     // diff and commit
     let diff = d.docker_ok(&["diff", "box"]);
@@ -651,13 +691,39 @@ fn cp_commit_events_stats_health_and_limits() {
         .unwrap()
         .map(|e| e.unwrap().path().unwrap().display().to_string())
         .collect();
-    assert!(names.iter().any(|n| n.trim_start_matches("./") == "tmp/in.txt"), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n.trim_start_matches("./") == "tmp/in.txt"),
+        "{names:?}"
+    );
 
     // events since the start of the test, up to now
     d.docker_ok(&["stop", "-t", "1", "box"]);
     let until = (chrono::Utc::now().timestamp() + 1).to_string();
-    let ev = d.docker_ok(&["events", "--since", &since, "--until", &until, "--filter", "container=box", "--format", "{{.Action}}"]);
-    for want in ["create", "start", "exec_start", "health_status: healthy", "kill", "die", "stop"] {
-        assert!(ev.lines().any(|l| l.starts_with(want)), "no {want} in:\n{ev}");
+    let ev = d.docker_ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "container=box",
+        "--format",
+        "{{.Action}}",
+    ]);
+    for want in [
+        "create",
+        "start",
+        "exec_start",
+        "health_status: healthy",
+        "kill",
+        "die",
+        "stop",
+    ] {
+        assert!(
+            ev.lines().any(|l| l.starts_with(want)),
+            "no {want} in:\n{ev}"
+        );
     }
 }

@@ -77,6 +77,8 @@ impl Daemon {
             .arg("--config-file")
             .arg(&config)
             .env_remove("BERTH_ROOT")
+            // No test may pull from outside the machine.
+            .env("BERTH_LOOPBACK_REGISTRIES_ONLY", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -188,6 +190,14 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // Containers first (a failed test may leave some running), through
+        // the daemon while it is up.
+        if self.child.is_some() {
+            let ids = self.berth(&["ps", "-aq", "--no-trunc"]);
+            for id in String::from_utf8_lossy(&ids.stdout).lines() {
+                let _ = self.berth(&["rm", "-f", id]);
+            }
+        }
         if let Some(mut c) = self.child.take() {
             // Only the daemon this guard started.
             let _ = c.kill();
