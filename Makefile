@@ -2,24 +2,38 @@
 SHELL := /bin/bash
 PREFIX ?= /usr/local
 CARGO ?= cargo
-DEMO_DIR ?= $(CURDIR)/target/demo-bundle
 # Release binaries are static (glibc and libseccomp linked in): no dynamic
 # loader work at start-up, which is a measurable part of a container's start.
 TARGET := $(shell rustc -vV | sed -n 's/^host: //p')
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 RELEASE_BIN := target/$(TARGET)/release
-DEMO_ID ?= berth-demo-$(shell echo $$$$)
 
 .PHONY: run test deps deps-test build install fmt clippy unit fuzz leaks bench clean
 
-## run: install packages, build release binaries, install them, build a
-## busybox image and run a container from it.
+## run: install packages, build release binaries, install them, start
+## berthd on a demo data root, import a busybox image built from the host's
+## static busybox, and run a container from it with `berth run`.
+DEMO_ROOT ?= $(CURDIR)/target/demo
+DEMO_RUN ?= /run/berth-demo
+DEMO_SOCK := unix://$(DEMO_RUN)/berth.sock
 run: deps build install
-	@rm -rf $(DEMO_DIR)
-	@BERTH_SPEC_TOOL=$(PREFIX)/bin/berth-runtime scripts/busybox-bundle.sh $(DEMO_DIR) \
+	@rm -rf $(DEMO_ROOT)/rootfs && mkdir -p $(DEMO_ROOT)/rootfs/bin $(DEMO_ROOT)/rootfs/etc $(DEMO_ROOT)/rootfs/tmp
+	@cp /bin/busybox $(DEMO_ROOT)/rootfs/bin/busybox
+	@for a in $$(/bin/busybox --list); do [ "$$a" = busybox ] || ln -sf busybox $(DEMO_ROOT)/rootfs/bin/$$a; done
+	@echo 'root:x:0:0:root:/root:/bin/sh' >$(DEMO_ROOT)/rootfs/etc/passwd
+	@tar -C $(DEMO_ROOT)/rootfs -cf $(DEMO_ROOT)/busybox.tar .
+	@echo '{}' >$(DEMO_ROOT)/daemon.json
+	@echo "+ berthd -H $(DEMO_SOCK) --data-root $(DEMO_ROOT)/data --exec-root $(DEMO_RUN) &"
+	@$(PREFIX)/bin/berthd -H $(DEMO_SOCK) --data-root $(DEMO_ROOT)/data --exec-root $(DEMO_RUN) \
+		--config-file $(DEMO_ROOT)/daemon.json --log-level warn 2>$(DEMO_ROOT)/berthd.log & \
+	pid=$$!; trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
+	for i in $$(seq 1 100); do $(PREFIX)/bin/berth -H $(DEMO_SOCK) version >/dev/null 2>&1 && break; sleep 0.1; done; \
+	set -e; \
+	echo "+ berth import $(DEMO_ROOT)/busybox.tar berth-demo/busybox"; \
+	$(PREFIX)/bin/berth -H $(DEMO_SOCK) import -q $(DEMO_ROOT)/busybox.tar berth-demo/busybox >/dev/null; \
+	echo "+ berth run --rm berth-demo/busybox sh -c '…'"; \
+	$(PREFIX)/bin/berth -H $(DEMO_SOCK) run --rm berth-demo/busybox \
 		sh -c 'echo "hello from a berth container: hostname $$(hostname), pid $$$$, user $$(id -un)"; uname -sr'
-	@echo "+ berth-runtime run --bundle $(DEMO_DIR) $(DEMO_ID)"
-	@$(PREFIX)/bin/berth-runtime run --bundle $(DEMO_DIR) $(DEMO_ID)
 
 deps:
 	scripts/install-deps.sh run
@@ -30,7 +44,8 @@ deps-test:
 build:
 	LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/$(MULTIARCH) \
 	RUSTFLAGS="-C target-feature=+crt-static" \
-	$(CARGO) build --release --locked --target $(TARGET) -p berth-runtime-cli
+	$(CARGO) build --release --locked --target $(TARGET) -p berth-runtime-cli \
+		-p berth-daemon -p berth-shim -p berth-cli
 
 # The installed binary is made immutable: no process, root included, may
 # open it for writing, so berth-runtime needs no re-exec to protect itself
@@ -39,6 +54,9 @@ install: build
 	@chattr -i $(PREFIX)/bin/berth-runtime 2>/dev/null || true
 	install -D -m 0755 $(RELEASE_BIN)/berth-runtime $(PREFIX)/bin/berth-runtime
 	@chattr +i $(PREFIX)/bin/berth-runtime || echo "install: chattr +i failed; berth-runtime will re-execute from a read-only view of itself instead"
+	install -D -m 0755 $(RELEASE_BIN)/berthd $(PREFIX)/bin/berthd
+	install -D -m 0755 $(RELEASE_BIN)/berth-shim $(PREFIX)/bin/berth-shim
+	install -D -m 0755 $(RELEASE_BIN)/berth $(PREFIX)/bin/berth
 
 ## test: the whole suite, as root: format, lints, unit and integration
 ## tests (the conformance suite runs against berth-runtime and runc), and a
