@@ -420,6 +420,7 @@ fn two_hundred_concurrent_create_start_remove() {
             });
         }
     });
+    eprintln!("200 create+start+remove: {:?}", t0.elapsed());
     let errors = errors.into_inner().unwrap();
     assert!(
         errors.is_empty(),

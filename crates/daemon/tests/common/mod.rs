@@ -18,6 +18,10 @@ pub struct Daemon {
     pub sock: PathBuf,
     pub data_root: PathBuf,
     pub pidfile: PathBuf,
+    /// Arguments after the usual ones.
+    pub extra: Vec<String>,
+    /// `--log-level debug`.
+    pub debug: bool,
 }
 
 impl Daemon {
@@ -28,27 +32,7 @@ impl Daemon {
 
     /// Starts berthd with `config` as its daemon.json.
     pub fn start_with(config_json: &str) -> Daemon {
-        ensure_shim();
-        let dir = tempfile::Builder::new()
-            .prefix("berthd-test-")
-            .tempdir()
-            .unwrap();
-        let sock = dir.path().join("berth.sock");
-        let data_root = dir.path().join("data");
-        let exec_root = dir.path().join("run");
-        let pidfile = exec_root.join("berthd.pid");
-        let config = dir.path().join("daemon.json");
-        std::fs::write(&config, config_json).unwrap();
-        std::fs::create_dir_all(dir.path().join("docker-config")).unwrap();
-        let mut d = Daemon {
-            child: None,
-            dir,
-            sock,
-            data_root,
-            pidfile,
-        };
-        d.spawn();
-        d
+        Self::start_args(config_json, &[], true)
     }
 
     /// Starts berthd (again) on this daemon's roots and waits (10 s at
@@ -68,9 +52,13 @@ impl Daemon {
             .arg("--exec-root")
             .arg(self.exec_root())
             .arg("--config-file")
-            .arg(self.dir.path().join("daemon.json"))
-            .arg("--log-level")
-            .arg("debug")
+            .arg(self.config_path())
+            .args(&self.extra)
+            .args(if self.debug {
+                &["--log-level", "debug"][..]
+            } else {
+                &[]
+            })
             .env_remove("BERTH_ROOT")
             // No test may pull from outside the machine.
             .env("BERTH_LOOPBACK_REGISTRIES_ONLY", "1")
@@ -500,48 +488,10 @@ impl Daemon {
             sock,
             data_root,
             pidfile,
+            extra: extra.to_vec(),
+            debug: debug_flag,
         };
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(d.dir.path().join("berthd.log"))
-            .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berthd"));
-        cmd.arg("-H")
-            .arg(format!("unix://{}", d.sock.display()))
-            .arg("--data-root")
-            .arg(&d.data_root)
-            .arg("--exec-root")
-            .arg(d.exec_root())
-            .arg("--config-file")
-            .arg(d.config_path())
-            .args(extra);
-        if debug_flag {
-            cmd.args(["--log-level", "debug"]);
-        }
-        let child = cmd
-            .env_remove("BERTH_ROOT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        d.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok((200, _, _)) = d.try_http("GET", "/_ping", &[]) {
-                break;
-            }
-            if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("berthd exited early ({st}): {}", d.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "berthd did not come up: {}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        d.spawn();
         d
     }
 
