@@ -30,7 +30,7 @@ run: deps build install
 	for i in $$(seq 1 100); do $(PREFIX)/bin/berth -H $(DEMO_SOCK) version >/dev/null 2>&1 && break; sleep 0.1; done; \
 	set -e; \
 	echo "+ berth import $(DEMO_ROOT)/busybox.tar berth-demo/busybox"; \
-	$(PREFIX)/bin/berth -H $(DEMO_SOCK) import -q $(DEMO_ROOT)/busybox.tar berth-demo/busybox >/dev/null; \
+	$(PREFIX)/bin/berth -H $(DEMO_SOCK) import $(DEMO_ROOT)/busybox.tar berth-demo/busybox >/dev/null; \
 	echo "+ berth run --rm berth-demo/busybox sh -c '…'"; \
 	$(PREFIX)/bin/berth -H $(DEMO_SOCK) run --rm berth-demo/busybox \
 		sh -c 'echo "hello from a berth container: hostname $$(hostname), pid $$$$, user $$(id -un)"; uname -sr'
