@@ -109,9 +109,9 @@ trap 'exit 129' HUP
 
 WORK=$(mktemp -d /dev/shm/berth-daemon-bench.XXXXXX)
 
-log "building berthd and berth-shim (release)"
-(cd "$REPO" && cargo build --release --locked -q -p berth-daemon -p berth-shim)
-BIN=$REPO/target/release
+log "building berthd and berth-shim (release, as make build does)"
+make -C "$REPO" -s build >/dev/null
+BIN=$REPO/target/$(rustc -vV | sed -n 's/^host: //p')/release
 [ -x "$BIN/berthd" ] && [ -x "$BIN/berth-shim" ] || die "release binaries missing in $BIN"
 
 log "making the busybox image"
@@ -142,12 +142,14 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 dk version >/dev/null && bk version >/dev/null || die "daemons did not come up"
-dk import -q "$WORK/bb.tar" bb:latest >/dev/null
-bk import -q "$WORK/bb.tar" bb:latest >/dev/null
+dk import "$WORK/bb.tar" bb:latest >/dev/null
+bk import "$WORK/bb.tar" bb:latest >/dev/null
 dk run --rm --network none bb /bin/true || die "docker run fails on dockerd"
 bk run --rm --network none bb /bin/true || die "docker run fails on berthd"
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# PSS: pages shared by N processes (the same binary's text) count 1/N each.
+pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 containerd_pid() { pgrep -P "$DOCKERD_PID" -f containerd | head -1; }
 
 # --- 4 (first, while idle) --------------------------------------------------------
@@ -161,10 +163,12 @@ log "hyperfine: docker run --rm ($RUNS runs each)"
 hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/run.json" \
   -n dockerd "env DOCKER_CONFIG=$WORK/home $DOCKER_CLI -H unix://$WORK/docker.sock run --rm --network none bb /bin/true" \
   -n berthd "env DOCKER_CONFIG=$WORK/home $DOCKER_CLI -H unix://$WORK/berth.sock run --rm --network none bb /bin/true" >&2
-read -r RUN_DOCKER RUN_BERTH < <(python3 -c '
-import json,sys
-r={x["command"]:x["mean"]*1000 for x in json.load(open(sys.argv[1]))["results"]}
-print(f"{r[\"dockerd\"]:.1f} {r[\"berthd\"]:.1f}")' "$WORK/run.json")
+read -r RUN_DOCKER RUN_BERTH < <(python3 - "$WORK/run.json" <<'PY'
+import json, sys
+r = {x["command"]: x["mean"] * 1000 for x in json.load(open(sys.argv[1]))["results"]}
+print("%.1f %.1f" % (r["dockerd"], r["berthd"]))
+PY
+)
 CLI_MS=$(python3 - "$DOCKER_CLI" <<'PY'
 import subprocess,sys,time
 t=time.perf_counter()
@@ -209,15 +213,15 @@ log "$N sequential create+start over the API, each daemon"
 CS_DOCKER=$(create_start "$WORK/docker.sock" "$N" "$WORK/docker-ids")
 CS_BERTH=$(create_start "$WORK/berth.sock" "$N" "$WORK/berth-ids")
 sleep 2
-shim_rss() {   # pattern → "count avg_kb"
-  local total=0 n=0 p
+shim_mem() {   # pattern → "count avg_rss_kb avg_pss_kb"
+  local rss=0 pss=0 n=0 p
   for p in $(pgrep -f "$1"); do
-    total=$(( total + $(rss_kb "$p") )); n=$(( n + 1 ))
+    rss=$(( rss + $(rss_kb "$p") )); pss=$(( pss + $(pss_kb "$p") )); n=$(( n + 1 ))
   done
-  [ "$n" -gt 0 ] && echo "$n $(( total / n ))" || echo "0 0"
+  [ "$n" -gt 0 ] && echo "$n $(( rss / n )) $(( pss / n ))" || echo "0 0 0"
 }
-read -r NB SHIM_BERTH < <(shim_rss "berth-shim $WORK/berth/exec")
-read -r ND SHIM_DOCKER < <(shim_rss "containerd-shim.*$WORK/docker/exec")
+read -r NB SHIM_BERTH PSS_BERTH < <(shim_mem "berth-shim $WORK/berth/exec")
+read -r ND SHIM_DOCKER PSS_DOCKER < <(shim_mem "containerd-shim.*$WORK/docker/exec")
 LOADED_BERTH=$(rss_kb "$BERTHD_PID")
 LOADED_DOCKER=$(( $(rss_kb "$DOCKERD_PID") + ${CTD:+$(rss_kb "$CTD")}+0 ))
 
@@ -229,5 +233,6 @@ printf '%-46s %12s %12s %10s %s\n' "docker run --rm --network none /bin/true (ms
 printf '%-46s %12s %12s %10s %s\n' "  (the docker CLI alone, ms)" "$CLI_MS" "$CLI_MS" "" ""
 printf '%-46s %12s %12s %10s %s\n' "create+start over the API, $N sequential (ms each)" "$CS_DOCKER" "$CS_BERTH" "$(ratio "$CS_BERTH" "$CS_DOCKER")" "berthd <= 20"
 printf '%-46s %12s %12s %10s %s\n' "supervisor RSS per container (KiB, $ND/$NB shims)" "$SHIM_DOCKER" "$SHIM_BERTH" "$(ratio "$SHIM_BERTH" "$SHIM_DOCKER")" "berth-shim <= 512"
+printf '%-46s %12s %12s %10s %s\n' "supervisor PSS per container (KiB)" "$PSS_DOCKER" "$PSS_BERTH" "$(ratio "$PSS_BERTH" "$PSS_DOCKER")" ""
 printf '%-46s %12s %12s %10s %s\n' "idle daemon RSS (KiB; dockerd+containerd)" "$IDLE_DOCKER" "$IDLE_BERTH" "$(ratio "$IDLE_BERTH" "$IDLE_DOCKER")" "berthd <= 15360"
 printf '%-46s %12s %12s %10s %s\n' "daemon RSS with $N running (KiB)" "$LOADED_DOCKER" "$LOADED_BERTH" "$(ratio "$LOADED_BERTH" "$LOADED_DOCKER")" ""
