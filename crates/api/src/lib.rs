@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/pause", post(c::pause))
         .route("/containers/{id}/unpause", post(c::unpause))
         .route("/containers/{id}/rename", post(c::rename))
+        .route("/containers/{id}/update", post(c::update))
         .route("/containers/{id}/wait", post(c::wait))
         .route("/containers/{id}/attach", post(c::attach))
         .route("/containers/{id}/resize", post(c::resize))

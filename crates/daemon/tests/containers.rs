@@ -625,6 +625,21 @@ fn cp_commit_events_stats_health_and_limits() {
     let mem = d.docker_ok(&["exec", "box", "sh", "-c",
         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"]);
     assert_eq!(mem.trim(), "67108864");
+    // docker update changes them live.
+    d.docker_ok(&["update", "--memory", "96m", "--memory-swap", "-1", "box"]);
+    let mem = d.docker_ok(&["exec", "box", "sh", "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"]);
+    assert_eq!(mem.trim(), "100663296");
+    assert_eq!(inspect(&d, "box")["HostConfig"]["Memory"], 100663296);
+    let err = d.docker_err(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/null:/dev/x",
+        "busybox",
+        "true",
+    ]);
+    assert!(err.contains("--device is not supported"), "{err}");
 
     // cp into the container and back out.
     std::fs::write(tmp.join("in.txt"), "copied in\n").unwrap();
@@ -672,7 +687,7 @@ fn cp_commit_events_stats_health_and_limits() {
         "box",
     ]);
     assert!(
-        stats.starts_with("box ") && stats.contains("64MiB"),
+        stats.starts_with("box ") && stats.contains("96MiB"),
         "{stats}"
     );
 

@@ -1006,3 +1006,16 @@ pub async fn archive_put(
     .await?;
     Ok(StatusCode::OK.into_response())
 }
+
+/// `POST /containers/{id}/update`.
+pub async fn update(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let v: Value = json_body(body, false).await?;
+    let engine = st.engine.clone();
+    let warnings =
+        blocking(move || engine.containers().update(&id, &v).map_err(ApiError::from)).await?;
+    Ok(Json(json!({ "Warnings": warnings })))
+}

@@ -222,7 +222,7 @@ impl Drop for TempDir {
 }
 
 /// Docker's create-time checks of the host config.
-fn check_host_config(h: &HostConfig) -> Result<(), EngineError> {
+pub(crate) fn check_host_config(h: &HostConfig) -> Result<(), EngineError> {
     let bad = |m: &str| Err(EngineError::InvalidArgument(m.to_owned()));
     match h.restart_policy.name.as_str() {
         "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
@@ -282,6 +282,11 @@ fn check_host_config(h: &HostConfig) -> Result<(), EngineError> {
         }
     }
     log_settings(&h.log_config.config)?;
+    if !h.devices.is_empty() {
+        return Err(EngineError::NotImplemented(
+            "--device is not supported by berthd yet (use --privileged for every device)".into(),
+        ));
+    }
     Ok(())
 }
 

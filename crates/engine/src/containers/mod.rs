@@ -22,6 +22,7 @@ pub mod names;
 pub mod record;
 /// berthd's side of the shim protocol.
 pub mod shim;
+mod update;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
