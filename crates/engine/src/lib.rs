@@ -1,6 +1,8 @@
-//! berth-engine: the daemon's domain, without HTTP. So far: images (list,
-//! inspect, tag, delete, prune, load, save, import) and the host facts the
-//! system endpoints report. The engine owns berth's one state database.
+//! berth-engine: the daemon's domain, without HTTP: images (list, inspect,
+//! tag, delete, prune, load, save, import, pull, push), containers (records,
+//! snapshots, one berth-shim each, logs, exec, health, restart policies),
+//! events, and the host facts the system endpoints report. The engine owns
+//! berth's one state database.
 
 /// Containers: records, snapshots, shims.
 pub mod containers;

@@ -1,5 +1,6 @@
 //! `/images/…`: list, inspect, history, tag, delete, prune, load, save,
-//! import; pull, push and search answer that they are not there yet.
+//! import, pull and push (progress streams); search answers that there is
+//! no index to search.
 
 use axum::Json;
 use axum::body::Body;
