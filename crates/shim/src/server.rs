@@ -438,7 +438,13 @@ impl Shim {
         if n == 0 {
             c.read_closed = true;
             match c.role.clone() {
-                Role::Request => self.conns[i] = None,
+                Role::Request if c.inbuf.is_empty() => self.conns[i] = None,
+                Role::Request => {
+                    c.reply(&Reply::Error {
+                        message: "incomplete request: the connection ended before a newline".into(),
+                    });
+                    c.role = Role::Done;
+                }
                 Role::Attach { stdin: true, .. } if self.cfg.stdin_once => {
                     self.close_stdin = true;
                     if self.stdin_buf.is_empty() && self.ends.master.is_none() {
@@ -655,11 +661,21 @@ impl Shim {
     fn exec(
         &mut self,
         exec_id: &str,
-        process: oci_spec::runtime::Process,
+        mut process: oci_spec::runtime::Process,
         stdin: bool,
         size: Option<(u16, u16)>,
     ) -> Result<Exec, String> {
         let tty = process.terminal().unwrap_or(false);
+        // The terminal has its size before the program runs.
+        if tty
+            && let Some((h, w)) = size
+            && let Ok(b) = oci_spec::runtime::BoxBuilder::default()
+                .height(u64::from(h))
+                .width(u64::from(w))
+                .build()
+        {
+            process.set_console_size(Some(b));
+        }
         let n: String = exec_id
             .chars()
             .filter(char::is_ascii_alphanumeric)

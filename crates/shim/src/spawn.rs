@@ -84,8 +84,10 @@ pub fn run(dir: &Path) -> i32 {
                     shim.serve()
                 }
                 Err(e) => {
+                    for f in [proto::SOCKET, proto::PID_FILE, "console.sock"] {
+                        let _ = std::fs::remove_file(dir.join(f));
+                    }
                     let _ = wr.write_all(proto::error_line(&e).as_bytes());
-                    let _ = std::fs::remove_file(dir.join(proto::SOCKET));
                     std::process::exit(1)
                 }
             }
