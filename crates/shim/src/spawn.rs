@@ -111,11 +111,7 @@ fn setup(dir: &Path, cfg: ShimConfig) -> Result<Shim, String> {
     stdio::restore(&log).map_err(|e| format!("stdio: {e}"))?;
     berth_runtime::process::clone::become_subreaper().map_err(|e| e.to_string())?;
     let pid = std::process::id();
-    let start = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.to_owned()))
-        .and_then(|r| r.split(' ').nth(19).map(str::to_owned))
-        .unwrap_or_default();
+    let start = berth_runtime::state::proc_stat(pid as i32).map_or(0, |(_, s)| s);
     std::fs::write(dir.join(proto::PID_FILE), format!("{pid} {start}\n"))
         .map_err(|e| format!("write {}: {e}", proto::PID_FILE))?;
     // SIGCHLD arrives through a signalfd; the runtime unblocks every

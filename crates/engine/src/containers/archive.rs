@@ -118,7 +118,7 @@ impl ContainerService {
     pub fn export(&self, name_or_id: &str, out: impl Write) -> Result<(), EngineError> {
         let r = self.get(name_or_id)?;
         let mounted = self.paths.rootfs(&r.id);
-        if r.state.status.is_live() && super::lifecycle::is_mountpoint(&mounted) {
+        if r.state.status.is_live() && berth_image::snapshot::is_mountpoint(&mounted) {
             berth_image::archive::export(&mounted, out)?;
             return Ok(());
         }

@@ -166,12 +166,7 @@ impl ContainerService {
         }
         let rec = self.records.get(&id)?.unwrap_or(rec);
         self.event(&rec, "create", &[]);
-        let mut warnings = Vec::new();
-        if rec.host_config.memory > 0 && rec.host_config.memory_swap == 0 {
-            // Docker prints nothing here; kept empty on purpose.
-        }
-        warnings.retain(|w: &String| !w.is_empty());
-        Ok((id, warnings))
+        Ok((id, Vec::new()))
     }
 
     /// Makes the container's writable snapshot if it is missing; returns

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_image::snapshot::{mount_all, unmount};
+use berth_image::snapshot::{is_mountpoint, mount_all, unmount};
 use berth_shim::proto::{ExitStatus, LogConfig, Request, ShimConfig};
 use tokio::sync::broadcast;
 
@@ -290,7 +290,7 @@ impl ContainerService {
         let _ = berth_runtime::container::delete(&self.paths.runtime_root, &id, true);
         let shim = Shim::new(bundle);
         let (shim_pid, init_pid) = shim.spawn(&self.paths.shim, &cfg).await?;
-        let shim_start = proc_start_time(shim_pid).unwrap_or(0);
+        let shim_start = berth_runtime::state::proc_stat(shim_pid).map_or(0, |(_, start)| start);
         let started_at = now();
         let rec = self.records.update(&id, |rec| {
             rec.state.status = Status::Running;
@@ -1033,38 +1033,9 @@ fn restart_delay(restarts: i64, ran: Duration) -> Duration {
     BACKOFF_START.saturating_mul(1u32 << shift).min(BACKOFF_MAX)
 }
 
-/// Whether `p` is a mount point (its device differs from its parent's, or
-/// mountinfo lists it).
-pub fn is_mountpoint(p: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = p.to_string_lossy();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| unescape(m) == want)
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-}
-
+/// Whether `pid` runs (a zombie does not count).
 pub(crate) fn pid_alive(pid: i32) -> bool {
-    pid > 0
-        && Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit_once(") ")
-                .is_some_and(|(_, rest)| rest.starts_with('Z'))
-        })
-}
-
-fn proc_start_time(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = s.rsplit_once(") ")?;
-    rest.split(' ').nth(19)?.parse().ok()
+    berth_runtime::state::proc_stat(pid).is_some_and(|(state, _)| state != 'Z')
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub use commit::CommitRequest;
 pub use config::{ContainerConfig, CreateBody, HostConfig};
 pub use exec::{ExecConfig, ExecInspect};
 pub use io::{AttachStream, LogOptions, StreamKind};
-pub use lifecycle::{WaitCondition, Waiter, is_mountpoint as is_mounted};
+pub use lifecycle::{WaitCondition, Waiter};
 pub use record::{Record, Status};
 
 /// Where containers live on disk, and the shim binary.

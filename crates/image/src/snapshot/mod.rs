@@ -53,7 +53,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 pub use error::SnapshotError;
-pub use mount::{mount_all, unmount};
+pub use mount::{is_mountpoint, mount_all, unmount};
 pub use snapshotter::Snapshotter;
 
 /// Label put on the active snapshots [`Snapshotter::unpack_layer`] makes;

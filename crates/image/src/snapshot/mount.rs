@@ -34,6 +34,11 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<(), SnapshotError> {
     Ok(())
 }
 
+/// Whether something is mounted at `target` (per /proc/self/mountinfo).
+pub fn is_mountpoint(target: &Path) -> bool {
+    super::snapshotter::mounts_under(target).is_ok_and(|m| m.iter().any(|p| p == target))
+}
+
 /// Detach the mount on `target` (lazily, `MNT_DETACH`).
 pub fn unmount(target: &Path) -> Result<(), SnapshotError> {
     rustix::mount::unmount(target, UnmountFlags::DETACH)

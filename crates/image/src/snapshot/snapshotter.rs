@@ -87,7 +87,7 @@ fn check_key(key: &str) -> Result<(), SnapshotError> {
 
 /// Mount points (from `/proc/self/mountinfo`) at or under `dir`, deepest
 /// first.
-fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
+pub(super) fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
     let info = "/proc/self/mountinfo";
     let text = fs::read_to_string(info).map_err(|e| SnapshotError::io("read", info, e))?;
     let mut out: Vec<PathBuf> = text
