@@ -55,8 +55,11 @@ impl LocalStore {
         for entry in entries {
             let entry =
                 entry.map_err(|e| ContentError::io(format!("read {}", dir.display()), e))?;
-            // An ingest whose ref file is gone is being committed or aborted.
+            // An ingest whose ref file is gone is being committed or aborted,
+            // or was interrupted before its ref was written: see
+            // [`LocalStore::remove_orphans`].
             match fs::read_to_string(entry.path().join("ref")) {
+                Ok(r) if r.is_empty() => {}
                 Ok(r) => refs.push(r),
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => {
@@ -79,6 +82,61 @@ impl LocalStore {
             remove_ingest(&dir, &lock)?;
         }
         Ok(())
+    }
+
+    /// Removes ingest directories that have no ref: left by a writer killed
+    /// after it created its directory but before its ref was in place (or by
+    /// an older berth that wrote the ref in place and was killed half-way).
+    /// A directory whose lock a live writer holds is left alone. Returns how
+    /// many were removed.
+    pub fn remove_orphans(&self) -> Result<usize, ContentError> {
+        let root = self.root.join("ingest");
+        let entries = fs::read_dir(&root)
+            .map_err(|e| ContentError::io(format!("read {}", root.display()), e))?;
+        let mut removed = 0;
+        for entry in entries {
+            let dir = entry
+                .map_err(|e| ContentError::io(format!("read {}", root.display()), e))?
+                .path();
+            match fs::read_to_string(dir.join("ref")) {
+                Ok(r) if !r.is_empty() => continue,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(ContentError::io(
+                        format!("read {}", dir.join("ref").display()),
+                        e,
+                    ));
+                }
+            }
+            let lock = match lock_ingest(&dir, "", false) {
+                Ok(lock) => lock,
+                // A writer is setting it up or committing it right now.
+                Err(ContentError::Locked(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            // Re-read under the lock: a writer may have finished setting up.
+            if fs::read_to_string(dir.join("ref")).is_ok_and(|r| !r.is_empty()) {
+                continue;
+            }
+            for name in [REF_TMP, "ref", "data"] {
+                let path = dir.join(name);
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(ContentError::io(format!("remove {}", path.display()), e));
+                    }
+                }
+            }
+            if let Some(lock) = lock {
+                remove_ingest(&dir, &lock)?;
+            } else {
+                let _ = fs::remove_dir(&dir);
+            }
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     fn alg_dir(&self, alg: Algorithm) -> PathBuf {
@@ -130,7 +188,11 @@ impl Ingester for LocalStore {
             .ok_or_else(|| ContentError::Locked(reference.to_owned()))?;
         let ref_path = dir.join("ref");
         if fs::read_to_string(&ref_path).ok().as_deref() != Some(reference) {
-            fs::write(&ref_path, reference)
+            // Whole or absent, never empty: a kill between create and write
+            // would otherwise leave a ref that names nothing.
+            let tmp = dir.join(REF_TMP);
+            fs::write(&tmp, reference)
+                .and_then(|()| fs::rename(&tmp, &ref_path))
                 .map_err(|e| ContentError::io(format!("write {}", ref_path.display()), e))?;
         }
         let data = dir.join("data");
@@ -199,6 +261,9 @@ impl Manager for LocalStore {
 /// non-blocking `flock` on `dir/lock`; a commit or abort removes that file
 /// while holding it, so after locking we check that the path still names the
 /// inode we locked, and start over if not.
+/// The ref is written here first, then renamed to `ref`.
+const REF_TMP: &str = "ref.tmp";
+
 pub(crate) fn lock_ingest(
     dir: &Path,
     reference: &str,
@@ -247,7 +312,7 @@ pub(crate) fn lock_ingest(
 /// then `lock`, then the directory. The directory may survive if another
 /// writer has already started a fresh ingest of the same ref.
 pub(crate) fn remove_ingest(dir: &Path, _lock: &File) -> Result<(), ContentError> {
-    for name in ["ref", "data", "lock"] {
+    for name in ["ref", REF_TMP, "data", "lock"] {
         let path = dir.join(name);
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -459,6 +524,42 @@ mod tests {
         );
         store.abort("r").unwrap(); // no ingest: nothing to do
         assert_eq!(store.writer("r", None).unwrap().offset(), 0);
+    }
+
+    #[test]
+    fn orphan_ingests_are_swept_but_live_ones_kept() {
+        let (_dir, store) = store();
+        let ingest = store.root().join("ingest");
+        // What a writer killed at each step of its set-up leaves.
+        for (name, files) in [
+            ("a", &["lock"][..]),
+            ("b", &["lock", "ref"]),
+            ("c", &["lock", "ref.tmp"]),
+            ("d", &[]),
+        ] {
+            fs::create_dir(ingest.join(name)).unwrap();
+            for f in files {
+                fs::write(ingest.join(name).join(f), b"").unwrap();
+            }
+        }
+        let mut live = store.writer("live", None).unwrap();
+        live.write_all(b"x").unwrap();
+        // A writer that holds its lock but has not written its ref yet.
+        fs::create_dir(ingest.join("e")).unwrap();
+        let held = lock_ingest(&ingest.join("e"), "", true).unwrap().unwrap();
+        assert_eq!(store.ingests().unwrap(), ["live"]);
+        assert_eq!(store.remove_orphans().unwrap(), 4);
+        let mut left: Vec<_> = fs::read_dir(&ingest)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.contains(&"e".to_string()));
+        drop(held);
+        drop(live);
+        assert_eq!(store.remove_orphans().unwrap(), 1);
+        assert_eq!(store.ingests().unwrap(), ["live"]);
     }
 
     #[test]

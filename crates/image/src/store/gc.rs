@@ -99,6 +99,9 @@ impl ImageStore {
             }
             report.ingests.push(r);
         }
+        if !opts.dry_run {
+            self.content.remove_orphans()?;
+        }
         report.kept = marked;
         Ok(report)
     }
