@@ -23,9 +23,10 @@ if [ -n "$(ip netns list 2>/dev/null)" ]; then
   ip netns list >&2
   bad=1
 fi
-# berth-net tests: bridges bt<hex>/bb<hex>, veths vb…/vp…, nft tables bt<hex>/bb<hex>.
+# berth-net and berthd tests: bridges bt<hex>/bb<hex>, user-network bridges
+# berth-<hex>, veths vb…/vp…, nft tables bt<hex>/bb<hex>.
 links=$(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' \
-  | grep -E '^(bt|bb)[0-9a-f]{5,6}$|^(vb|vp)[0-9a-f]{13}$')
+  | grep -E '^(bt|bb)[0-9a-f]{5,6}$|^(vb|vp)[0-9a-f]{13}$|^berth-[0-9a-f]{9}$')
 if [ -n "$links" ]; then
   echo "leak: network links left:" >&2
   echo "$links" >&2

@@ -44,7 +44,7 @@ pub struct AppState {
 /// The router, without the version-prefix middleware (see [`app`]).
 pub fn router(state: AppState) -> Router {
     use axum::routing::delete;
-    use routes::{containers as c, events, exec, images, system};
+    use routes::{containers as c, events, exec, images, networks as n, system};
     Router::new()
         .route("/containers/create", post(c::create))
         .route("/containers/json", get(c::list))
@@ -96,6 +96,12 @@ pub fn router(state: AppState) -> Router {
                 .post(images::post_dispatch)
                 .delete(images::delete),
         )
+        .route("/networks", get(n::list))
+        .route("/networks/create", post(n::create))
+        .route("/networks/prune", post(n::prune))
+        .route("/networks/{id}", get(n::inspect).delete(n::remove))
+        .route("/networks/{id}/connect", post(n::connect))
+        .route("/networks/{id}/disconnect", post(n::disconnect))
         .route("/build", post(system::build))
         .fallback(system::not_found)
         .with_state(state)

@@ -117,6 +117,9 @@ pub enum Cmd {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(crate::commands::network::NetworkCmd),
     /// Show the client and server version information
     Version(FormatArg),
     /// Display system-wide information

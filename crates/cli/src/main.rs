@@ -146,6 +146,7 @@ async fn dispatch(host: Option<&str>, debug: bool, cmd: Cmd) -> anyhow::Result<i
         Cmd::Unpause(a) => container::simple(c, a, "unpause").await,
         Cmd::Update(a) => container::update(c, a).await,
         Cmd::Port(a) => container::port(c, a).await,
+        Cmd::Network(n) => commands::network::run(c, n).await,
         Cmd::Diff(a) => container::diff(c, a).await,
         Cmd::Export(a) => container::export(c, a).await,
         Cmd::Stats(a) => container::stats(c, a).await,

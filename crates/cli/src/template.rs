@@ -61,6 +61,8 @@ enum Arg {
     Nil,
     Func(String),
     Sub(Pipeline),
+    /// `(pipeline).Field.Sub`.
+    SubField(Pipeline, Vec<String>),
 }
 
 impl Template {
@@ -106,6 +108,8 @@ enum Tok {
     Pipe,
     Open,
     Close,
+    /// `.A.B` right after `)`: fields of the parenthesized value.
+    Chain(String),
 }
 
 fn lex(s: &str) -> Result<Vec<Item>, TemplateError> {
@@ -196,6 +200,17 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, TemplateError> {
             ')' => {
                 chars.next();
                 toks.push(Tok::Close);
+                if chars.peek() == Some(&'.') {
+                    let mut w = String::new();
+                    while let Some(&c) = chars.peek() {
+                        if c.is_whitespace() || matches!(c, '|' | '(' | ')' | '"' | '`') {
+                            break;
+                        }
+                        w.push(c);
+                        chars.next();
+                    }
+                    toks.push(Tok::Chain(w));
+                }
             }
             '"' => {
                 chars.next();
@@ -321,8 +336,19 @@ fn parse_pipe_at(toks: &[Tok], pos: &mut usize) -> Result<Pipeline, TemplateErro
                     return err("unclosed left paren");
                 }
                 *pos += 1;
-                args.push(Arg::Sub(sub));
+                if let Some(Tok::Chain(w)) = toks.get(*pos) {
+                    *pos += 1;
+                    let path: Vec<String> = w
+                        .trim_start_matches('.')
+                        .split('.')
+                        .map(str::to_owned)
+                        .collect();
+                    args.push(Arg::SubField(sub, path));
+                } else {
+                    args.push(Arg::Sub(sub));
+                }
             }
+            Tok::Chain(w) => return err(format!("unexpected {w:?}")),
             Tok::Str(s) => {
                 *pos += 1;
                 args.push(Arg::Str(s.clone()));
@@ -434,6 +460,7 @@ fn eval_arg(a: &Arg, dot: &Value) -> Result<Value, TemplateError> {
         Arg::Bool(b) => Value::Bool(*b),
         Arg::Nil => Value::Null,
         Arg::Sub(p) => eval_pipe(p, dot)?,
+        Arg::SubField(p, path) => lookup(&eval_pipe(p, dot)?, path),
         Arg::Func(f) => return err(format!("{f} is a function, not a value")),
     })
 }
@@ -737,7 +764,8 @@ mod tests {
         assert_eq!(r("a  {{- .S -}}  b", v.clone()), "axb");
         assert_eq!(r("{{if eq .S \"x\"}}yes{{end}}", v.clone()), "yes");
         assert_eq!(r("{{if not .Running}}stopped{{end}}", v.clone()), "stopped");
-        assert_eq!(r("{{range .Nope}}x{{else}}none{{end}}", v), "none");
+        assert_eq!(r("{{range .Nope}}x{{else}}none{{end}}", v.clone()), "none");
+        assert_eq!(r("{{(index .Mounts 1).Source}}", v), "/b");
     }
 
     #[test]

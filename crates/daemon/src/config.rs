@@ -24,7 +24,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "/etc/berth/daemon.json";
     version,
     after_help = "Every setting except --config-file and --validate can also be given in \
 daemon.json under dockerd's key (hosts, data-root, exec-root, pidfile, log-level, debug, tls, \
-tlsverify, tlscacert, tlscert, tlskey, default-ulimits, insecure-registries, registry-mirrors). \
+tlsverify, tlscacert, tlscert, tlskey, default-ulimits, insecure-registries, registry-mirrors, \
+bridge, bip, default-address-pools, icc, ip-masq, firewall-table, dns-forward). \
 A setting given both as a flag and in the file is refused. SIGHUP re-reads daemon.json: \
 log-level, debug, insecure-registries and registry-mirrors change at once; other keys need a \
 restart (berthd logs which). SIGTERM or SIGINT stops berthd; running containers keep running."
@@ -88,6 +89,37 @@ pub struct Flags {
     /// may be repeated.
     #[arg(long = "registry-mirror", value_name = "URL")]
     pub registry_mirrors: Vec<String>,
+    /// Name of the default bridge's device (daemon.json "bridge")
+    /// [default: berth0].
+    #[arg(short = 'b', long, value_name = "NAME")]
+    pub bridge: Option<String>,
+    /// The default bridge's address and prefix, such as 10.213.0.1/24
+    /// (daemon.json "bip") [default: 10.88.0.1/16].
+    #[arg(long, value_name = "CIDR")]
+    pub bip: Option<String>,
+    /// Where user networks created without --subnet get theirs:
+    /// `base=CIDR,size=PREFIX`; may be repeated (daemon.json
+    /// "default-address-pools") [default: /16s of 10.88.0.0/13, then
+    /// 172.18-31].
+    #[arg(long = "default-address-pool", value_name = "base=CIDR,size=N")]
+    pub default_address_pools: Vec<String>,
+    /// Containers on the default bridge may talk to each other
+    /// (--icc=false isolates them) [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub icc: Option<bool>,
+    /// Masquerade (source-NAT) traffic leaving the bridges for other
+    /// interfaces, so containers reach other machines [default: false].
+    #[arg(long = "ip-masq", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub ip_masq: Option<bool>,
+    /// nftables table (ip and ip6 families) that holds berth's rules; berth
+    /// touches no other [default: berth].
+    #[arg(long = "firewall-table", value_name = "NAME")]
+    pub firewall_table: Option<String>,
+    /// The embedded DNS server of user networks forwards names it does not
+    /// know to the host's resolvers (or the container's --dns)
+    /// [default: true].
+    #[arg(long = "dns-forward", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub dns_forward: Option<bool>,
     /// Check the flags, daemon.json and the TLS files, print
     /// "configuration OK" and exit (0), or print the problem and exit (1).
     #[arg(long)]
@@ -120,12 +152,21 @@ pub struct Config {
     pub default_ulimits: Vec<Ulimit>,
     /// `--insecure-registry`, `--registry-mirror`.
     pub registries: Registries,
+    /// Networks.
+    pub network: berth_engine::networks::NetworkConfig,
     /// Keys of daemon.json berthd does not know (warned about).
     pub unknown_keys: Vec<String>,
 }
 
 /// Keys of daemon.json berthd knows.
-const KNOWN_KEYS: [&str; 14] = [
+const KNOWN_KEYS: [&str; 21] = [
+    "bridge",
+    "bip",
+    "default-address-pools",
+    "icc",
+    "ip-masq",
+    "firewall-table",
+    "dns-forward",
     "hosts",
     "data-root",
     "exec-root",
@@ -220,6 +261,7 @@ impl Config {
         let insecure = m.list(&flags.insecure_registries, "insecure-registries")?;
         let mirrors = m.list(&flags.registry_mirrors, "registry-mirrors")?;
         m.conflict(!flags.default_ulimits.is_empty(), "default-ulimits");
+        let network = crate::network::from_flags(flags, &file, &mut m.both)?;
         if !m.both.is_empty() {
             bail!(
                 "the following directives are specified both as a flag and in the configuration file: {}",
@@ -294,6 +336,7 @@ impl Config {
             log_level,
             default_ulimits,
             registries,
+            network,
             unknown_keys,
         })
     }
@@ -422,14 +465,18 @@ mod tests {
         let f = dir.path().join("daemon.json");
         std::fs::write(
             &f,
-            r#"{"data-root": "/tmp/dr", "log-level": "warn", "bip": "x", "storage-driver": "y"}"#,
+            r#"{"data-root": "/tmp/dr", "log-level": "warn", "bip": "10.9.0.1/24", "storage-driver": "y", "fixed-cidr": "z"}"#,
         )
         .unwrap();
         let p = f.to_str().unwrap();
         let c = Config::from_flags(&flags(&["--config-file", p])).unwrap();
         assert_eq!(c.data_root, PathBuf::from("/tmp/dr"));
         assert_eq!(c.log_level, tracing::Level::WARN);
-        assert_eq!(c.unknown_keys, vec!["bip", "storage-driver"]);
+        assert_eq!(c.unknown_keys, vec!["fixed-cidr", "storage-driver"]);
+        assert_eq!(
+            c.network.bip.map(|b| b.to_string()).as_deref(),
+            Some("10.9.0.1/24")
+        );
         let e = Config::from_flags(&flags(&["--config-file", p, "--data-root", "/x"])).unwrap_err();
         assert!(
             e.to_string()

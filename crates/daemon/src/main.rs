@@ -3,6 +3,7 @@
 
 mod config;
 mod listener;
+mod network;
 mod registries;
 mod reload;
 mod tls;
@@ -103,6 +104,7 @@ async fn serve(
         insecure_registries: cfg.registries.insecure.clone(),
         loopback_registries_only: std::env::var("BERTH_LOOPBACK_REGISTRIES_ONLY")
             .is_ok_and(|v| v == "1"),
+        network: cfg.network.clone(),
     })
     .with_context(|| format!("open state in {}", cfg.data_root.display()))?;
     // Reattach to the shims of running containers, record the exits

@@ -415,7 +415,7 @@ fn image_lifecycle_with_the_docker_cli() {
 
 #[test]
 fn sigterm_stops_cleanly() {
-    let mut d = Daemon::start_with(r#"{"bip": "172.31.0.1/16"}"#);
+    let mut d = Daemon::start_with(r#"{"storage-driver": "overlay2"}"#);
     let mode = std::fs::metadata(&d.sock).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o660);
     let pid = std::fs::read_to_string(&d.pidfile).unwrap();
@@ -426,7 +426,10 @@ fn sigterm_stops_cleanly() {
     assert!(!d.sock.exists(), "socket left behind");
     assert!(!d.pidfile.exists(), "pid file left behind");
     let log = d.log();
-    assert!(log.contains("unknown key") && log.contains("bip"), "{log}");
+    assert!(
+        log.contains("unknown key") && log.contains("storage-driver"),
+        "{log}"
+    );
 }
 
 #[test]

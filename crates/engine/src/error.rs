@@ -15,6 +15,8 @@ pub enum ErrorKind {
     InvalidArgument,
     /// The feature does not exist yet (501).
     NotImplemented,
+    /// Refused by policy (403: a predefined network, a network in use).
+    Forbidden,
     /// Nothing to do: already in the asked state (304).
     NotModified,
     /// Anything else (500).
@@ -34,6 +36,15 @@ pub enum EngineError {
     /// A path inside a container does not exist.
     #[error("{0}")]
     NotFoundPath(String),
+    /// No network by this name or id.
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
+    /// Refused by policy (the text is Docker's).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Setting up or tearing down container networking failed.
+    #[error(transparent)]
+    Net(Box<berth_net::NetError>),
     /// No exec instance by this id.
     #[error("No such exec instance: {0}")]
     NoSuchExec(String),
@@ -94,7 +105,21 @@ impl EngineError {
             EngineError::NoSuchImage(_)
             | EngineError::NoSuchContainer(_)
             | EngineError::NoSuchExec(_)
+            | EngineError::NoSuchNetwork(_)
             | EngineError::NotFoundPath(_) => ErrorKind::NotFound,
+            EngineError::Forbidden(_) => ErrorKind::Forbidden,
+            EngineError::Net(e) => {
+                use berth_net::NetError as N;
+                use berth_net::ipam::IpamError as I;
+                match e.as_ref() {
+                    N::BadPortMapping { .. } | N::BadName { .. } => ErrorKind::InvalidArgument,
+                    N::Ipam(I::SubnetOverlap { .. }) => ErrorKind::Forbidden,
+                    N::Ipam(I::IpInUse { .. }) => ErrorKind::Conflict,
+                    N::Ipam(I::Exhausted { .. } | I::PoolsExhausted { .. }) => ErrorKind::Internal,
+                    N::Ipam(_) => ErrorKind::InvalidArgument,
+                    _ => ErrorKind::Internal,
+                }
+            }
             EngineError::NotModified(_) => ErrorKind::NotModified,
             EngineError::Internal(_) => ErrorKind::Internal,
             // dockerd answers 400 for a process that cannot start.
@@ -131,6 +156,18 @@ impl EngineError {
             context: context.into(),
             source,
         }
+    }
+}
+
+impl From<berth_net::NetError> for EngineError {
+    fn from(e: berth_net::NetError) -> Self {
+        EngineError::Net(Box::new(e))
+    }
+}
+
+impl From<berth_net::ipam::IpamError> for EngineError {
+    fn from(e: berth_net::ipam::IpamError) -> Self {
+        EngineError::Net(Box::new(e.into()))
     }
 }
 

@@ -12,6 +12,8 @@ pub mod error;
 pub mod events;
 /// Images as Docker shows them, over the image store.
 pub mod images;
+/// Networks: bridge, host, none and user-defined bridges.
+pub mod networks;
 /// Host facts for `/info` and `/version`.
 pub mod system;
 
@@ -46,6 +48,8 @@ pub struct EngineConfig {
     /// `BERTH_LOOPBACK_REGISTRIES_ONLY=1`; tests on machines that must not
     /// reach out use it).
     pub loopback_registries_only: bool,
+    /// Networks: the default bridge, address pools, firewall table.
+    pub network: networks::NetworkConfig,
 }
 
 /// The daemon's domain: one per process.
@@ -55,6 +59,7 @@ pub struct Engine {
     db: Arc<Database>,
     images: Arc<images::ImageService>,
     containers: Arc<containers::ContainerService>,
+    networks: Arc<networks::NetworkService>,
     events: Arc<events::Events>,
     registry: berth_registry::client::Client,
     id: String,
@@ -83,11 +88,14 @@ impl Engine {
         let snapshotter = Snapshotter::open(&config.data_root.join("snapshots"), db.clone(), None)
             .map_err(berth_image::store::StoreError::from)?;
         let events = Arc::new(events::Events::new());
+        let networks =
+            networks::NetworkService::new(db.clone(), config.network.clone(), &config.exec_root)?;
         let containers = containers::ContainerService::new(
             db.clone(),
             images.clone(),
             Arc::new(snapshotter),
             events.clone(),
+            networks.clone(),
             containers::Paths {
                 data: config.data_root.join("containers"),
                 exec: config.exec_root.join("containers"),
@@ -114,6 +122,7 @@ impl Engine {
             registry,
             images,
             containers,
+            networks,
             events,
             config,
             db,
@@ -124,6 +133,11 @@ impl Engine {
     /// The containers.
     pub fn containers(&self) -> &Arc<containers::ContainerService> {
         &self.containers
+    }
+
+    /// The networks.
+    pub fn networks(&self) -> &Arc<networks::NetworkService> {
+        &self.networks
     }
 
     /// The registry client (pull, push).

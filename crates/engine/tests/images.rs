@@ -17,6 +17,7 @@ fn engine(dir: &std::path::Path) -> Engine {
         default_ulimits: Vec::new(),
         insecure_registries: Vec::new(),
         loopback_registries_only: true,
+        network: Default::default(),
     })
     .unwrap()
 }

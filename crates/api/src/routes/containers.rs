@@ -186,6 +186,76 @@ fn mounts_json(r: &Record) -> Vec<Value> {
     v
 }
 
+/// `Networks` of inspect and of the list.
+fn networks_json(r: &Record) -> Value {
+    let live = r.state.status.is_live();
+    let mut m = serde_json::Map::new();
+    for (name, ep) in &r.networks {
+        m.insert(
+            name.clone(),
+            berth_engine::networks::endpoint_json(&r.id, r.short_name(), ep, live),
+        );
+    }
+    Value::Object(m)
+}
+
+/// `NetworkSettings.Ports` of inspect: exposed ports (null) and published
+/// ones, while running.
+fn ports_map(r: &Record) -> Value {
+    let mut m = serde_json::Map::new();
+    if !r.state.status.is_live() {
+        return Value::Object(m);
+    }
+    if let Some(e) = &r.config.exposed_ports {
+        for k in e.keys() {
+            let k = if k.contains('/') {
+                k.clone()
+            } else {
+                format!("{k}/tcp")
+            };
+            m.insert(k, Value::Null);
+        }
+    }
+    for p in &r.ports {
+        let k = format!("{}/{}", p.container_port, p.protocol);
+        let entry = m.entry(k).or_insert_with(|| json!([]));
+        if !entry.is_array() {
+            *entry = json!([]);
+        }
+        if let Some(a) = entry.as_array_mut() {
+            a.push(json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}));
+        }
+    }
+    Value::Object(m)
+}
+
+/// `Ports` of the list.
+fn ports_list(r: &Record) -> Vec<Value> {
+    let mut v = Vec::new();
+    if !r.state.status.is_live() {
+        return v;
+    }
+    for p in &r.ports {
+        v.push(json!({"IP": p.host_ip, "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.protocol}));
+    }
+    if let Some(e) = &r.config.exposed_ports {
+        for k in e.keys() {
+            let (port, proto) = k.split_once('/').unwrap_or((k.as_str(), "tcp"));
+            let Ok(port) = port.parse::<u16>() else {
+                continue;
+            };
+            if !r
+                .ports
+                .iter()
+                .any(|p| p.container_port == port && p.protocol == proto)
+            {
+                v.push(json!({"PrivatePort": port, "Type": proto}));
+            }
+        }
+    }
+    v
+}
+
 fn summary(r: &Record) -> Value {
     json!({
         "Id": r.id,
@@ -194,12 +264,12 @@ fn summary(r: &Record) -> Value {
         "ImageID": r.image_id,
         "Command": command_text(r),
         "Created": unix(&r.created),
-        "Ports": [],
+        "Ports": ports_list(r),
         "Labels": r.config.labels,
         "State": r.state.status.as_str(),
         "Status": status_text(r),
         "HostConfig": { "NetworkMode": network_mode(r) },
-        "NetworkSettings": { "Networks": {} },
+        "NetworkSettings": { "Networks": networks_json(r) },
         "Mounts": mounts_json(r),
     })
 }
@@ -274,7 +344,12 @@ fn matches(
                 vals.iter().any(|v| v == h)
             }
             "is-task" => vals.iter().any(|v| v == "false"),
-            "network" => vals.iter().any(|v| *v == network_mode(r)),
+            "network" => vals.iter().any(|v| {
+                *v == network_mode(r)
+                    || r.networks
+                        .iter()
+                        .any(|(name, e)| name == v || e.network_id.starts_with(v.as_str()))
+            }),
             "volume" | "publish" | "expose" => false,
             other => {
                 return Err(ApiError::bad_request(format!("invalid filter '{other}'")));
@@ -388,13 +463,31 @@ pub(crate) fn inspect_json(r: &Record, rootfs: &std::path::Path) -> Value {
         "GraphDriver": { "Name": "overlay2", "Data": { "MergedDir": rootfs.display().to_string() } },
         "Mounts": mounts_json(r),
         "Config": config,
-        "NetworkSettings": {
-            "Bridge": "", "SandboxID": "", "SandboxKey": "",
-            "Ports": {}, "HairpinMode": false,
-            "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "",
-            "Networks": {},
-        },
+        "NetworkSettings": network_settings(r),
+    })
+}
+
+fn network_settings(r: &Record) -> Value {
+    let live = r.state.status.is_live();
+    let bridge = r.networks.get("bridge").filter(|_| live);
+    let s = |ip: Option<std::net::IpAddr>| ip.map(|i| i.to_string()).unwrap_or_default();
+    json!({
+        "Bridge": "",
+        "SandboxID": if r.sandbox_key.is_empty() { String::new() } else { r.id.clone() },
+        "SandboxKey": r.sandbox_key,
+        "Ports": ports_map(r),
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+        "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
+        "EndpointID": bridge.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
+        "Gateway": s(bridge.and_then(|e| e.gateway)),
+        "GlobalIPv6Address": s(bridge.and_then(|e| e.ipv6)),
+        "GlobalIPv6PrefixLen": bridge.map_or(0, |e| e.ipv6_prefix_len),
+        "IPAddress": s(bridge.and_then(|e| e.ip)),
+        "IPPrefixLen": bridge.map_or(0, |e| e.prefix_len),
+        "IPv6Gateway": s(bridge.and_then(|e| e.ipv6_gateway)),
+        "MacAddress": bridge.map(|e| e.mac.clone()).unwrap_or_default(),
+        "Networks": networks_json(r),
     })
 }
 

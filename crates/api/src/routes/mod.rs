@@ -8,6 +8,8 @@ pub mod events;
 pub mod exec;
 /// `/images/…`.
 pub mod images;
+/// `/networks/…`.
+pub mod networks;
 /// Pull and push progress streams.
 mod progress;
 /// `/containers/{id}/stats`.

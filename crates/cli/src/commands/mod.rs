@@ -3,6 +3,7 @@
 pub mod container;
 pub mod cp;
 pub mod image;
+pub mod network;
 pub mod run;
 pub mod stats;
 pub mod system;

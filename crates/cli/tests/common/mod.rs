@@ -37,6 +37,23 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub sock: PathBuf,
     pub data_root: PathBuf,
+    /// This daemon's default bridge device and nftables table (`bt<hex>`).
+    pub net_tag: String,
+}
+
+/// A distinct bridge, table and address space per daemon of this process
+/// (test binaries run one at a time): bridge `10.149.<n>.0/24`, user
+/// networks in `10.<40+n>.0.0/16`.
+fn net_identity() -> (String, u32) {
+    use std::io::Read;
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 40;
+    let mut b = [0u8; 3];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
+    (format!("bt{:02x}{:02x}{:02x}", b[0], b[1], b[2]), n)
 }
 
 impl Daemon {
@@ -57,6 +74,7 @@ impl Daemon {
                 data_root: dir.path().join("data"),
                 dir,
                 sock,
+                net_tag: String::new(),
             };
         }
         let sock = dir.path().join("berth.sock");
@@ -65,6 +83,7 @@ impl Daemon {
         let config = dir.path().join("daemon.json");
         std::fs::write(&config, "{}").unwrap();
         let log = std::fs::File::create(dir.path().join("berthd.log")).unwrap();
+        let (net_tag, net_index) = net_identity();
         let child = Command::new(berthd_path())
             .arg("-H")
             .arg(format!("unix://{}", sock.display()))
@@ -76,6 +95,17 @@ impl Daemon {
             .arg(dir.path().join("berthd.pid"))
             .arg("--config-file")
             .arg(&config)
+            .args([
+                "--bridge",
+                &net_tag,
+                "--firewall-table",
+                &net_tag,
+                "--bip",
+                &format!("10.149.{net_index}.1/24"),
+                "--default-address-pool",
+                &format!("base=10.{}.0.0/16,size=24", 40 + net_index),
+                "--dns-forward=false",
+            ])
             .env_remove("BERTH_ROOT")
             // No test may pull from outside the machine.
             .env("BERTH_LOOPBACK_REGISTRIES_ONLY", "1")
@@ -89,6 +119,7 @@ impl Daemon {
             dir,
             sock,
             data_root,
+            net_tag,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !d.sock.exists() || !d.berth(&["version"]).status.success() {
@@ -202,6 +233,16 @@ impl Drop for Daemon {
             // Only the daemon this guard started.
             let _ = c.kill();
             let _ = c.wait();
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.net_tag])
+                .stderr(Stdio::null())
+                .status();
+            for family in ["ip", "ip6"] {
+                let _ = Command::new("nft")
+                    .args(["delete", "table", family, &self.net_tag])
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
 }

@@ -22,6 +22,24 @@ pub struct Daemon {
     pub extra: Vec<String>,
     /// `--log-level debug`.
     pub debug: bool,
+    /// This daemon's default bridge device and nftables table (`bt<hex>`).
+    pub net_tag: String,
+    /// Its default bridge subnet's third octet: `10.150.<n>.0/24`; user
+    /// networks get /24s of `10.<151+n%100>.0.0/16`.
+    pub net_index: u32,
+}
+
+/// A distinct bridge, table and address space per daemon of this process
+/// (test binaries run one at a time).
+fn net_identity() -> (String, u32) {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 100;
+    let mut b = [0u8; 3];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
+    (format!("bt{:02x}{:02x}{:02x}", b[0], b[1], b[2]), n)
 }
 
 impl Daemon {
@@ -53,6 +71,18 @@ impl Daemon {
             .arg(self.exec_root())
             .arg("--config-file")
             .arg(self.config_path())
+            .args([
+                "--bridge",
+                &self.net_tag,
+                "--firewall-table",
+                &self.net_tag,
+                "--bip",
+                &format!("10.150.{}.1/24", self.net_index),
+                "--default-address-pool",
+                &format!("base=10.{}.0.0/16,size=24", 151 + self.net_index),
+                // The embedded DNS never forwards outside the machine.
+                "--dns-forward=false",
+            ])
             .args(&self.extra)
             .args(if self.debug {
                 &["--log-level", "debug"][..]
@@ -228,6 +258,21 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // The bridges of this daemon's networks (asked while it runs),
+        // removed after it is gone, with its nftables table.
+        let mut bridges = vec![self.net_tag.clone()];
+        if self.child.is_some()
+            && let Ok((200, _, body)) = self.try_http("GET", "/networks", &[])
+            && let Ok(serde_json::Value::Array(list)) = serde_json::from_slice(&body)
+        {
+            for n in list {
+                if let Some(b) = n["Options"]["com.docker.network.bridge.name"].as_str()
+                    && (b.starts_with("berth-") || b == self.net_tag)
+                {
+                    bridges.push(b.to_owned());
+                }
+            }
+        }
         // Containers first, through the daemon while it runs.
         if self.child.is_some()
             && let Ok((200, _, body)) = self.try_http("GET", "/containers/json?all=1", &[])
@@ -245,6 +290,20 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
         cleanup_roots(self.dir.path(), &self.exec_root());
+        bridges.sort();
+        bridges.dedup();
+        for b in bridges {
+            let _ = Command::new("ip")
+                .args(["link", "del", &b])
+                .stderr(Stdio::null())
+                .status();
+        }
+        for family in ["ip", "ip6"] {
+            let _ = Command::new("nft")
+                .args(["delete", "table", family, &self.net_tag])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
@@ -482,6 +541,7 @@ impl Daemon {
         let pidfile = dir.path().join("run").join("berthd.pid");
         std::fs::write(dir.path().join("daemon.json"), config_json).unwrap();
         std::fs::create_dir_all(dir.path().join("docker-config")).unwrap();
+        let (net_tag, net_index) = net_identity();
         let mut d = Daemon {
             child: None,
             dir,
@@ -490,6 +550,8 @@ impl Daemon {
             pidfile,
             extra: extra.to_vec(),
             debug: debug_flag,
+            net_tag,
+            net_index,
         };
         d.spawn();
         d

@@ -180,6 +180,18 @@ pub struct DeviceMapping {
     pub cgroup_permissions: String,
 }
 
+/// One host side of a published port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortBinding {
+    /// Host address; empty: every address.
+    #[serde(default, deserialize_with = "nd", rename = "HostIp")]
+    pub host_ip: String,
+    /// Host port or range (`8080`, `8080-8090`); empty: any free port.
+    #[serde(default, deserialize_with = "nd")]
+    pub host_port: String,
+}
+
 /// `HostConfig` of a create request (moby's `container.HostConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -259,6 +271,12 @@ pub struct HostConfig {
     /// `host:ip`.
     #[serde(default, deserialize_with = "nd")]
     pub extra_hosts: Vec<String>,
+    /// `-p`: `"80/tcp"` → host bindings.
+    #[serde(default, deserialize_with = "nd")]
+    pub port_bindings: BTreeMap<String, Option<Vec<PortBinding>>>,
+    /// `-P`: every exposed port on an ephemeral host port.
+    #[serde(default, deserialize_with = "nd")]
+    pub publish_all_ports: bool,
     /// DNS servers.
     #[serde(default, deserialize_with = "nd")]
     pub dns: Vec<String>,

@@ -26,8 +26,8 @@ impl ContainerService {
     ) -> Result<(String, Vec<String>), EngineError> {
         let CreateBody {
             mut config,
-            host_config,
-            ..
+            mut host_config,
+            networking_config,
         } = body;
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => Some(names::validate(n)?),
@@ -39,6 +39,33 @@ impl ContainerService {
             ));
         }
         check_host_config(&host_config)?;
+        let networking: crate::networks::NetworkingConfig = match networking_config {
+            Some(v) if !v.is_null() => serde_json::from_value(v).map_err(|e| {
+                EngineError::InvalidArgument(format!("invalid NetworkingConfig: {e}"))
+            })?,
+            _ => Default::default(),
+        };
+        let mode = host_config.network_mode.clone();
+        let mut warnings = Vec::new();
+        if !host_config.port_bindings.is_empty() || host_config.publish_all_ports {
+            if mode.starts_with("container:") || mode == "none" {
+                return Err(EngineError::InvalidArgument(
+                    "conflicting options: port publishing and the container type network mode"
+                        .into(),
+                ));
+            }
+            if mode == "host" {
+                warnings.push("Published ports are discarded when using host network mode".into());
+                host_config.port_bindings.clear();
+                host_config.publish_all_ports = false;
+            }
+        }
+        if mode.starts_with("container:") && !host_config.extra_hosts.is_empty() {
+            return Err(EngineError::InvalidArgument(
+                "conflicting options: custom host-to-IP mapping and the network mode".into(),
+            ));
+        }
+        let endpoints = self.networks.endpoints_for_create(&mode, &networking)?;
         let image = self.images.lookup(&config.image)?;
         let image_config = String::from_utf8_lossy(&image.resolved.config_raw).into_owned();
         let id = names::new_id()?;
@@ -87,6 +114,11 @@ impl ContainerService {
         if config.stop_signal.is_none() {
             config.stop_signal = prepared.stop_signal_name.clone();
         }
+        crate::networks::ports::requests(
+            &host_config.port_bindings,
+            host_config.publish_all_ports,
+            &prepared.exposed_ports.iter().cloned().collect::<Vec<_>>(),
+        )?;
         if !prepared.exposed_ports.is_empty() {
             config.exposed_ports = Some(
                 prepared
@@ -130,6 +162,9 @@ impl ContainerService {
             hosts_path: data.join("hosts").display().to_string(),
             resolv_conf_path: data.join("resolv.conf").display().to_string(),
             hostname: prepared.hostname.clone(),
+            networks: endpoints,
+            ports: Vec::new(),
+            sandbox_key: String::new(),
         };
         rec.state.status = Status::Created;
 
@@ -166,7 +201,7 @@ impl ContainerService {
         }
         let rec = self.records.get(&id)?.unwrap_or(rec);
         self.event(&rec, "create", &[]);
-        Ok((id, Vec::new()))
+        Ok((id, warnings))
     }
 
     /// Makes the container's writable snapshot if it is missing; returns
@@ -450,7 +485,13 @@ pub(crate) fn run_options(
                 })
                 .collect(),
         },
-        network: ns_mode(svc, "network", &h.network_mode, "net")?,
+        // A network name (bridge or user-defined): a namespace of its own;
+        // start puts the pinned one of the container in its place.
+        network: match h.network_mode.as_str() {
+            "host" => NamespaceMode::Host,
+            m if m.starts_with("container:") => ns_mode(svc, "network", m, "net")?,
+            _ => NamespaceMode::Private,
+        },
         pid: ns_mode(svc, "pid", &h.pid_mode, "pid")?,
         ipc: ns_mode(svc, "ipc", &h.ipc_mode, "ipc")?,
         uts: ns_mode(svc, "uts", &h.uts_mode, "uts")?,

@@ -198,6 +198,7 @@ impl ContainerService {
                 let msg = e.to_string();
                 let code = start_error_code(&msg);
                 self.unmount_rootfs(&r.id);
+                let mut net = None;
                 let _ = self.records.update(&r.id, |rec| {
                     rec.state.status = if rec.has_been_started || by_policy {
                         Status::Exited
@@ -208,8 +209,12 @@ impl ContainerService {
                     rec.state.exit_code = code;
                     rec.state.pid = 0;
                     rec.state.shim = None;
+                    net = take_network_state(rec);
                     Ok(())
                 });
+                if let Some((eps, had_ports)) = net {
+                    self.networks.leave(&r.id, &eps, had_ports).await;
+                }
                 if r.host_config.auto_remove {
                     // `docker run --rm` of a container that never started.
                     let svc = self.clone();
@@ -223,8 +228,51 @@ impl ContainerService {
         }
     }
 
-    /// Mounts, writes the bundle, spawns the shim and starts the process.
+    /// Joins the container's networks, then [`Self::launch_in`]; a failure
+    /// before the record says it runs undoes the networks here (after
+    /// that, whoever clears the record's network state does).
     async fn launch(self: &Arc<Self>, r: &Record) -> Result<(), EngineError> {
+        let exposed: Vec<String> = r
+            .config
+            .exposed_ports
+            .as_ref()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        let port_requests = crate::networks::ports::requests(
+            &r.host_config.port_bindings,
+            r.host_config.publish_all_ports,
+            &exposed,
+        )?;
+        let joined = self
+            .networks
+            .join(
+                &r.id,
+                r.short_name(),
+                &r.networks,
+                &port_requests,
+                &r.host_config.dns,
+            )
+            .await?;
+        let mut recorded = false;
+        let res = self.launch_in(r, joined.as_ref(), &mut recorded).await;
+        if res.is_err()
+            && !recorded
+            && let Some(j) = &joined
+        {
+            self.networks
+                .leave(&r.id, &j.endpoints, !j.ports.is_empty())
+                .await;
+        }
+        res
+    }
+
+    /// Mounts, writes the bundle, spawns the shim and starts the process.
+    async fn launch_in(
+        self: &Arc<Self>,
+        r: &Record,
+        joined: Option<&crate::networks::Joined>,
+        recorded: &mut bool,
+    ) -> Result<(), EngineError> {
         let id = r.id.clone();
         let bundle = self.paths.bundle(&id);
         let rootfs = self.paths.rootfs(&id);
@@ -241,8 +289,11 @@ impl ContainerService {
                 .map_err(berth_image::store::StoreError::from)?;
             mount_all(&mounts, &rootfs).map_err(berth_image::store::StoreError::from)?;
         }
-        self.write_etc_files(r)?;
+        self.write_etc_files(r, joined)?;
         let mut opts = run_options(&id, &r.config, &r.host_config, &r.image_config, self)?;
+        if let Some(j) = joined {
+            opts.network = berth_image::spec::NamespaceMode::Path(j.netns.clone());
+        }
         let net_host = r.host_config.network_mode == "host";
         if !net_host {
             opts.hostname_path = Some(r.hostname_path.clone().into());
@@ -302,6 +353,13 @@ impl ContainerService {
             rec.state.oom_killed = false;
             rec.has_been_started = true;
             rec.manually_stopped = false;
+            if let Some(j) = joined {
+                for (k, ep) in &j.endpoints {
+                    rec.networks.insert(k.clone(), ep.clone());
+                }
+                rec.ports = j.ports.clone();
+                rec.sandbox_key = j.netns.display().to_string();
+            }
             if rec.config.healthcheck.is_some() {
                 rec.state.health = Some(super::record::Health {
                     status: "starting".into(),
@@ -310,6 +368,7 @@ impl ContainerService {
             }
             Ok(())
         });
+        *recorded = rec.is_ok();
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
@@ -419,10 +478,12 @@ impl ContainerService {
         status: ExitStatus,
         ran: Duration,
     ) {
+        let mut net = None;
         let rec = self.records.update(id, |r| {
             if r.state.shim.map(|(p, _)| p) != Some(shim_pid) {
                 return Err(EngineError::Conflict("stale exit".into()));
             }
+            net = take_network_state(r);
             r.state.status = Status::Exited;
             r.state.pid = 0;
             r.state.exit_code = status.code;
@@ -440,6 +501,9 @@ impl ContainerService {
         };
         self.unmount_rootfs(id);
         let _ = berth_runtime::container::delete(&self.paths.runtime_root, id, true);
+        if let Some((eps, had_ports)) = net {
+            self.networks.leave(id, &eps, had_ports).await;
+        }
         if status.oom_killed {
             self.event(&rec, "oom", &[]);
         }
@@ -711,6 +775,8 @@ impl ContainerService {
             rec.name = format!("/{new}");
             Ok(())
         })?;
+        self.networks
+            .renamed(&r.id, old.trim_start_matches('/'), &new);
         self.event(&rec, "rename", &[("oldName", old)]);
         Ok(())
     }
@@ -775,6 +841,11 @@ impl ContainerService {
         };
         self.unmount_rootfs(id);
         let _ = berth_runtime::container::delete(&self.paths.runtime_root, id, true);
+        if !rec.sandbox_key.is_empty() {
+            self.networks
+                .leave(id, &rec.networks, !rec.ports.is_empty())
+                .await;
+        }
         if let Err(e) = self.snapshotter.remove(id)
             && self.snapshotter.stat(id).is_ok()
         {
@@ -890,9 +961,22 @@ impl ContainerService {
                 }
             }
         }
+        // Networks: addresses, ports and DNS of what still runs; namespaces
+        // of what does not.
+        let all = self.records.all()?;
+        let running: Vec<_> = all
+            .iter()
+            .filter(|r| r.state.status.is_live() && !r.sandbox_key.is_empty())
+            .map(|r| crate::networks::Running {
+                id: r.id.clone(),
+                name: r.short_name().to_owned(),
+                endpoints: r.networks.clone(),
+                ports: r.ports.clone(),
+            })
+            .collect();
+        self.networks.recover(&running).await;
         // Leftovers without a record: a crash inside create or remove.
-        let known: std::collections::HashSet<String> =
-            self.records.all()?.into_iter().map(|r| r.id).collect();
+        let known: std::collections::HashSet<String> = all.into_iter().map(|r| r.id).collect();
         if let Ok(infos) = self.snapshotter.list() {
             for i in infos {
                 if i.labels
@@ -919,7 +1003,11 @@ impl ContainerService {
         Ok(())
     }
 
-    fn write_etc_files(&self, r: &Record) -> Result<(), EngineError> {
+    fn write_etc_files(
+        &self,
+        r: &Record,
+        joined: Option<&crate::networks::Joined>,
+    ) -> Result<(), EngineError> {
         let write = |p: &str, s: String| {
             std::fs::write(p, s).map_err(|e| EngineError::io(format!("write {p}"), e))
         };
@@ -937,9 +1025,24 @@ impl ContainerService {
                 .ok_or_else(|| EngineError::InvalidArgument(format!("invalid extra host: {h}")))?;
             hosts.push_str(&format!("{ip}\t{name}\n"));
         }
+        if let Some(j) = joined {
+            for ep in j.endpoints.values() {
+                for ip in [ep.ip, ep.ipv6].into_iter().flatten() {
+                    hosts.push_str(&format!("{ip}\t{}\n", r.hostname));
+                }
+            }
+        }
         write(&r.hosts_path, hosts)?;
-        let mut resolv = String::new();
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        if joined.is_some_and(|j| j.embedded_dns) {
+            let rc = berth_net::dns::ResolvConf::embedded(
+                Some(&host_resolv),
+                &r.host_config.dns_search,
+                &r.host_config.dns_options,
+            );
+            return write(&r.resolv_conf_path, rc.render());
+        }
+        let mut resolv = String::new();
         let servers: Vec<String> = if r.host_config.dns.is_empty() {
             host_resolv
                 .lines()
@@ -975,6 +1078,28 @@ impl ContainerService {
         }
         write(&r.resolv_conf_path, resolv)
     }
+}
+
+/// Takes a record's network state of the last run (endpoints with their
+/// addresses, whether ports were published) and clears it there; `None`
+/// when it has none.
+fn take_network_state(
+    rec: &mut Record,
+) -> Option<(
+    std::collections::BTreeMap<String, crate::networks::Endpoint>,
+    bool,
+)> {
+    if rec.sandbox_key.is_empty() {
+        return None;
+    }
+    let eps = rec.networks.clone();
+    let had_ports = !rec.ports.is_empty();
+    for ep in rec.networks.values_mut() {
+        ep.clear_runtime();
+    }
+    rec.ports.clear();
+    rec.sandbox_key.clear();
+    Some((eps, had_ports))
 }
 
 /// Where `--init`'s init lives in the container, as with Docker.

@@ -18,6 +18,7 @@ mod io;
 mod lifecycle;
 /// Names and ids.
 pub mod names;
+mod network;
 /// The records in redb.
 pub mod record;
 /// berthd's side of the shim protocol.
@@ -83,6 +84,7 @@ pub struct ContainerService {
     images: Arc<ImageService>,
     snapshotter: Arc<Snapshotter>,
     events: Arc<Events>,
+    networks: Arc<crate::networks::NetworkService>,
     paths: Paths,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     execs: Mutex<HashMap<String, Arc<exec::ExecState>>>,
@@ -95,6 +97,7 @@ impl ContainerService {
         images: Arc<ImageService>,
         snapshotter: Arc<Snapshotter>,
         events: Arc<Events>,
+        networks: Arc<crate::networks::NetworkService>,
         paths: Paths,
     ) -> Result<Arc<Self>, EngineError> {
         for d in [&paths.data, &paths.exec, &paths.runtime_root] {
@@ -106,6 +109,7 @@ impl ContainerService {
             images,
             snapshotter,
             events,
+            networks,
             paths,
             slots: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
@@ -204,6 +208,11 @@ impl ContainerService {
     /// The snapshotter (for diff and commit).
     pub fn snapshotter(&self) -> &Arc<Snapshotter> {
         &self.snapshotter
+    }
+
+    /// The networks.
+    pub fn networks(&self) -> &Arc<crate::networks::NetworkService> {
+        &self.networks
     }
 
     /// The images.

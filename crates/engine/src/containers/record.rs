@@ -2,6 +2,7 @@
 //! JSON record) and `container_names` (name → id). Every change is one
 //! write transaction, committed before the API answers.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -142,6 +143,15 @@ pub struct Record {
     pub resolv_conf_path: String,
     /// The hostname.
     pub hostname: String,
+    /// Network name → endpoint (what was asked; while running, what it got).
+    #[serde(default)]
+    pub networks: BTreeMap<String, crate::networks::Endpoint>,
+    /// Ports published while running.
+    #[serde(default)]
+    pub ports: Vec<crate::networks::ports::PublishedPort>,
+    /// The pinned network namespace while running (`SandboxKey`).
+    #[serde(default)]
+    pub sandbox_key: String,
 }
 
 impl Record {

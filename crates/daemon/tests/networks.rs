@@ -1,0 +1,601 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Networks through berthd, judged by the real docker CLI: the default
+//! bridge, user networks with DNS by name, alias and short id, published
+//! ports reached from the host, isolation, connect/disconnect, bad input,
+//! and nothing left behind after removal or a SIGKILLed daemon.
+//!
+//! Every daemon has its own bridge, nftables table and address space (see
+//! `common`); traffic goes only to 127.0.0.1 and into the test's own
+//! containers.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, busybox_archive};
+use serde_json::Value;
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+fn root() -> bool {
+    if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1")
+        || !nix::unistd::Uid::effective().is_root()
+    {
+        eprintln!("skipped: set BERTH_TEST_ROOT=1 (as root)");
+        return false;
+    }
+    true
+}
+
+fn daemon_with_busybox() -> Daemon {
+    let d = Daemon::start();
+    let tmp = d.dir.path().to_owned();
+    let arch = tmp.join("busybox.tar");
+    busybox_archive(&tmp.join("scratch"), "busybox:latest", "networks", &arch);
+    d.docker_ok(&["load", "-q", "-i", arch.to_str().unwrap()]);
+    d
+}
+
+fn inspect(d: &Daemon, what: &str, name: &str) -> Value {
+    json(&d.docker_ok(&["inspect", "--type", what, name]))[0].clone()
+}
+
+/// A detached busybox httpd serving `body` on port 80, with `args` before
+/// the image.
+fn httpd(d: &Daemon, name: &str, args: &[&str], body: &str) {
+    let script =
+        format!("mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 80 -h /www");
+    let mut a = vec!["run", "-d", "--name", name];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["busybox", "sh", "-c", &script]);
+    d.docker_ok(&a);
+}
+
+/// `GET /` on 127.0.0.1:`port` from the host; the body.
+fn http_get(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })();
+        match r {
+            Ok(out) if out.contains("\r\n\r\n") => {
+                return out.split_once("\r\n\r\n").unwrap().1.to_owned();
+            }
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            other => panic!("GET 127.0.0.1:{port}: {other:?}"),
+        }
+    }
+}
+
+/// The ports (veths) on a bridge.
+fn bridge_ports(bridge: &str) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "master", bridge])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|s| s.split('@').next().unwrap_or(s).to_owned())
+        .collect()
+}
+
+/// The rules of this daemon's nftables table that belong to containers.
+fn container_rules(d: &Daemon) -> usize {
+    let out = std::process::Command::new("nft")
+        .args(["list", "table", "ip", &d.net_tag])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"ctr:"))
+        .count()
+}
+
+fn netns_files(d: &Daemon) -> Vec<String> {
+    std::fs::read_dir(d.exec_root().join("netns"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn free_port() -> u16 {
+    common::free_port()
+}
+
+#[test]
+fn default_bridge_gives_an_address_hosts_and_a_route() {
+    if !root() {
+        return;
+    }
+    let d = daemon_with_busybox();
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "box1",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0; ip route; cat /etc/hosts",
+    ]);
+    let subnet = format!("10.150.{}.", d.net_index);
+    assert!(out.contains(&format!("inet {subnet}")), "{out}");
+    assert!(out.contains(&format!("default via {subnet}1")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&subnet) && l.ends_with("box1")),
+        "{out}"
+    );
+    // --network none: loopback only; host: the host's interfaces.
+    let none = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]);
+    assert_eq!(none.lines().count(), 1, "{none}");
+    let host = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]);
+    assert!(host.contains(&d.net_tag), "{host}");
+    // Inspect while running shows the address; gone after rm.
+    d.docker_ok(&["run", "-d", "--name", "sl", "busybox", "sleep", "60"]);
+    let c = inspect(&d, "container", "sl");
+    let ip = c["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(ip.starts_with(&subnet), "{c}");
+    assert_eq!(
+        c["NetworkSettings"]["Networks"]["bridge"]["IPAddress"],
+        Value::from(ip.clone())
+    );
+    assert_eq!(bridge_ports(&d.net_tag).len(), 1);
+    let n = inspect(&d, "network", "bridge");
+    assert!(n["Containers"].as_object().unwrap().len() == 1, "{n}");
+    d.docker_ok(&["rm", "-f", "sl"]);
+    assert!(bridge_ports(&d.net_tag).is_empty());
+    assert!(netns_files(&d).is_empty());
+}
+
+#[test]
+fn user_network_resolves_names_aliases_and_short_ids() {
+    if !root() {
+        return;
+    }
+    let d = daemon_with_busybox();
+    d.docker_ok(&["network", "create", "appnet"]);
+    httpd(
+        &d,
+        "web",
+        &["--network", "appnet", "--network-alias", "www"],
+        "hello-web",
+    );
+    let id = d.docker_ok(&["inspect", "-f", "{{.Id}}", "web"]);
+    let short = &id.trim()[..12];
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "busybox",
+        "sh",
+        "-c",
+        &format!(
+            "cat /etc/resolv.conf; for h in web www {short} web.appnet; do wget -qO- http://$h/ || echo FAIL $h; done; nslookup nosuchname 127.0.0.11 >/dev/null 2>&1 || echo NX"
+        ),
+    ]);
+    assert!(out.contains("nameserver 127.0.0.11"), "{out}");
+    assert_eq!(out.matches("hello-web").count(), 4, "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+    assert!(out.contains("NX"), "{out}");
+    // The subnet came from this daemon's pool.
+    let n = inspect(&d, "network", "appnet");
+    let subnet = n["IPAM"]["Config"][0]["Subnet"].as_str().unwrap();
+    assert!(
+        subnet.starts_with(&format!("10.{}.", 151 + d.net_index)),
+        "{n}"
+    );
+    let members = n["Containers"].as_object().unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[id.trim()]["Name"], "web");
+    // The default bridge has no embedded DNS (as with Docker).
+    let plain = d.docker_ok(&["run", "--rm", "busybox", "cat", "/etc/resolv.conf"]);
+    assert!(!plain.contains("127.0.0.11"), "{plain}");
+    // A renamed container answers to its new name.
+    d.docker_ok(&["rename", "web", "web2"]);
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://web2/",
+    ]);
+    assert!(out.contains("hello-web"), "{out}");
+}
+
+#[test]
+fn published_ports_are_reached_from_the_host() {
+    if !root() {
+        return;
+    }
+    let d = daemon_with_busybox();
+    let port = free_port();
+    let spec = format!("127.0.0.1:{port}:80");
+    httpd(&d, "pub", &["-p", &spec], "hello-published");
+    assert_eq!(http_get(port).trim(), "hello-published");
+    let p = d.docker_ok(&["port", "pub"]);
+    assert_eq!(p.trim(), format!("80/tcp -> 127.0.0.1:{port}"));
+    let ps = d.docker_ok(&["ps", "--format", "{{.Ports}}", "--filter", "name=pub"]);
+    assert_eq!(ps.trim(), format!("127.0.0.1:{port}->80/tcp"));
+
+    // -P: every exposed port on an ephemeral one.
+    httpd(&d, "all", &["--expose", "80", "-P"], "hello-all");
+    let p = d.docker_ok(&["port", "all", "80"]);
+    let eph: u16 = p
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(eph, 0);
+    assert_eq!(http_get(eph).trim(), "hello-all");
+
+    // The same host port again: a clear error, and nothing half made.
+    let before = bridge_ports(&d.net_tag).len();
+    let e = d.docker_err(&[
+        "run", "-d", "--name", "clash", "-p", &spec, "busybox", "sleep", "60",
+    ]);
+    assert!(e.contains("port is already allocated"), "{e}");
+    assert!(e.contains(&port.to_string()), "{e}");
+    assert_eq!(bridge_ports(&d.net_tag).len(), before);
+    assert_eq!(netns_files(&d).len(), 2);
+    let c = inspect(&d, "container", "clash");
+    assert_eq!(c["State"]["Running"], false);
+    assert_eq!(c["NetworkSettings"]["IPAddress"], "");
+
+    // Bad specifications are refused at create.
+    let e = d.docker_err(&["create", "-p", "127.0.0.1:70000:80", "busybox"]);
+    assert!(e.to_lowercase().contains("invalid"), "{e}");
+    let e = d.docker_err(&["create", "--network", "none", "-p", "80", "busybox"]);
+    assert!(e.contains("conflicting options"), "{e}");
+
+    // Removal takes the rules and the reservation away: the port is free.
+    d.docker_ok(&["rm", "-f", "pub", "all", "clash"]);
+    assert_eq!(container_rules(&d), 0);
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("port free again after rm");
+    assert!(netns_files(&d).is_empty());
+}
+
+#[test]
+fn networks_are_isolated_and_internal_networks_have_no_way_out() {
+    if !root() {
+        return;
+    }
+    let d = daemon_with_busybox();
+    d.docker_ok(&["network", "create", "one"]);
+    d.docker_ok(&["network", "create", "two"]);
+    d.docker_ok(&["network", "create", "--internal", "closed"]);
+    d.docker_ok(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.bridge.enable_icc=false",
+        "noicc",
+    ]);
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a1",
+        "--network",
+        "one",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "q1",
+        "--network",
+        "noicc",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let ip_of = |name: &str, net: &str| {
+        d.docker_ok(&[
+            "inspect",
+            "-f",
+            &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"),
+            name,
+        ])
+        .trim()
+        .to_owned()
+    };
+    let a1 = ip_of("a1", "one");
+    let q1 = ip_of("q1", "noicc");
+    let ping = |net: &str, ip: &str| {
+        d.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "busybox",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            ip,
+        ])
+        .status
+        .success()
+    };
+    assert!(ping("one", &a1), "same network reaches");
+    assert!(!ping("two", &a1), "another network does not");
+    assert!(!ping("noicc", &q1), "icc=false isolates containers");
+    let routes = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "closed",
+        "busybox",
+        "ip",
+        "route",
+    ]);
+    assert!(!routes.contains("default"), "{routes}");
+}
+
+#[test]
+fn static_addresses_connect_disconnect_and_bad_input() {
+    if !root() {
+        return;
+    }
+    let d = daemon_with_busybox();
+    let net = 151 + d.net_index;
+    let subnet = format!("10.{net}.200.0/24");
+    d.docker_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &subnet,
+        "--gateway",
+        &format!("10.{net}.200.254"),
+        "fixed",
+    ]);
+    let n = inspect(&d, "network", "fixed");
+    assert_eq!(
+        n["IPAM"]["Config"][0]["Gateway"],
+        format!("10.{net}.200.254")
+    );
+    let want = format!("10.{net}.200.77");
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "st",
+        "--network",
+        "fixed",
+        "--ip",
+        &want,
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let got = d.docker_ok(&["exec", "st", "ip", "-4", "-o", "addr", "show", "eth0"]);
+    assert!(got.contains(&format!("{want}/24")), "{got}");
+
+    // The same address again is refused; outside the subnet too.
+    let e = d.docker_err(&[
+        "run",
+        "-d",
+        "--network",
+        "fixed",
+        "--ip",
+        &want,
+        "busybox",
+        "sleep",
+        "1",
+    ]);
+    assert!(e.contains("already in use"), "{e}");
+    let e = d.docker_err(&[
+        "create",
+        "--network",
+        "fixed",
+        "--ip",
+        "10.1.2.3",
+        "busybox",
+    ]);
+    assert!(e.contains("no configured subnet"), "{e}");
+    let e = d.docker_err(&[
+        "create",
+        "--ip",
+        &format!("10.150.{}.9", d.net_index),
+        "busybox",
+    ]);
+    assert!(e.contains("user defined networks"), "{e}");
+    // (The docker CLI takes any 404 of create for a missing image and
+    // tries a pull, so this one is asked over the API.)
+    let (status, _, body) = d
+        .try_http(
+            "POST",
+            "/containers/create",
+            br#"{"Image":"busybox","HostConfig":{"NetworkMode":"nosuch"}}"#,
+        )
+        .unwrap();
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("network nosuch not found"));
+
+    // connect / disconnect a running container.
+    d.docker_ok(&["run", "-d", "--name", "mover", "busybox", "sleep", "60"]);
+    d.docker_ok(&["network", "connect", "--alias", "mv", "fixed", "mover"]);
+    let links = d.docker_ok(&["exec", "mover", "ip", "-4", "-o", "addr"]);
+    assert!(
+        links.contains("eth1") && links.contains(&format!("10.{net}.200.")),
+        "{links}"
+    );
+    let out = d.docker_ok(&["exec", "st", "ping", "-c", "1", "-W", "2", "mv"]);
+    assert!(out.contains("1 packets received"), "{out}");
+    let e = d.docker_err(&["network", "connect", "fixed", "mover"]);
+    assert!(e.contains("already exists"), "{e}");
+    d.docker_ok(&["network", "disconnect", "fixed", "mover"]);
+    let links = d.docker_ok(&["exec", "mover", "ip", "-o", "link"]);
+    assert!(!links.contains("eth1"), "{links}");
+
+    // Networks: clashes, overlaps, bad CIDRs, in-use and predefined removal.
+    let before = d.docker_ok(&["network", "ls", "-q"]);
+    let e = d.docker_err(&["network", "create", "fixed"]);
+    assert!(e.contains("already exists"), "{e}");
+    let e = d.docker_err(&[
+        "network",
+        "create",
+        "--subnet",
+        &format!("10.{net}.200.128/25"),
+        "overlap",
+    ]);
+    assert!(e.to_lowercase().contains("overlaps"), "{e}");
+    let e = d.docker_err(&["network", "create", "--subnet", "10.0.0.300/24", "badcidr"]);
+    assert!(e.contains("invalid subnet"), "{e}");
+    let e = d.docker_err(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.9.9.0/24",
+        "--gateway",
+        "10.8.0.1",
+        "badgw",
+    ]);
+    assert!(e.contains("gateway"), "{e}");
+    let e = d.docker_err(&["network", "create", "-d", "overlay", "ov"]);
+    assert!(e.contains("not found"), "{e}");
+    assert_eq!(
+        d.docker_ok(&["network", "ls", "-q"]),
+        before,
+        "nothing half made"
+    );
+    let e = d.docker_err(&["network", "rm", "fixed"]);
+    assert!(e.contains("active endpoints"), "{e}");
+    let e = d.docker_err(&["network", "rm", "bridge"]);
+    assert!(e.contains("pre-defined"), "{e}");
+    d.docker_ok(&["rm", "-f", "st", "mover"]);
+    d.docker_ok(&["network", "rm", "fixed"]);
+    d.docker_ok(&["network", "create", "leftover"]);
+    let pruned = d.docker_ok(&["network", "prune", "-f"]);
+    assert!(pruned.contains("leftover"), "{pruned}");
+    let names = d.docker_ok(&["network", "ls", "--format", "{{.Name}}"]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["bridge", "host", "none"]);
+}
+
+#[test]
+fn nothing_leaks_across_a_killed_daemon() {
+    if !root() {
+        return;
+    }
+    let mut d = daemon_with_busybox();
+    d.docker_ok(&["network", "create", "keep"]);
+    let port = free_port();
+    let spec = format!("127.0.0.1:{port}:80");
+    httpd(&d, "srv", &["--network", "keep", "-p", &spec], "survives");
+    // Exits while berthd is away: its namespace and address must go.
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "brief",
+        "--network",
+        "keep",
+        "busybox",
+        "sleep",
+        "1",
+    ]);
+    let bridge = inspect(&d, "network", "keep")["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(bridge_ports(&bridge).len(), 2);
+    d.kill9();
+    std::thread::sleep(Duration::from_millis(1500));
+    // The published port works without the daemon (DNAT in the kernel).
+    assert_eq!(http_get(port).trim(), "survives");
+    d.spawn();
+    assert_eq!(http_get(port).trim(), "survives");
+    assert_eq!(netns_files(&d).len(), 1, "only srv's namespace is left");
+    assert_eq!(bridge_ports(&bridge).len(), 1);
+    // DNS is served again after the restart.
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "keep",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://srv/",
+    ]);
+    assert!(out.contains("survives"), "{out}");
+    // The port is still held: another container cannot take it.
+    let e = d.docker_err(&["run", "-d", "-p", &spec, "busybox", "sleep", "60"]);
+    assert!(e.contains("already allocated"), "{e}");
+    // Addresses are given back and not lost: after everything is removed,
+    // the network has no members and new containers get addresses.
+    let ids = d.docker_ok(&["ps", "-aq"]);
+    for id in ids.lines() {
+        d.docker_ok(&["rm", "-f", id]);
+    }
+    assert!(bridge_ports(&bridge).is_empty());
+    assert!(netns_files(&d).is_empty());
+    assert_eq!(container_rules(&d), 0);
+    let n = inspect(&d, "network", "keep");
+    assert!(n["Containers"].as_object().unwrap().is_empty(), "{n}");
+    for i in 0..3 {
+        let out = d.docker_ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "keep",
+            "busybox",
+            "ip",
+            "-4",
+            "-o",
+            "addr",
+            "show",
+            "eth0",
+        ]);
+        assert!(out.contains("inet 10."), "run {i}: {out}");
+    }
+}
