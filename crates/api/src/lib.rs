@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/{id}/update", post(c::update))
         .route("/containers/{id}/wait", post(c::wait))
         .route("/containers/{id}/attach", post(c::attach))
+        .route("/containers/{id}/attach/ws", get(c::attach_ws))
         .route("/containers/{id}/resize", post(c::resize))
         .route("/containers/{id}/logs", get(c::logs))
         .route("/containers/{id}/top", get(c::top))

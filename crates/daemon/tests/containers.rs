@@ -631,15 +631,23 @@ fn cp_commit_events_stats_health_and_limits() {
         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"]);
     assert_eq!(mem.trim(), "100663296");
     assert_eq!(inspect(&d, "box")["HostConfig"]["Memory"], 100663296);
-    let err = d.docker_err(&[
+    // --device: the node exists inside, usable, and mknod of others stays
+    // refused by the cgroup.
+    let out = d.docker_ok(&[
         "run",
         "--rm",
         "--device",
-        "/dev/null:/dev/x",
+        "/dev/null:/dev/x:rw",
         "busybox",
-        "true",
+        "sh",
+        "-c",
+        "ls -l /dev/x; echo hi > /dev/x && echo wrote",
     ]);
-    assert!(err.contains("--device is not supported"), "{err}");
+    assert!(out.starts_with("crw") && out.contains("wrote"), "{out}");
+    let err = d.docker_err(&["run", "--rm", "--device", "/dev/nope", "busybox", "true"]);
+    assert!(err.contains("error gathering device information"), "{err}");
+    let err = d.docker_err(&["run", "--rm", "--device", "/etc/passwd", "busybox", "true"]);
+    assert!(err.contains("not a device node"), "{err}");
 
     // cp into the container and back out.
     std::fs::write(tmp.join("in.txt"), "copied in\n").unwrap();
@@ -742,4 +750,220 @@ fn cp_commit_events_stats_health_and_limits() {
             "no {want} in:\n{ev}"
         );
     }
+}
+
+#[test]
+fn oom_kill_is_reported_in_inspect_and_events() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let d = daemon_with_busybox();
+    let start = chrono_now();
+    // `tail` keeps a line without newlines whole: /dev/zero grows it until
+    // the 16 MiB limit (no swap) kills it.
+    let out = d.docker(&[
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "16m",
+        "--memory-swap",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "tail /dev/zero",
+    ]);
+    assert_eq!(code(&out), 137, "{out:?}");
+    let c = inspect(&d, "hog");
+    assert_eq!(c["State"]["OOMKilled"], true, "{c}");
+    assert_eq!(c["State"]["ExitCode"], 137);
+    let ev = d.docker_ok(&[
+        "events",
+        "--since",
+        &start,
+        "--until",
+        &chrono_next(),
+        "--filter",
+        "container=hog",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert!(ev.lines().any(|l| l == "oom"), "{ev}");
+    // A container that stays under its limit is not marked.
+    d.docker_ok(&["run", "--name", "fine", "-m", "16m", "busybox", "true"]);
+    assert_eq!(inspect(&d, "fine")["State"]["OOMKilled"], false);
+}
+
+/// Unix seconds now, as `docker events --since` takes them (`--until`
+/// excludes what happened after its whole second: give it the next one).
+fn chrono_now() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string()
+}
+
+fn chrono_next() -> String {
+    (chrono_now().parse::<u64>().unwrap() + 1).to_string()
+}
+
+/// Debian's docker 20.10 client (`/usr/bin/docker` of docker.io, API 1.41)
+/// drives berthd too: negotiation, images, run, detached life, networks.
+#[test]
+fn debian_docker_20_10_client_drives_berthd() {
+    let old = std::path::Path::new("/usr/bin/docker");
+    let is_20 = std::process::Command::new(old)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("version 20.10"));
+    if !nix::unistd::Uid::effective().is_root() || !is_20 {
+        eprintln!("skipped: needs root and Debian's docker.io client at /usr/bin/docker");
+        return;
+    }
+    let d = daemon_with_busybox();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(old)
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            .env_remove("DOCKER_API_VERSION")
+            .env_remove("DOCKER_CONTEXT")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker 20.10 {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            d.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let v = run(&[
+        "version",
+        "-f",
+        "{{.Client.APIVersion}} {{.Server.APIVersion}}",
+    ]);
+    assert!(v.starts_with("1.41 "), "{v}");
+    assert!(run(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).contains("busybox:latest"));
+    assert_eq!(
+        run(&["run", "--rm", "busybox", "echo", "old", "client"]),
+        "old client\n"
+    );
+    run(&["network", "create", "oldnet"]);
+    run(&[
+        "run",
+        "-d",
+        "--name",
+        "old1",
+        "--network",
+        "oldnet",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let ps = run(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(ps.contains("old1 Up"), "{ps}");
+    assert_eq!(run(&["exec", "old1", "echo", "in"]), "in\n");
+    let ip = run(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.oldnet.IPAddress}}",
+        "old1",
+    ]);
+    assert!(ip.trim().starts_with("10."), "{ip}");
+    let out = run(&[
+        "run",
+        "--rm",
+        "--network",
+        "oldnet",
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "old1",
+    ]);
+    assert!(out.contains("1 packets received"), "{out}");
+    run(&["rm", "-f", "old1"]);
+    run(&["network", "rm", "oldnet"]);
+    assert_eq!(run(&["ps", "-aq"]), "");
+}
+
+/// Attach with `logs=1` replays the log first; `/attach/ws` carries the
+/// same output over a websocket (raw, binary messages).
+#[test]
+fn attach_with_logs_and_over_a_websocket() {
+    use std::io::{Read, Write};
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let d = daemon_with_busybox();
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        "busybox",
+        "sh",
+        "-c",
+        "echo first; echo oops >&2; sleep 2; echo second; sleep 30",
+    ]);
+    wait_for("first line", Duration::from_secs(10), || {
+        d.docker_ok(&["logs", "talker"]).contains("first")
+    });
+    // logs=1 without stream: the multiplexed log, then the end.
+    let (status, _, body) = d
+        .try_http(
+            "POST",
+            "/containers/talker/attach?logs=1&stream=0&stdout=1&stderr=1",
+            b"",
+        )
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(&body[..8], &[1, 0, 0, 0, 0, 0, 0, 6]);
+    assert_eq!(&body[8..14], b"first\n");
+    assert_eq!(body[14], 2, "stderr frame: {body:?}");
+
+    // The websocket: handshake, then the log and the live output.
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /containers/talker/attach/ws?logs=1&stream=1&stdout=1 HTTP/1.1\r\nHost: d\r\n\
+         Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Frames after the 101 head: server frames are unmasked, short ones.
+    while Instant::now() < deadline {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if text.contains("second") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{text}"
+    );
+    let first = text.find("first").expect("log replayed");
+    let second = text.find("second").expect("live output");
+    assert!(first < second);
+    assert!(!text.contains("oops"), "stderr was not asked for: {text}");
+    // The payload of the first frame is binary (opcode 2).
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(got[head_end] & 0x0f, 2);
+    d.docker_ok(&["rm", "-f", "talker"]);
 }

@@ -746,16 +746,28 @@ pub async fn attach(
 ) -> Result<Response, ApiError> {
     let q = Query::parse(q.as_deref());
     let v = version_of(&req);
-    if !q.bool("stream") && !q.bool("logs") {
+    let (want_stream, want_logs) = (q.bool("stream"), q.bool("logs"));
+    if !want_stream && !want_logs {
         return Err(ApiError::bad_request(
             "Bad parameters: you must choose at least one stream",
         ));
     }
     let (stdin, stdout, stderr) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
     let svc = st.engine.containers().clone();
-    let (source, tty, cid) = svc.attach(&id, stdin, stdout, stderr).await?;
+    let past = past_logs(&svc, &id, want_logs, stdout, stderr)?;
+    let (source, tty, cid) = if want_stream {
+        svc.attach(&id, stdin, stdout, stderr).await?
+    } else {
+        let r = svc.get(&id)?;
+        (AttachStream::Ended, r.config.tty, String::new())
+    };
     let detach_keys = stream::detach_keys(q.get("detachKeys"))?;
-    stream::hijack(req, tty, v, move |client| async move {
+    stream::hijack(req, tty, v, move |mut client| async move {
+        if let Some(rx) = past
+            && write_logs(&mut client, rx, tty).await.is_err()
+        {
+            return;
+        }
         let conn = match source {
             AttachStream::Live(s) => Some(s),
             AttachStream::Pending(rx) => rx.await.ok().and_then(Result::ok),
@@ -765,9 +777,144 @@ pub async fn attach(
             Some(conn) => {
                 stream::pump(client, conn, tty, stdin, detach_keys, |_| {}).await;
             }
-            None => svc.cancel_pending_attach(&cid),
+            None if want_stream => svc.cancel_pending_attach(&cid),
+            None => {
+                use tokio::io::AsyncWriteExt;
+                let _ = client.shutdown().await;
+            }
         }
     })
+}
+
+/// The log so far, for `logs=1` of attach.
+fn past_logs(
+    svc: &std::sync::Arc<berth_engine::containers::ContainerService>,
+    id: &str,
+    want: bool,
+    stdout: bool,
+    stderr: bool,
+) -> Result<Option<tokio::sync::mpsc::Receiver<berth_engine::containers::LogEntry>>, ApiError> {
+    if !want || !(stdout || stderr) {
+        return Ok(None);
+    }
+    let opts = LogOptions {
+        stdout,
+        stderr,
+        since: None,
+        until: None,
+        tail: None,
+        follow: false,
+    };
+    Ok(Some(svc.logs(id, opts)?.0))
+}
+
+/// Writes past log entries as attach output (frames, or raw with a TTY).
+async fn write_logs(
+    client: &mut stream::Client,
+    mut rx: tokio::sync::mpsc::Receiver<berth_engine::containers::LogEntry>,
+    raw: bool,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    while let Some(e) = rx.recv().await {
+        if raw {
+            client.write_all(&e.bytes).await?;
+        } else {
+            let kind = if e.stream == StreamKind::Stderr { 2 } else { 1 };
+            client
+                .write_all(&stream::frame_header(kind, e.bytes.len()))
+                .await?;
+            client.write_all(&e.bytes).await?;
+        }
+    }
+    client.flush().await
+}
+
+/// `GET /containers/{id}/attach/ws`: the same streams over a websocket,
+/// raw (never multiplexed), binary messages both ways.
+pub async fn attach_ws(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    use axum::extract::ws::Message;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let q = Query::parse(q.as_deref());
+    let (stdin, stdout, stderr) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
+    let (want_stream, want_logs) = (q.bool("stream"), q.bool("logs"));
+    let svc = st.engine.containers().clone();
+    let past = past_logs(&svc, &id, want_logs, stdout, stderr)?;
+    let (source, _tty, cid) = if want_stream {
+        svc.attach(&id, stdin, stdout, stderr).await?
+    } else {
+        svc.get(&id)?;
+        (AttachStream::Ended, false, String::new())
+    };
+    let detach_keys = stream::detach_keys(q.get("detachKeys"))?;
+    Ok(ws.on_upgrade(move |socket| async move {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let pumped = tokio::spawn(async move {
+            let mut client: stream::Client = Box::new(theirs);
+            if let Some(rx) = past
+                && write_logs(&mut client, rx, true).await.is_err()
+            {
+                return;
+            }
+            let conn = match source {
+                AttachStream::Live(s) => Some(s),
+                AttachStream::Pending(rx) => rx.await.ok().and_then(Result::ok),
+                AttachStream::Ended => None,
+            };
+            match conn {
+                Some(conn) => stream::pump(client, conn, true, stdin, detach_keys, |_| {}).await,
+                None if want_stream => svc.cancel_pending_attach(&cid),
+                None => {
+                    let _ = client.shutdown().await;
+                }
+            }
+        });
+        let (mut rd, mut wr) = tokio::io::split(ours);
+        let (mut tx, mut rx) = socket.split();
+        let to_ws = async {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx
+                            .send(Message::Binary(Bytes::copy_from_slice(&buf[..n])))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = tx.send(Message::Close(None)).await;
+        };
+        let from_ws = async {
+            while let Some(Ok(m)) = rx.next().await {
+                let data = match m {
+                    Message::Binary(b) => b.to_vec(),
+                    Message::Text(t) => t.as_bytes().to_vec(),
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                if wr.write_all(&data).await.is_err() {
+                    break;
+                }
+            }
+            let _ = wr.shutdown().await;
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = to_ws => {}
+            () = from_ws => {}
+        }
+        pumped.abort();
+    }))
 }
 
 /// `GET /containers/{id}/logs`.

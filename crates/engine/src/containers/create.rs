@@ -312,12 +312,112 @@ pub(crate) fn check_host_config(h: &HostConfig) -> Result<(), EngineError> {
         }
     }
     log_settings(&h.log_config.config)?;
-    if !h.devices.is_empty() {
-        return Err(EngineError::NotImplemented(
-            "--device is not supported by berthd yet (use --privileged for every device)".into(),
-        ));
-    }
+    device_nodes(&h.devices)?;
     Ok(())
+}
+
+/// `--device HOST[:CONTAINER[:PERMS]]`: the device nodes to create in the
+/// container and the cgroup rules that allow them. A directory on the host
+/// brings every device under it, as with Docker.
+pub(crate) fn device_nodes(
+    devices: &[super::config::DeviceMapping],
+) -> Result<
+    (
+        Vec<oci_spec::runtime::LinuxDevice>,
+        Vec<oci_spec::runtime::LinuxDeviceCgroup>,
+    ),
+    EngineError,
+> {
+    use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut nodes = Vec::new();
+    let mut rules = Vec::new();
+    for d in devices {
+        let perms = if d.cgroup_permissions.is_empty() {
+            "rwm"
+        } else {
+            d.cgroup_permissions.as_str()
+        };
+        if !perms.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid device mode: {perms}"
+            )));
+        }
+        let host = Path::new(&d.path_on_host);
+        let inside = if d.path_in_container.is_empty() {
+            d.path_on_host.as_str()
+        } else {
+            d.path_in_container.as_str()
+        };
+        if !host.is_absolute() || !inside.starts_with('/') {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid device path: {}:{inside}: paths must be absolute",
+                d.path_on_host
+            )));
+        }
+        let gather = |e: std::io::Error| {
+            EngineError::InvalidArgument(format!(
+                "error gathering device information while adding custom device \"{}\": {e}",
+                d.path_on_host
+            ))
+        };
+        let md = std::fs::metadata(host).map_err(gather)?;
+        let mut found: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
+        if md.is_dir() {
+            let mut dirs = vec![host.to_path_buf()];
+            while let Some(dir) = dirs.pop() {
+                for e in std::fs::read_dir(&dir).map_err(gather)?.flatten() {
+                    let Ok(m) = std::fs::metadata(e.path()) else {
+                        continue;
+                    };
+                    if m.is_dir() {
+                        dirs.push(e.path());
+                    } else if m.file_type().is_char_device() || m.file_type().is_block_device() {
+                        found.push((e.path(), m));
+                    }
+                }
+            }
+        } else if md.file_type().is_char_device() || md.file_type().is_block_device() {
+            found.push((host.to_path_buf(), md));
+        } else {
+            return Err(EngineError::InvalidArgument(format!(
+                "error gathering device information while adding custom device \"{}\": not a device node",
+                d.path_on_host
+            )));
+        }
+        for (path, m) in found {
+            let typ = if m.file_type().is_char_device() {
+                LinuxDeviceType::C
+            } else {
+                LinuxDeviceType::B
+            };
+            let rel = path.strip_prefix(host).unwrap_or(Path::new(""));
+            let target = if rel.as_os_str().is_empty() {
+                PathBuf::from(inside)
+            } else {
+                Path::new(inside).join(rel)
+            };
+            let major = i64::from(rustix::fs::major(m.rdev()));
+            let minor = i64::from(rustix::fs::minor(m.rdev()));
+            let mut n = LinuxDevice::default();
+            n.set_path(target);
+            n.set_typ(typ);
+            n.set_major(major);
+            n.set_minor(minor);
+            n.set_file_mode(Some(m.mode() & 0o7777));
+            n.set_uid(Some(m.uid()));
+            n.set_gid(Some(m.gid()));
+            nodes.push(n);
+            let mut r = LinuxDeviceCgroup::default();
+            r.set_allow(true);
+            r.set_typ(Some(typ));
+            r.set_major(Some(major));
+            r.set_minor(Some(minor));
+            r.set_access(Some(perms.to_owned()));
+            rules.push(r);
+        }
+    }
+    Ok((nodes, rules))
 }
 
 /// `max-size` and `max-file` of the json-file driver.

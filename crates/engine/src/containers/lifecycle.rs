@@ -316,6 +316,9 @@ impl ContainerService {
         if r.host_config.init == Some(true) {
             add_init(&mut prepared.spec)?;
         }
+        if !r.host_config.devices.is_empty() {
+            add_devices(&mut prepared.spec, &r.host_config.devices)?;
+        }
         let spec_path = bundle.join("config.json");
         let bytes = serde_json::to_vec(&prepared.spec)
             .map_err(|e| EngineError::Internal(format!("encode spec: {e}")))?;
@@ -1144,6 +1147,27 @@ fn add_init(spec: &mut oci_spec::runtime::Spec) -> Result<(), EngineError> {
         let mut args = vec![INIT_IN_CONTAINER.to_owned(), "--".to_owned()];
         args.extend(p.args().clone().unwrap_or_default());
         p.set_args(Some(args));
+    }
+    Ok(())
+}
+
+/// `--device`: the nodes in `linux.devices`, and cgroup rules allowing them
+/// after the default deny.
+fn add_devices(
+    spec: &mut oci_spec::runtime::Spec,
+    devices: &[super::config::DeviceMapping],
+) -> Result<(), EngineError> {
+    let (nodes, rules) = super::create::device_nodes(devices)?;
+    if let Some(linux) = spec.linux_mut() {
+        let mut all = linux.devices().clone().unwrap_or_default();
+        all.retain(|d| !nodes.iter().any(|n| n.path() == d.path()));
+        all.extend(nodes);
+        linux.set_devices(Some(all));
+        let mut res = linux.resources().clone().unwrap_or_default();
+        let mut cg = res.devices().clone().unwrap_or_default();
+        cg.extend(rules);
+        res.set_devices(Some(cg));
+        linux.set_resources(Some(res));
     }
     Ok(())
 }
