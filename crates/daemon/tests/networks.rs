@@ -377,6 +377,35 @@ fn networks_are_isolated_and_internal_networks_have_no_way_out() {
         "route",
     ]);
     assert!(!routes.contains("default"), "{routes}");
+    // IPv6 where enabled: an address of the subnet, reached by name.
+    let v6 = format!("fd15:{}::/64", d.net_index);
+    d.docker_ok(&["network", "create", "--ipv6", "--subnet", &v6, "six"]);
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s6",
+        "--network",
+        "six",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "six",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -6 -o addr show eth0; ping6 -c 1 -W 2 s6",
+    ]);
+    assert!(
+        out.contains(&format!("inet6 fd15:{}::", d.net_index)),
+        "{out}"
+    );
+    assert!(out.contains("1 packets received"), "{out}");
 }
 
 #[test]

@@ -323,8 +323,20 @@ impl NetworkService {
         ipam.config = if cfg.default_pools.is_empty() {
             IpamConfig::default()
         } else {
+            // Pools given for one family only: berth's own for the other.
+            let mut pools = cfg.default_pools.clone();
+            for family_v6 in [false, true] {
+                if !pools.iter().any(|p| p.base.addr().is_ipv6() == family_v6) {
+                    pools.extend(
+                        IpamConfig::default()
+                            .default_pools
+                            .into_iter()
+                            .filter(|p| p.base.addr().is_ipv6() == family_v6),
+                    );
+                }
+            }
             IpamConfig {
-                default_pools: cfg.default_pools.clone(),
+                default_pools: pools,
             }
         };
         let svc = NetworkService {
