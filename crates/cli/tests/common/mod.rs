@@ -228,6 +228,8 @@ impl Drop for Daemon {
             for id in String::from_utf8_lossy(&ids.stdout).lines() {
                 let _ = self.berth(&["rm", "-f", id]);
             }
+            // User networks' bridges live in the host, not in the temp dir.
+            let _ = self.berth(&["network", "prune", "-f"]);
         }
         if let Some(mut c) = self.child.take() {
             // Only the daemon this guard started.
