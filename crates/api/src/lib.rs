@@ -96,6 +96,13 @@ pub fn router(state: AppState) -> Router {
                 .post(images::post_dispatch)
                 .delete(images::delete),
         )
+        .route("/volumes", get(routes::volumes::list))
+        .route("/volumes/create", post(routes::volumes::create))
+        .route("/volumes/prune", post(routes::volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(routes::volumes::inspect).delete(routes::volumes::remove),
+        )
         .route("/build", post(system::build))
         .fallback(system::not_found)
         .with_state(state)

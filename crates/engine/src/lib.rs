@@ -14,6 +14,8 @@ pub mod events;
 pub mod images;
 /// Host facts for `/info` and `/version`.
 pub mod system;
+/// Volumes: the `local` driver, mount planning, copy-up.
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,6 +57,7 @@ pub struct Engine {
     db: Arc<Database>,
     images: Arc<images::ImageService>,
     containers: Arc<containers::ContainerService>,
+    volumes: Arc<volumes::VolumeService>,
     events: Arc<events::Events>,
     registry: berth_registry::client::Client,
     id: String,
@@ -83,6 +86,11 @@ impl Engine {
         let snapshotter = Snapshotter::open(&config.data_root.join("snapshots"), db.clone(), None)
             .map_err(berth_image::store::StoreError::from)?;
         let events = Arc::new(events::Events::new());
+        let volumes = Arc::new(volumes::VolumeService::new(
+            db.clone(),
+            config.data_root.join("volumes"),
+            events.clone(),
+        )?);
         let containers = containers::ContainerService::new(
             db.clone(),
             images.clone(),
@@ -95,6 +103,7 @@ impl Engine {
                 shim: config.shim.clone().unwrap_or_else(find_shim),
                 default_ulimits: config.default_ulimits.clone(),
             },
+            volumes.clone(),
         )?;
         let weak = Arc::downgrade(&containers);
         images.set_users(Box::new(move |image_id| {
@@ -114,6 +123,7 @@ impl Engine {
             registry,
             images,
             containers,
+            volumes,
             events,
             config,
             db,
@@ -124,6 +134,11 @@ impl Engine {
     /// The containers.
     pub fn containers(&self) -> &Arc<containers::ContainerService> {
         &self.containers
+    }
+
+    /// The volumes.
+    pub fn volumes(&self) -> &Arc<volumes::VolumeService> {
+        &self.volumes
     }
 
     /// The registry client (pull, push).

@@ -84,6 +84,7 @@ pub struct ContainerService {
     snapshotter: Arc<Snapshotter>,
     events: Arc<Events>,
     paths: Paths,
+    volumes: Arc<crate::volumes::VolumeService>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     execs: Mutex<HashMap<String, Arc<exec::ExecState>>>,
 }
@@ -96,6 +97,7 @@ impl ContainerService {
         snapshotter: Arc<Snapshotter>,
         events: Arc<Events>,
         paths: Paths,
+        volumes: Arc<crate::volumes::VolumeService>,
     ) -> Result<Arc<Self>, EngineError> {
         for d in [&paths.data, &paths.exec, &paths.runtime_root] {
             std::fs::create_dir_all(d)
@@ -107,6 +109,7 @@ impl ContainerService {
             snapshotter,
             events,
             paths,
+            volumes,
             slots: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
         }))

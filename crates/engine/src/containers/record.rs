@@ -142,6 +142,9 @@ pub struct Record {
     pub resolv_conf_path: String,
     /// The hostname.
     pub hostname: String,
+    /// Binds, volumes and tmpfs mounts, as decided at create.
+    #[serde(default)]
+    pub mount_points: Vec<crate::volumes::MountPoint>,
 }
 
 impl Record {
