@@ -117,6 +117,9 @@ pub enum Cmd {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(crate::commands::volume::VolumeCmd),
     /// Show the client and server version information
     Version(FormatArg),
     /// Display system-wide information

@@ -6,6 +6,7 @@ pub mod image;
 pub mod run;
 pub mod stats;
 pub mod system;
+pub mod volume;
 
 use std::io::Write;
 
