@@ -77,6 +77,33 @@ fn volume_verbs() {
     d.ok(&["volume", "rm", "-f", "nosuch"]);
     d.ok(&["rm", "user1"]);
 
+    // --mount and --volumes-from of run.
+    d.ok(&[
+        "run",
+        "--name",
+        "src1",
+        "--mount",
+        "type=volume,src=vol-m,dst=/m",
+        "bb",
+        "sh",
+        "-c",
+        "echo hi > /m/f",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "src1:ro",
+            "bb",
+            "cat",
+            "/m/f"
+        ]),
+        "hi\n"
+    );
+    d.ok(&["rm", "-v", "src1"]);
+    d.ok(&["volume", "rm", "vol-m"]);
+
     // Prune: the anonymous one, then everything with -a.
     let out = d.ok(&["volume", "prune", "-f"]);
     assert!(out.contains(anon.trim()), "{out}");

@@ -148,8 +148,7 @@ pub async fn list(
         let keep = |v: &Volume| {
             f.get("name")
                 .is_none_or(|n| n.iter().any(|n| v.name.contains(n.as_str())))
-                && f.get("driver")
-                    .is_none_or(|d| d.iter().any(|d| *d == v.driver))
+                && f.get("driver").is_none_or(|d| d.contains(&v.driver))
                 && f.get("label")
                     .is_none_or(|l| l.iter().all(|l| has_label(v, l)))
                 && dangling.is_none_or(|d| d == v.refs.is_empty())

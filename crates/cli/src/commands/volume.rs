@@ -260,6 +260,134 @@ async fn prune(c: &Client, a: PruneArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `--mount type=…,src=…,dst=…,…` → a `HostConfig.Mounts` entry, as the
+/// docker CLI builds it.
+pub fn parse_mount(spec: &str) -> Result<Value> {
+    let mut kind = "volume".to_owned();
+    let mut m = Map::new();
+    let (mut bind, mut vol, mut tmpfs) = (Map::new(), Map::new(), Map::new());
+    let mut driver = Map::new();
+    let (mut labels, mut opts) = (Map::new(), Map::new());
+    let truth = |k: &str, v: Option<&str>| -> Result<bool> {
+        match v.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("1") | Some("true") => Ok(true),
+            Some("0") | Some("false") => Ok(false),
+            Some(other) => bail!("invalid value for {k}: {other}"),
+        }
+    };
+    for field in spec.split(',').filter(|f| !f.is_empty()) {
+        let (k, v) = match field.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v)),
+            None => (field.trim().to_ascii_lowercase(), None),
+        };
+        let need =
+            || v.ok_or_else(|| anyhow::anyhow!("invalid field '{field}' must be a key=value pair"));
+        match k.as_str() {
+            "type" => kind = need()?.to_owned(),
+            "source" | "src" => {
+                m.insert("Source".into(), json!(need()?));
+            }
+            "target" | "destination" | "dst" => {
+                m.insert("Target".into(), json!(need()?));
+            }
+            "readonly" | "ro" => {
+                m.insert("ReadOnly".into(), json!(truth(&k, v)?));
+            }
+            "consistency" => {
+                m.insert("Consistency".into(), json!(need()?));
+            }
+            "bind-propagation" => {
+                bind.insert("Propagation".into(), json!(need()?));
+            }
+            "bind-nonrecursive" => {
+                bind.insert("NonRecursive".into(), json!(truth(&k, v)?));
+            }
+            "bind-recursive" => match need()? {
+                "enabled" => {}
+                "disabled" => {
+                    bind.insert("NonRecursive".into(), json!(true));
+                }
+                "writable" => {
+                    bind.insert("ReadOnlyNonRecursive".into(), json!(true));
+                }
+                "readonly" => {
+                    bind.insert("ReadOnlyForceRecursive".into(), json!(true));
+                }
+                other => bail!("invalid value for {k}: {other}"),
+            },
+            "bind-create-mountpoint" => {
+                bind.insert("CreateMountpoint".into(), json!(truth(&k, v)?));
+            }
+            "volume-nocopy" => {
+                vol.insert("NoCopy".into(), json!(truth(&k, v)?));
+            }
+            "volume-subpath" => {
+                vol.insert("Subpath".into(), json!(need()?));
+            }
+            "volume-driver" => {
+                driver.insert("Name".into(), json!(need()?));
+            }
+            "volume-label" => {
+                let (lk, lv) = need()?.split_once('=').unwrap_or((need()?, ""));
+                labels.insert(lk.into(), json!(lv));
+            }
+            "volume-opt" => {
+                let (ok, ov) = need()?.split_once('=').ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "invalid volume-opt '{}': expected key=value",
+                        need().unwrap_or_default()
+                    )
+                })?;
+                opts.insert(ok.into(), json!(ov));
+            }
+            "tmpfs-size" => {
+                tmpfs.insert("SizeBytes".into(), json!(crate::units::ram_bytes(need()?)?));
+            }
+            "tmpfs-mode" => {
+                let mode = u32::from_str_radix(need()?, 8).map_err(|_| {
+                    anyhow::anyhow!("invalid value for {k}: {}", need().unwrap_or_default())
+                })?;
+                tmpfs.insert("Mode".into(), json!(mode));
+            }
+            _ => bail!("unexpected key '{k}' in '{field}'"),
+        }
+    }
+    if !m.contains_key("Target") {
+        bail!("target is required");
+    }
+    if !driver.is_empty() || !opts.is_empty() {
+        if !opts.is_empty() {
+            driver.insert("Options".into(), Value::Object(opts));
+        }
+        vol.insert("DriverConfig".into(), Value::Object(driver));
+    }
+    if !labels.is_empty() {
+        vol.insert("Labels".into(), Value::Object(labels));
+    }
+    let mix =
+        |what: &str| anyhow::anyhow!("cannot mix '{what}-*' options with mount type '{kind}'");
+    if !bind.is_empty() {
+        if kind != "bind" {
+            return Err(mix("bind"));
+        }
+        m.insert("BindOptions".into(), Value::Object(bind));
+    }
+    if !vol.is_empty() {
+        if kind != "volume" {
+            return Err(mix("volume"));
+        }
+        m.insert("VolumeOptions".into(), Value::Object(vol));
+    }
+    if !tmpfs.is_empty() {
+        if kind != "tmpfs" {
+            return Err(mix("tmpfs"));
+        }
+        m.insert("TmpfsOptions".into(), Value::Object(tmpfs));
+    }
+    m.insert("Type".into(), json!(kind));
+    Ok(Value::Object(m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +397,31 @@ mod tests {
         let r = row(&json!({"Name": "v", "Driver": "local", "Labels": {"a": "1", "b": ""}}));
         assert_eq!(r["Labels"], "a=1,b=");
         assert_eq!(r["Name"], "v");
+    }
+
+    #[test]
+    fn mounts_parse_like_docker() {
+        let m = parse_mount("type=bind,src=/a,dst=/b,readonly,bind-propagation=rshared").unwrap();
+        assert_eq!(
+            m,
+            json!({"Type": "bind", "Source": "/a", "Target": "/b", "ReadOnly": true,
+                   "BindOptions": {"Propagation": "rshared"}})
+        );
+        let m = parse_mount("src=v,dst=/d,volume-nocopy,volume-opt=type=tmpfs").unwrap();
+        assert_eq!(m["Type"], "volume");
+        assert_eq!(m["VolumeOptions"]["NoCopy"], true);
+        assert_eq!(
+            m["VolumeOptions"]["DriverConfig"]["Options"]["type"],
+            "tmpfs"
+        );
+        let m = parse_mount("type=tmpfs,dst=/t,tmpfs-size=1m,tmpfs-mode=1770").unwrap();
+        assert_eq!(
+            m["TmpfsOptions"],
+            json!({"SizeBytes": 1048576, "Mode": 0o1770})
+        );
+        assert!(parse_mount("type=bind,src=/a").is_err());
+        assert!(parse_mount("type=bind,dst=/a,volume-nocopy").is_err());
+        assert!(parse_mount("dst=/a,bogus=1").is_err());
     }
 
     #[test]
