@@ -133,10 +133,11 @@ impl VolumeService {
     }
 
     /// Changes the records `f` picks in one transaction: `f` gets each
-    /// record and says whether it changed it.
+    /// record and says whether it changed it. Nothing changed, nothing is
+    /// written (a container without volumes costs no commit).
     fn update_all(&self, mut f: impl FnMut(&mut Volume) -> bool) -> Result<(), EngineError> {
         let tx = self.db.begin_write().map_err(|e| db_err("begin", e))?;
-        {
+        let any = {
             let mut t = tx
                 .open_table(VOLUMES)
                 .map_err(|e| db_err("open volumes", e))?;
@@ -149,9 +150,14 @@ impl VolumeService {
                     changed.push(vol);
                 }
             }
+            let any = !changed.is_empty();
             for vol in changed {
                 write(&mut t, &vol)?;
             }
+            any
+        };
+        if !any {
+            return tx.abort().map_err(|e| db_err("abort", e));
         }
         tx.commit().map_err(|e| db_err("commit", e))
     }
@@ -586,18 +592,20 @@ impl VolumeService {
     /// sets and unmounts those no running container uses any more.
     pub fn deactivate(&self, container: &str) {
         let _g = self.guard();
-        let mut idle = Vec::new();
+        let mut left = Vec::new();
         if let Err(e) = self.update_all(|v| {
             let changed = v.active.remove(container);
-            if changed && v.active.is_empty() {
-                idle.push(v.clone());
+            if changed {
+                left.push(v.clone());
             }
             changed
         }) {
             tracing::warn!(container, error = %e, "deactivate volumes");
         }
-        for v in idle {
-            self.unmount_idle(&v);
+        for v in left {
+            if v.active.is_empty() {
+                self.unmount_idle(&v);
+            }
             self.event(&v, "unmount", &[("container", container.to_owned())]);
         }
     }
