@@ -574,16 +574,18 @@ impl VolumeService {
             Ok(())
         })?;
         let data = self.mountpoint(name);
-        if local::needs_mount(&v.options) && !is_mountpoint(&data) {
-            std::fs::create_dir_all(&data)
-                .map_err(|e| EngineError::io(format!("create {}", data.display()), e))?;
-            if let Err(e) = local::mount(&v.options, &data) {
-                let _ = self.update(name, |v| {
-                    v.active.remove(container);
-                    Ok(())
-                });
-                return Err(e);
-            }
+        // Missing after a crash inside a removal: made again.
+        std::fs::create_dir_all(&data)
+            .map_err(|e| EngineError::io(format!("create {}", data.display()), e))?;
+        if local::needs_mount(&v.options)
+            && !is_mountpoint(&data)
+            && let Err(e) = local::mount(&v.options, &data)
+        {
+            let _ = self.update(name, |v| {
+                v.active.remove(container);
+                Ok(())
+            });
+            return Err(e);
         }
         Ok(data)
     }
@@ -631,9 +633,23 @@ impl VolumeService {
         }) {
             tracing::warn!(error = %e, "reconcile volumes");
         }
-        if let Ok(all) = self.list() {
-            for v in all.iter().filter(|v| v.active.is_empty()) {
-                self.unmount_idle(v);
+        let Ok(all) = self.list() else { return };
+        for v in all.iter().filter(|v| v.active.is_empty()) {
+            self.unmount_idle(v);
+        }
+        // Directories without a record: a crash inside a create or a
+        // remove (the record is written after the directory is made and
+        // deleted after it is removed).
+        let known: HashSet<&str> = all.iter().map(|v| v.name.as_str()).collect();
+        let Ok(rd) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let data = self.mountpoint(&name);
+            if !known.contains(name.as_str()) && !is_mountpoint(&data) {
+                tracing::info!(volume = %name, "removing the leftover of an unfinished volume create or remove");
+                let _ = std::fs::remove_dir_all(e.path());
             }
         }
     }
@@ -773,6 +789,9 @@ mod tests {
             assert!(s.create(req).is_err());
         }
         assert!(s.list().expect("list").is_empty());
+        // A crash's leftover directory goes at the next daemon start.
+        std::fs::create_dir_all(s.mountpoint("orphan")).expect("mkdir");
+        s.reconcile(&HashSet::new(), &HashSet::new());
         assert_eq!(
             std::fs::read_dir(tmp.path().join("volumes"))
                 .expect("dir")
