@@ -103,6 +103,13 @@ pub fn router(state: AppState) -> Router {
         .route("/networks/{id}", get(n::inspect).delete(n::remove))
         .route("/networks/{id}/connect", post(n::connect))
         .route("/networks/{id}/disconnect", post(n::disconnect))
+        .route("/volumes", get(routes::volumes::list))
+        .route("/volumes/create", post(routes::volumes::create))
+        .route("/volumes/prune", post(routes::volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(routes::volumes::inspect).delete(routes::volumes::remove),
+        )
         .route("/build", post(system::build))
         .fallback(system::not_found)
         .with_state(state)

@@ -120,6 +120,9 @@ pub enum Cmd {
     /// Manage networks
     #[command(subcommand)]
     Network(crate::commands::network::NetworkCmd),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(crate::commands::volume::VolumeCmd),
     /// Show the client and server version information
     Version(FormatArg),
     /// Display system-wide information

@@ -28,6 +28,15 @@ pub struct ContainerOpts {
     /// Bind mount a volume (HOST:CONTAINER[:OPTS], VOLUME:CONTAINER, or CONTAINER for an anonymous volume)
     #[arg(short = 'v', long = "volume", value_name = "SPEC")]
     pub volume: Vec<String>,
+    /// Attach a filesystem mount to the container (type=bind|volume|tmpfs,src=…,dst=…,…)
+    #[arg(long = "mount", value_name = "MOUNT")]
+    pub mount: Vec<String>,
+    /// Mount volumes from the specified container(s) (CONTAINER[:ro|rw])
+    #[arg(long = "volumes-from", value_name = "CONTAINER")]
+    pub volumes_from: Vec<String>,
+    /// Optional volume driver for the container
+    #[arg(long = "volume-driver")]
+    pub volume_driver: Option<String>,
     /// Assign a name to the container
     #[arg(long)]
     pub name: Option<String>,
@@ -391,6 +400,23 @@ pub fn build_create(
     }
     if !tmpfs.is_empty() {
         host["Tmpfs"] = Value::Object(tmpfs);
+    }
+    if !o.mount.is_empty() {
+        let mounts = o
+            .mount
+            .iter()
+            .map(|m| {
+                crate::commands::volume::parse_mount(m)
+                    .with_context(|| format!("invalid argument \"{m}\" for \"--mount\" flag"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        host["Mounts"] = json!(mounts);
+    }
+    if !o.volumes_from.is_empty() {
+        host["VolumesFrom"] = json!(o.volumes_from);
+    }
+    if let Some(d) = &o.volume_driver {
+        host["VolumeDriver"] = json!(d);
     }
     if !sysctls.is_empty() {
         host["Sysctls"] = Value::Object(sysctls);

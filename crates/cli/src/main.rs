@@ -164,6 +164,7 @@ async fn dispatch(host: Option<&str>, debug: bool, cmd: Cmd) -> anyhow::Result<i
         Cmd::Events(a) | Cmd::System(cli::SystemCmd::Events(a)) => system::events(c, a).await,
         Cmd::System(cli::SystemCmd::Df(a)) => system::df(c, a).await,
         Cmd::System(cli::SystemCmd::Prune(a)) => system::prune(c, a).await,
+        Cmd::Volume(v) => commands::volume::run(c, v).await,
         Cmd::Completion(_) | Cmd::Version(_) => Ok(0),
     }
 }

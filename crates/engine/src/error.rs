@@ -69,6 +69,9 @@ pub enum EngineError {
     /// Not implemented yet.
     #[error("{0}")]
     NotImplemented(String),
+    /// No volume by this name (Docker's `get NAME: no such volume`).
+    #[error("get {0}: no such volume")]
+    NoSuchVolume(String),
     /// The image store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -147,6 +150,7 @@ impl EngineError {
                     _ => ErrorKind::Internal,
                 }
             }
+            EngineError::NoSuchVolume(_) => ErrorKind::NotFound,
             EngineError::Io { .. } | EngineError::Db { .. } => ErrorKind::Internal,
         }
     }

@@ -16,6 +16,8 @@ pub mod images;
 pub mod networks;
 /// Host facts for `/info` and `/version`.
 pub mod system;
+/// Volumes: the `local` driver, mount planning, copy-up.
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,6 +62,7 @@ pub struct Engine {
     images: Arc<images::ImageService>,
     containers: Arc<containers::ContainerService>,
     networks: Arc<networks::NetworkService>,
+    volumes: Arc<volumes::VolumeService>,
     events: Arc<events::Events>,
     registry: berth_registry::client::Client,
     id: String,
@@ -90,6 +93,11 @@ impl Engine {
         let events = Arc::new(events::Events::new());
         let networks =
             networks::NetworkService::new(db.clone(), config.network.clone(), &config.exec_root)?;
+        let volumes = Arc::new(volumes::VolumeService::new(
+            db.clone(),
+            config.data_root.join("volumes"),
+            events.clone(),
+        )?);
         let containers = containers::ContainerService::new(
             db.clone(),
             images.clone(),
@@ -103,6 +111,7 @@ impl Engine {
                 shim: config.shim.clone().unwrap_or_else(find_shim),
                 default_ulimits: config.default_ulimits.clone(),
             },
+            volumes.clone(),
         )?;
         let weak = Arc::downgrade(&containers);
         images.set_users(Box::new(move |image_id| {
@@ -123,6 +132,7 @@ impl Engine {
             images,
             containers,
             networks,
+            volumes,
             events,
             config,
             db,
@@ -138,6 +148,11 @@ impl Engine {
     /// The networks.
     pub fn networks(&self) -> &Arc<networks::NetworkService> {
         &self.networks
+    }
+
+    /// The volumes.
+    pub fn volumes(&self) -> &Arc<volumes::VolumeService> {
+        &self.volumes
     }
 
     /// The registry client (pull, push).

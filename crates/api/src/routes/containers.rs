@@ -160,30 +160,7 @@ fn network_mode(r: &Record) -> String {
 }
 
 fn mounts_json(r: &Record) -> Vec<Value> {
-    let mut v = Vec::new();
-    for b in &r.host_config.binds {
-        let parts: Vec<&str> = b.split(':').collect();
-        if parts.len() < 2 {
-            continue;
-        }
-        let opts = parts.get(2).copied().unwrap_or("");
-        let ro = opts.split(',').any(|o| o == "ro");
-        let prop = opts
-            .split(',')
-            .find(|o| o.contains("private") || o.contains("shared") || o.contains("slave"))
-            .unwrap_or("rprivate");
-        v.push(json!({
-            "Type": "bind", "Source": parts[0], "Destination": parts[1],
-            "Mode": opts, "RW": !ro, "Propagation": prop,
-        }));
-    }
-    for m in &r.host_config.mounts {
-        v.push(json!({
-            "Type": m.kind, "Source": m.source, "Destination": m.target,
-            "Mode": "", "RW": !m.read_only, "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
-        }));
-    }
-    v
+    super::volumes::mounts_json(r)
 }
 
 /// `Networks` of inspect and of the list.
@@ -350,7 +327,12 @@ fn matches(
                         .iter()
                         .any(|(name, e)| name == v || e.network_id.starts_with(v.as_str()))
             }),
-            "volume" | "publish" | "expose" => false,
+            "volume" => vals.iter().any(|v| {
+                r.mount_points
+                    .iter()
+                    .any(|m| m.name == *v || m.destination == *v || m.source == *v)
+            }),
+            "publish" | "expose" => false,
             other => {
                 return Err(ApiError::bad_request(format!("invalid filter '{other}'")));
             }
@@ -614,7 +596,10 @@ pub async fn remove(
     if q.bool("link") {
         return Err(ApiError::bad_request("links are not supported by berthd"));
     }
-    st.engine.containers().remove(&id, q.bool("force")).await?;
+    st.engine
+        .containers()
+        .remove(&id, q.bool("force"), q.bool("v"))
+        .await?;
     Ok(no_content())
 }
 

@@ -18,6 +18,8 @@ pub mod stats;
 mod stream;
 /// `/_ping`, `/version`, `/info`, and what is not there yet.
 pub mod system;
+/// `/volumes/…`.
+pub mod volumes;
 
 use crate::error::ApiError;
 

@@ -240,7 +240,7 @@ pub async fn df(State(st): State<AppState>) -> Result<Json<serde_json::Value>, A
                     "State": r.state.status.as_str(),
                     "Status": super::containers::status_text(r),
                     "SizeRw": rw, "SizeRootFs": rw,
-                    "Labels": r.config.labels, "Mounts": [],
+                    "Labels": r.config.labels, "Mounts": super::volumes::mounts_json(r),
                     "HostConfig": {"NetworkMode": "default"}, "NetworkSettings": {"Networks": {}},
                 })
             })
@@ -249,7 +249,7 @@ pub async fn df(State(st): State<AppState>) -> Result<Json<serde_json::Value>, A
             "LayersSize": layers,
             "Images": imgs,
             "Containers": cs,
-            "Volumes": [],
+            "Volumes": super::volumes::df_volumes(&engine)?,
             "BuildCache": [],
         })))
     })

@@ -7,6 +7,7 @@ pub mod network;
 pub mod run;
 pub mod stats;
 pub mod system;
+pub mod volume;
 
 use std::io::Write;
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use berth_image::layer::ApplyOptions;
-use berth_image::spec::{self, BindMount, NamespaceMode, Propagation, RunOptions};
+use berth_image::spec::{self, NamespaceMode, RunOptions};
 use oci_spec::image::ImageConfiguration;
 
 use super::config::{CreateBody, HostConfig};
@@ -69,6 +69,19 @@ impl ContainerService {
         let image = self.images.lookup(&config.image)?;
         let image_config = String::from_utf8_lossy(&image.resolved.config_raw).into_owned();
         let id = names::new_id()?;
+        // Binds, volumes, tmpfs: all checked now, made after the record.
+        let planned = crate::volumes::mounts::plan(
+            &config,
+            &host_config,
+            &image
+                .resolved
+                .config
+                .config()
+                .as_ref()
+                .and_then(|c| c.volumes().clone())
+                .unwrap_or_default(),
+            &|c| self.get(c).map(|r| r.mount_points),
+        )?;
 
         // A dry run of the spec builder on an empty root checks every option
         // now (capabilities, sysctls, seccomp profiles, limits…), as dockerd
@@ -78,6 +91,7 @@ impl ContainerService {
         opts.user = None;
         opts.group_add.clear();
         let empty = tempdir_in(&self.paths.exec)?;
+        crate::volumes::mounts::dry_run(&planned, &mut opts, empty.path());
         let dry = spec::prepare(img_cfg, empty.path(), &opts)
             .map_err(|e| EngineError::InvalidArgument(e.to_string()));
         drop(empty);
@@ -165,6 +179,7 @@ impl ContainerService {
             networks: endpoints,
             ports: Vec::new(),
             sandbox_key: String::new(),
+            mount_points: Vec::new(),
         };
         rec.state.status = Status::Created;
 
@@ -183,17 +198,21 @@ impl ContainerService {
                 Err(e) => return Err(e),
             }
         }
+        let mut mounts = Vec::new();
         let made = (|| -> Result<(), EngineError> {
             std::fs::create_dir_all(&data)
                 .map_err(|e| EngineError::io(format!("create {}", data.display()), e))?;
+            mounts = self.volumes.attach(&id, planned)?;
             let parent = self.ensure_snapshot(&id, &image.target)?;
             self.records.update(&id, |r| {
                 r.parent_snapshot = parent;
+                r.mount_points = mounts.clone();
                 Ok(())
             })?;
             Ok(())
         })();
         if let Err(e) = made {
+            self.volumes.release(&id, &mounts, true);
             let _ = self.snapshotter.remove(&id);
             let _ = std::fs::remove_dir_all(&data);
             let _ = self.records.remove(&id);
@@ -611,121 +630,8 @@ pub(crate) fn run_options(
             });
         }
     }
-    for b in &h.binds {
-        o.binds.push(parse_bind(b)?);
-    }
-    for m in &h.mounts {
-        match m.kind.as_str() {
-            "bind" => {
-                if !Path::new(&m.source).exists() {
-                    return Err(EngineError::InvalidArgument(format!(
-                        "invalid mount config for type \"bind\": bind source path does not exist: {}",
-                        m.source
-                    )));
-                }
-                let propagation = m
-                    .extra
-                    .get("BindOptions")
-                    .and_then(|b| b.get("Propagation"))
-                    .and_then(|p| p.as_str())
-                    .map(parse_propagation)
-                    .transpose()?;
-                o.binds.push(BindMount {
-                    source: PathBuf::from(&m.source),
-                    destination: PathBuf::from(&m.target),
-                    read_only: m.read_only,
-                    propagation,
-                });
-            }
-            "tmpfs" => {
-                let mut opts = Vec::new();
-                if let Some(t) = m.extra.get("TmpfsOptions") {
-                    if let Some(sz) = t.get("SizeBytes").and_then(|v| v.as_i64()) {
-                        opts.push(format!("size={sz}"));
-                    }
-                    if let Some(mode) = t.get("Mode").and_then(|v| v.as_u64()) {
-                        opts.push(format!("mode={mode:o}"));
-                    }
-                }
-                if m.read_only {
-                    opts.push("ro".into());
-                }
-                o.tmpfs.insert(m.target.clone(), opts.join(","));
-            }
-            "volume" => {
-                return Err(EngineError::NotImplemented(
-                    "volumes are not supported by berthd yet (use a bind mount)".into(),
-                ));
-            }
-            other => {
-                return Err(EngineError::InvalidArgument(format!(
-                    "invalid mount config: mount type unknown: {other:?}"
-                )));
-            }
-        }
-    }
+    // Binds, volumes and `--mount`s: see `crate::volumes` (added at start).
     Ok(o)
-}
-
-fn parse_propagation(s: &str) -> Result<Propagation, EngineError> {
-    Ok(match s {
-        "private" => Propagation::Private,
-        "rprivate" => Propagation::RPrivate,
-        "shared" => Propagation::Shared,
-        "rshared" => Propagation::RShared,
-        "slave" => Propagation::Slave,
-        "rslave" => Propagation::RSlave,
-        other => {
-            return Err(EngineError::InvalidArgument(format!(
-                "invalid propagation mode: {other}"
-            )));
-        }
-    })
-}
-
-/// `-v /src:/dst[:ro|rw|z|Z|<propagation>[,…]]`.
-fn parse_bind(b: &str) -> Result<BindMount, EngineError> {
-    let parts: Vec<&str> = b.split(':').collect();
-    let (src, dst, opts) = match parts.as_slice() {
-        [s, d] => (*s, *d, ""),
-        [s, d, o] => (*s, *d, *o),
-        _ => {
-            return Err(EngineError::InvalidArgument(format!(
-                "invalid volume specification: '{b}'"
-            )));
-        }
-    };
-    if !dst.starts_with('/') {
-        return Err(EngineError::InvalidArgument(format!(
-            "invalid volume specification: '{b}': invalid mount config for type \"bind\": invalid mount path: '{dst}' mount path must be absolute"
-        )));
-    }
-    if !src.starts_with('/') {
-        return Err(EngineError::NotImplemented(format!(
-            "named volumes are not supported by berthd yet: '{b}' (use an absolute host path)"
-        )));
-    }
-    let mut m = BindMount {
-        source: PathBuf::from(src),
-        destination: PathBuf::from(dst),
-        read_only: false,
-        propagation: None,
-    };
-    for o in opts.split(',').filter(|o| !o.is_empty()) {
-        match o {
-            "ro" => m.read_only = true,
-            "rw" => m.read_only = false,
-            "z" | "Z" | "nocopy" | "consistent" | "cached" | "delegated" => {}
-            p => {
-                m.propagation = Some(parse_propagation(p).map_err(|_| {
-                    EngineError::InvalidArgument(format!(
-                        "invalid volume specification: '{b}': invalid mode: {p}"
-                    ))
-                })?)
-            }
-        }
-    }
-    Ok(m)
 }
 
 /// The image config of a record, parsed.
@@ -746,16 +652,6 @@ mod tests {
         assert_eq!(parse_size("1.5m"), Some(3 << 19));
         assert_eq!(parse_size("x"), None);
         assert_eq!(parse_size("-1m"), None);
-    }
-
-    #[test]
-    fn binds_parse() {
-        let m = parse_bind("/a:/b:ro,rshared").expect("bind");
-        assert!(m.read_only);
-        assert_eq!(m.propagation, Some(Propagation::RShared));
-        assert!(parse_bind("/a:b").is_err());
-        assert!(parse_bind("/a").is_err());
-        assert!(parse_bind("/a:/b:bogus").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! each exit, applies the restart policy and `--rm`; recovery after a
 //! daemon restart.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -220,7 +220,7 @@ impl ContainerService {
                     let svc = self.clone();
                     let id = r.id.clone();
                     tokio::spawn(async move {
-                        let _ = svc.remove_now(&id).await;
+                        let _ = svc.remove_now(&id, true).await;
                     });
                 }
                 Err(e)
@@ -300,16 +300,10 @@ impl ContainerService {
         }
         opts.hosts_path = Some(r.hosts_path.clone().into());
         opts.resolv_conf_path = Some(r.resolv_conf_path.clone().into());
-        // `-v /missing:/x` makes the host directory, as Docker does.
-        for b in &r.host_config.binds {
-            if let Some(src) = b.split(':').next()
-                && src.starts_with('/')
-                && !Path::new(src).exists()
-            {
-                std::fs::create_dir_all(src)
-                    .map_err(|e| EngineError::io(format!("create bind source {src}"), e))?;
-            }
-        }
+        // Binds, volumes (mounted, filled from the image), `--mount` tmpfs.
+        let vm = self.volumes.activate(&id, &r.mount_points, &rootfs)?;
+        opts.binds.extend(vm.binds);
+        opts.tmpfs.extend(vm.tmpfs);
         let img_cfg = image_configuration(r)?;
         let mut prepared = berth_image::spec::prepare(&img_cfg, &rootfs, &opts)
             .map_err(|e| EngineError::StartFailed(e.to_string()))?;
@@ -551,7 +545,7 @@ impl ContainerService {
                 }
             });
         } else if rec.host_config.auto_remove {
-            let _ = self.remove_now(id).await;
+            let _ = self.remove_now(id, true).await;
         }
     }
 
@@ -784,11 +778,12 @@ impl ContainerService {
         Ok(())
     }
 
-    /// `docker rm`.
+    /// `docker rm` (`volumes`: `-v`, also remove its anonymous volumes).
     pub async fn remove(
         self: &Arc<Self>,
         name_or_id: &str,
         force: bool,
+        volumes: bool,
     ) -> Result<(), EngineError> {
         let r = self.get(name_or_id)?;
         let slot = self.slot(&r.id);
@@ -818,11 +813,16 @@ impl ContainerService {
             }
         }
         drop(_g);
-        self.remove_now(&r.id).await
+        self.remove_now(&r.id, volumes).await
     }
 
-    /// Removes a stopped container: mounts, snapshot, files, record.
-    pub(crate) async fn remove_now(self: &Arc<Self>, id: &str) -> Result<(), EngineError> {
+    /// Removes a stopped container: mounts, snapshot, files, record; and
+    /// its anonymous volumes with `volumes`.
+    pub(crate) async fn remove_now(
+        self: &Arc<Self>,
+        id: &str,
+        volumes: bool,
+    ) -> Result<(), EngineError> {
         let rec = match self.records.update(id, |r| {
             if r.state.status.is_live() {
                 return Err(EngineError::Conflict(format!(
@@ -865,6 +865,7 @@ impl ContainerService {
         }
         let _ = std::fs::remove_dir_all(self.paths.bundle(id));
         let _ = std::fs::remove_dir_all(self.paths.data_dir(id));
+        self.volumes.release(id, &rec.mount_points, volumes);
         self.records.remove(id)?;
         self.forget_slot(id);
         self.execs
@@ -887,7 +888,7 @@ impl ContainerService {
                 r.state.status,
                 Status::Created | Status::Exited | Status::Dead
             ) && !keep(&r)
-                && self.remove(&r.id, false).await.is_ok()
+                && self.remove(&r.id, false, false).await.is_ok()
             {
                 removed.push(r.id);
             }
@@ -903,6 +904,7 @@ impl ContainerService {
                 break;
             }
         }
+        self.volumes.deactivate(id);
     }
 
     /// After a daemon start: reattach to every live shim, record exits that
@@ -957,7 +959,7 @@ impl ContainerService {
                         rec.state.status = Status::Dead;
                         Ok(())
                     });
-                    let _ = self.remove_now(&r.id).await;
+                    let _ = self.remove_now(&r.id, false).await;
                 }
                 Status::Created | Status::Exited => {
                     self.unmount_rootfs(&r.id);
@@ -1003,6 +1005,13 @@ impl ContainerService {
                 }
             }
         }
+        let running = self
+            .records
+            .all()?
+            .into_iter()
+            .filter(|r| r.state.status.is_live());
+        self.volumes
+            .reconcile(&known, &running.map(|r| r.id).collect());
         Ok(())
     }
 

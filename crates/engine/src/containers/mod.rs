@@ -86,6 +86,7 @@ pub struct ContainerService {
     events: Arc<Events>,
     networks: Arc<crate::networks::NetworkService>,
     paths: Paths,
+    volumes: Arc<crate::volumes::VolumeService>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     execs: Mutex<HashMap<String, Arc<exec::ExecState>>>,
 }
@@ -99,6 +100,7 @@ impl ContainerService {
         events: Arc<Events>,
         networks: Arc<crate::networks::NetworkService>,
         paths: Paths,
+        volumes: Arc<crate::volumes::VolumeService>,
     ) -> Result<Arc<Self>, EngineError> {
         for d in [&paths.data, &paths.exec, &paths.runtime_root] {
             std::fs::create_dir_all(d)
@@ -111,6 +113,7 @@ impl ContainerService {
             events,
             networks,
             paths,
+            volumes,
             slots: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
         }))

@@ -152,6 +152,9 @@ pub struct Record {
     /// The pinned network namespace while running (`SandboxKey`).
     #[serde(default)]
     pub sandbox_key: String,
+    /// Binds, volumes and tmpfs mounts, as decided at create.
+    #[serde(default)]
+    pub mount_points: Vec<crate::volumes::MountPoint>,
 }
 
 impl Record {

@@ -82,7 +82,7 @@ pub(super) fn remove_tree(path: &Path) -> Result<(), SnapshotError> {
 /// Copy the tree `src` into the existing directory `dst` (whose own
 /// metadata is set from `src`): modes, owners, xattrs, mtimes, symlinks,
 /// device nodes, fifos, and hardlinks as hardlinks.
-pub(super) fn copy_tree(src: &Path, dst: &Path) -> Result<(), SnapshotError> {
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), SnapshotError> {
     let mut links = HashMap::new();
     copy_dir(src, dst, &mut links)?;
     let meta = fs::symlink_metadata(src).map_err(|e| SnapshotError::io("stat", src, e))?;
@@ -204,7 +204,7 @@ fn set_meta(src: &Path, dst: &Path, meta: &fs::Metadata) -> Result<(), SnapshotE
 }
 
 /// Bytes allocated and distinct inodes under `path` (itself included).
-pub(super) fn usage(path: &Path) -> Result<(u64, u64), SnapshotError> {
+pub fn usage(path: &Path) -> Result<(u64, u64), SnapshotError> {
     let mut seen = std::collections::HashSet::new();
     let mut bytes = 0u64;
     let mut stack = vec![path.to_path_buf()];

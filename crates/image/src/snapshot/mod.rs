@@ -52,6 +52,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+pub use copy::{copy_tree, usage as disk_usage};
 pub use error::SnapshotError;
 pub use mount::{is_mountpoint, mount_all, unmount};
 pub use snapshotter::Snapshotter;
