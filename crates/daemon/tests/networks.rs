@@ -378,7 +378,7 @@ fn networks_are_isolated_and_internal_networks_have_no_way_out() {
     ]);
     assert!(!routes.contains("default"), "{routes}");
     // IPv6 where enabled: an address of the subnet, reached by name.
-    let v6 = format!("fd15:{}::/64", d.net_index);
+    let v6 = format!("fd15:{:x}::/64", d.net_index + 1);
     d.docker_ok(&["network", "create", "--ipv6", "--subnet", &v6, "six"]);
     d.docker_ok(&[
         "run",
@@ -402,7 +402,7 @@ fn networks_are_isolated_and_internal_networks_have_no_way_out() {
         "ip -6 -o addr show eth0; ping6 -c 1 -W 2 s6",
     ]);
     assert!(
-        out.contains(&format!("inet6 fd15:{}::", d.net_index)),
+        out.contains(&format!("inet6 fd15:{:x}::", d.net_index + 1)),
         "{out}"
     );
     assert!(out.contains("1 packets received"), "{out}");

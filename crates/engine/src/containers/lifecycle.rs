@@ -475,12 +475,21 @@ impl ContainerService {
         status: ExitStatus,
         ran: Duration,
     ) {
-        let mut net = None;
+        // The network goes before the record says the container is down,
+        // so that whoever waits for that (stop, rm -f) finds it gone.
+        if let Ok(Some(cur)) = self.records.get(id)
+            && cur.state.shim.map(|(p, _)| p) == Some(shim_pid)
+            && !cur.sandbox_key.is_empty()
+        {
+            self.networks
+                .leave(id, &cur.networks, !cur.ports.is_empty())
+                .await;
+        }
         let rec = self.records.update(id, |r| {
             if r.state.shim.map(|(p, _)| p) != Some(shim_pid) {
                 return Err(EngineError::Conflict("stale exit".into()));
             }
-            net = take_network_state(r);
+            take_network_state(r);
             r.state.status = Status::Exited;
             r.state.pid = 0;
             r.state.exit_code = status.code;
@@ -498,9 +507,6 @@ impl ContainerService {
         };
         self.unmount_rootfs(id);
         let _ = berth_runtime::container::delete(&self.paths.runtime_root, id, true);
-        if let Some((eps, had_ports)) = net {
-            self.networks.leave(id, &eps, had_ports).await;
-        }
         if status.oom_killed {
             self.event(&rec, "oom", &[]);
         }
