@@ -340,6 +340,13 @@ pub(crate) fn inspect_json(r: &Record, rootfs: &std::path::Path) -> Value {
                 json!({"Name": "no", "MaximumRetryCount": 0}),
             );
         }
+        // The one runtime, under the name dockerd gives its default.
+        if h.get("Runtime")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            h.insert("Runtime".into(), json!("runc"));
+        }
     }
     let mut config = serde_json::to_value(&r.config).unwrap_or_else(|_| json!({}));
     if let Some(c) = config.as_object_mut() {
