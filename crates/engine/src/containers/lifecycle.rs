@@ -626,7 +626,17 @@ impl ContainerService {
             Ok(())
         })?;
         self.event(&r, "kill", &[("signal", sig.to_string())]);
-        self.signal(&r, sig, false).await
+        if sig != libc::SIGKILL {
+            return self.signal(&r, sig, false).await;
+        }
+        // As dockerd: a SIGKILL returns once the container is down, so
+        // an inspect or remove right after sees it exited.
+        let rx = self.events.receiver();
+        self.signal(&r, sig, false).await?;
+        if !self.wait_down(&r.id, rx, Duration::from_secs(10)).await {
+            tracing::warn!(container = %r.id, "still running 10 s after SIGKILL");
+        }
+        Ok(())
     }
 
     /// `docker pause` / `docker unpause`.
