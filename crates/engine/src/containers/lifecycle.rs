@@ -87,17 +87,9 @@ impl Waiter {
                         self.last_code = code;
                         match self.condition {
                             WaitCondition::NextExit => return (i64::from(code), None),
-                            WaitCondition::NotRunning => {
-                                // A restart policy may bring it back: wait
-                                // until it is really down.
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                                match self.svc.records.get(&self.id) {
-                                    Ok(Some(r))
-                                        if r.state.status == Status::Restarting
-                                            || r.state.status.is_live() => {}
-                                    _ => return (i64::from(code), None),
-                                }
-                            }
+                            // As dockerd: every exit ends a not-running
+                            // wait, one a restart policy restarts too.
+                            WaitCondition::NotRunning => return (i64::from(code), None),
                             WaitCondition::Removed => {}
                         }
                     } else if e.action == "destroy" {
@@ -735,13 +727,23 @@ impl ContainerService {
         let slot = self.slot(&r.id);
         let _g = slot.op.lock().await;
         let r = self.get(&r.id)?;
-        if r.state.status.is_live() {
-            if !force {
-                return Err(EngineError::Conflict(format!(
-                    "cannot remove container \"{}\": container is running: stop the container before removing or force remove",
-                    r.name
-                )));
-            }
+        // Between two runs of its restart policy a container counts as
+        // running, as with dockerd.
+        let restarting = r.state.status == Status::Restarting;
+        if (r.state.status.is_live() || restarting) && !force {
+            return Err(EngineError::Conflict(format!(
+                "cannot remove container \"{}\": container is running: stop the container before removing or force remove",
+                r.name
+            )));
+        }
+        if restarting {
+            // The pending restart sees this under the slot lock and gives up.
+            self.records.update(&r.id, |rec| {
+                rec.manually_stopped = true;
+                rec.state.status = Status::Exited;
+                Ok(())
+            })?;
+        } else if r.state.status.is_live() {
             self.records.update(&r.id, |rec| {
                 rec.manually_stopped = true;
                 Ok(())
