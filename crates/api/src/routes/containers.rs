@@ -10,7 +10,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_engine::containers::{
-    AttachStream, CreateBody, LogOptions, Record, Status, StreamKind, WaitCondition,
+    AttachStream, CreateBody, LogEntry, LogOptions, Record, Status, StreamKind, WaitCondition,
 };
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -667,9 +667,37 @@ pub async fn attach(
     }
     let (stdin, stdout, stderr) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
     let svc = st.engine.containers().clone();
+    // `logs=1`: what the container wrote so far comes first (a log driver
+    // that cannot be read gives nothing, as with dockerd).
+    let past = if q.bool("logs") && (stdout || stderr) {
+        let opts = LogOptions {
+            stdout,
+            stderr,
+            since: None,
+            until: None,
+            tail: None,
+            follow: false,
+        };
+        svc.logs(&id, opts).ok().map(|(rx, _)| rx)
+    } else {
+        None
+    };
+    if !q.bool("stream") {
+        let tty = svc.get(&id)?.config.tty;
+        return stream::hijack(req, tty, v, move |mut client| async move {
+            use tokio::io::AsyncWriteExt;
+            if let Some(rx) = past {
+                write_log_entries(&mut client, rx, tty).await;
+            }
+            let _ = client.shutdown().await;
+        });
+    }
     let (source, tty, cid) = svc.attach(&id, stdin, stdout, stderr).await?;
     let detach_keys = stream::detach_keys(q.get("detachKeys"))?;
-    stream::hijack(req, tty, v, move |client| async move {
+    stream::hijack(req, tty, v, move |mut client| async move {
+        if let Some(rx) = past {
+            write_log_entries(&mut client, rx, tty).await;
+        }
         let conn = match source {
             AttachStream::Live(s) => Some(s),
             AttachStream::Pending(rx) => rx.await.ok().and_then(Result::ok),
@@ -682,6 +710,29 @@ pub async fn attach(
             None => svc.cancel_pending_attach(&cid),
         }
     })
+}
+
+/// Writes log entries to a hijacked client: Docker frames, or raw with a TTY.
+async fn write_log_entries(
+    client: &mut stream::Client,
+    mut rx: tokio::sync::mpsc::Receiver<LogEntry>,
+    tty: bool,
+) {
+    use tokio::io::AsyncWriteExt;
+    while let Some(e) = rx.recv().await {
+        let res = if tty {
+            client.write_all(&e.bytes).await
+        } else {
+            let kind = if e.stream == StreamKind::Stderr { 2 } else { 1 };
+            let mut f = stream::frame_header(kind, e.bytes.len()).to_vec();
+            f.extend_from_slice(&e.bytes);
+            client.write_all(&f).await
+        };
+        if res.is_err() {
+            return;
+        }
+    }
+    let _ = client.flush().await;
 }
 
 /// `GET /containers/{id}/logs`.
