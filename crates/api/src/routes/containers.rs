@@ -891,6 +891,7 @@ pub async fn changes(
             .snapshotter()
             .changes(&r.id)
             .map_err(|e| ApiError::internal(e.to_string()))?;
+        let list = berth_engine::containers::archive::hide_init_layer(list);
         let v: Vec<Value> = list
             .iter()
             .map(|ch| {
