@@ -551,7 +551,7 @@ pub async fn prune(
         .transpose()?;
     let labels = f.get("label").cloned().unwrap_or_default();
     let not_labels = f.get("label!").cloned().unwrap_or_default();
-    let removed = st
+    let (removed, reclaimed) = st
         .engine
         .containers()
         .prune(move |r| {
@@ -566,7 +566,7 @@ pub async fn prune(
         })
         .await?;
     Ok(Json(
-        json!({ "ContainersDeleted": removed, "SpaceReclaimed": 0 }),
+        json!({ "ContainersDeleted": removed, "SpaceReclaimed": reclaimed }),
     ))
 }
 

@@ -818,19 +818,25 @@ impl ContainerService {
     pub async fn prune(
         self: &Arc<Self>,
         keep: impl Fn(&Record) -> bool,
-    ) -> Result<Vec<String>, EngineError> {
+    ) -> Result<(Vec<String>, u64), EngineError> {
         let mut removed = Vec::new();
+        let mut reclaimed = 0;
         for r in self.list()? {
-            if matches!(
+            if !matches!(
                 r.state.status,
                 Status::Created | Status::Exited | Status::Dead
-            ) && !keep(&r)
-                && self.remove(&r.id, false).await.is_ok()
+            ) || keep(&r)
             {
+                continue;
+            }
+            // What its writable layer held is what removing it frees.
+            let size = self.snapshotter.usage(&r.id).map_or(0, |u| u.bytes);
+            if self.remove(&r.id, false).await.is_ok() {
                 removed.push(r.id);
+                reclaimed += size;
             }
         }
-        Ok(removed)
+        Ok((removed, reclaimed))
     }
 
     pub(crate) fn unmount_rootfs(&self, id: &str) {
