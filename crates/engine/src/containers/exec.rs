@@ -67,12 +67,24 @@ pub enum ExecStarted {
     Failed(EngineError, bool),
 }
 
-/// An exec marked started whose process is not launched yet.
+/// An exec marked started whose process is not launched yet. Dropped
+/// unlaunched (the client went away before the answer), the exec is no
+/// longer running.
 #[derive(Debug)]
 pub struct ExecClaim {
     id: String,
     container: String,
     st: Arc<ExecState>,
+    launched: bool,
+}
+
+impl Drop for ExecClaim {
+    fn drop(&mut self) {
+        if !self.launched {
+            let mut run = self.st.inner.lock().unwrap_or_else(|p| p.into_inner());
+            run.running = false;
+        }
+    }
 }
 
 /// An exec instance (kept in memory, as dockerd does).
@@ -255,6 +267,7 @@ impl ContainerService {
                 id: id.to_owned(),
                 container: r.id,
                 st,
+                launched: false,
             }),
             Ok(r) => {
                 fail();
@@ -273,8 +286,9 @@ impl ContainerService {
     /// Starts a claimed exec's process. One that cannot be started is
     /// [`ExecStarted::Failed`] with exit code 126 recorded, as dockerd
     /// does, so that an attached client can be told on its stream.
-    pub async fn exec_launch(&self, claim: ExecClaim) -> ExecStarted {
-        let ExecClaim { id, container, st } = claim;
+    pub async fn exec_launch(&self, mut claim: ExecClaim) -> ExecStarted {
+        claim.launched = true;
+        let (id, container, st) = (claim.id.clone(), claim.container.clone(), claim.st.clone());
         let tty = st.config.tty;
         let failed = |e: EngineError| {
             let mut run = st.inner.lock().unwrap_or_else(|p| p.into_inner());
