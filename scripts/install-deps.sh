@@ -17,6 +17,9 @@ if [ "$mode" = test ]; then
   # The peer server the registry client is tested against (crates/registry/tests/client.rs):
   # distribution 2.8, started by the tests on a loopback port with their own config.
   pkgs="$pkgs docker-registry"
+  # docker-py's own integration tests run against berthd (scripts/docker-py-suite.sh)
+  # from a venv of their own; the packages come from PyPI below.
+  pkgs="$pkgs python3-venv"
 fi
 missing=""
 for p in $pkgs; do
@@ -41,6 +44,34 @@ if [ -n "$missing" ]; then
   apt-get update -qq
   # shellcheck disable=SC2086
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# docker-py 7.0.0 and the test tools it pins (its requirements.txt and
+# test-requirements.txt) in a venv under target/, and its sdist, which carries
+# tests/integration, beside it. Nothing is cached outside that directory.
+if [ "$mode" = test ]; then
+  root=$(cd "$(dirname "$0")/.." && pwd)
+  dp=${DOCKER_PY_DIR:-$root/target/docker-py}
+  sdist_sha=323736fb92cd9418fc5e7133bc953e11a9da04f4483f828b527db553f1e7e5a3
+  # pip's own subprocesses (the sdist's build requirements) ignore
+  # --no-cache-dir: their cache goes under target/ too, and away after.
+  export PIP_CACHE_DIR="$dp/pip-cache"
+  if ! "$dp/venv/bin/python" -c 'import docker, pytest, pytest_timeout, paramiko, cryptography; assert docker.__version__ == "7.0.0" and cryptography.__version__ == "42.0.8"' 2>/dev/null; then
+    echo "install-deps: docker-py 7.0.0 venv in $dp/venv"
+    rm -rf "$dp/venv"
+    mkdir -p "$dp"
+    /usr/bin/python3 -m venv "$dp/venv"
+    "$dp/venv/bin/pip" install -q --no-cache-dir --disable-pip-version-check \
+      docker==7.0.0 requests==2.31.0 urllib3==1.26.18 websocket-client==1.3.3 \
+      packaging==21.3 paramiko==2.11.0 cryptography==42.0.8 pytest==7.4.2 pytest-timeout==2.1.0
+  fi
+  if [ ! -d "$dp/docker-7.0.0/tests/integration" ]; then
+    echo "install-deps: docker-py 7.0.0 sdist (its tests) in $dp"
+    "$dp/venv/bin/pip" download -q --no-cache-dir --disable-pip-version-check \
+      --no-deps --no-binary :all: -d "$dp" docker==7.0.0
+    echo "$sdist_sha  $dp/docker-7.0.0.tar.gz" | sha256sum -c --quiet
+    tar -C "$dp" -xzf "$dp/docker-7.0.0.tar.gz"
+  fi
+  rm -rf "$PIP_CACHE_DIR"
 fi
 # `make fuzz` (part of `make test`): cargo-fuzz, built from crates.io.
 if [ "$mode" = test ] && ! cargo fuzz --version >/dev/null 2>&1; then

@@ -10,7 +10,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_engine::containers::{
-    AttachStream, CreateBody, LogOptions, Record, Status, StreamKind, WaitCondition,
+    AttachStream, CreateBody, LogEntry, LogOptions, Record, Status, StreamKind, WaitCondition,
 };
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -397,6 +397,13 @@ pub(crate) fn inspect_json(r: &Record, rootfs: &std::path::Path) -> Value {
                 json!({"Name": "no", "MaximumRetryCount": 0}),
             );
         }
+        // The one runtime, under the name dockerd gives its default.
+        if h.get("Runtime")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            h.insert("Runtime".into(), json!("runc"));
+        }
     }
     let mut config = serde_json::to_value(&r.config).unwrap_or_else(|_| json!({}));
     if let Some(c) = config.as_object_mut() {
@@ -622,7 +629,7 @@ pub async fn prune(
         .transpose()?;
     let labels = f.get("label").cloned().unwrap_or_default();
     let not_labels = f.get("label!").cloned().unwrap_or_default();
-    let removed = st
+    let (removed, reclaimed) = st
         .engine
         .containers()
         .prune(move |r| {
@@ -637,7 +644,7 @@ pub async fn prune(
         })
         .await?;
     Ok(Json(
-        json!({ "ContainersDeleted": removed, "SpaceReclaimed": 0 }),
+        json!({ "ContainersDeleted": removed, "SpaceReclaimed": reclaimed }),
     ))
 }
 
@@ -778,7 +785,7 @@ fn past_logs(
     want: bool,
     stdout: bool,
     stderr: bool,
-) -> Result<Option<tokio::sync::mpsc::Receiver<berth_engine::containers::LogEntry>>, ApiError> {
+) -> Result<Option<tokio::sync::mpsc::Receiver<LogEntry>>, ApiError> {
     if !want || !(stdout || stderr) {
         return Ok(None);
     }
@@ -790,13 +797,15 @@ fn past_logs(
         tail: None,
         follow: false,
     };
-    Ok(Some(svc.logs(id, opts)?.0))
+    // A log driver that cannot be read gives nothing, as with dockerd.
+    svc.get(id)?;
+    Ok(svc.logs(id, opts).ok().map(|(rx, _)| rx))
 }
 
 /// Writes past log entries as attach output (frames, or raw with a TTY).
 async fn write_logs(
     client: &mut stream::Client,
-    mut rx: tokio::sync::mpsc::Receiver<berth_engine::containers::LogEntry>,
+    mut rx: tokio::sync::mpsc::Receiver<LogEntry>,
     raw: bool,
 ) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;
@@ -1058,6 +1067,7 @@ pub async fn changes(
             .snapshotter()
             .changes(&r.id)
             .map_err(|e| ApiError::internal(e.to_string()))?;
+        let list = berth_engine::containers::archive::hide_init_layer(list);
         let v: Vec<Value> = list
             .iter()
             .map(|ch| {

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use berth_engine::containers::ExecConfig;
+use berth_engine::containers::{ExecConfig, ExecStarted};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -50,9 +50,13 @@ pub async fn start(
     let sb: StartBody = json_body(body, true).await?;
     let svc = st.engine.containers().clone();
     let info = svc.exec_inspect(&id)?;
-    let (conn, tty) = svc.exec_start(&id).await?;
-    let tty = sb.tty.unwrap_or(tty);
+    let detach_keys = stream::detach_keys(Some(&info.config.detach_keys))?;
+    let claim = svc.exec_claim(&id)?;
     if sb.detach.unwrap_or(false) {
+        let conn = match svc.exec_launch(claim).await {
+            ExecStarted::Running(conn, _) => conn,
+            ExecStarted::Failed(e, _) => return Err(e.into()),
+        };
         // Nobody reads the output: drain it for the exit code.
         let svc2 = svc.clone();
         tokio::spawn(async move {
@@ -73,11 +77,30 @@ pub async fn start(
         });
         return Ok(StatusCode::OK.into_response());
     }
+    let tty = sb.tty.unwrap_or(info.config.tty);
     let stdin = info.config.attach_stdin;
-    stream::hijack(req, tty, v, move |client| async move {
+    // The answer goes out before the process starts (see exec_claim).
+    stream::hijack(req, tty, v, move |mut client| async move {
+        let conn = match svc.exec_launch(claim).await {
+            ExecStarted::Running(conn, _) => conn,
+            ExecStarted::Failed(e, _) => {
+                // As dockerd: the client reads why on its stdout; the
+                // exit code is 126.
+                use tokio::io::AsyncWriteExt;
+                let msg = format!("{e}\r\n").into_bytes();
+                let mut out = Vec::with_capacity(msg.len() + 8);
+                if !tty {
+                    out.extend_from_slice(&stream::frame_header(1, msg.len()));
+                }
+                out.extend_from_slice(&msg);
+                let _ = client.write_all(&out).await;
+                let _ = client.shutdown().await;
+                return;
+            }
+        };
         let svc3 = svc.clone();
         let id2 = id.clone();
-        stream::pump(client, conn, tty, stdin, Vec::new(), move |code| {
+        stream::pump(client, conn, tty, stdin, detach_keys, move |code| {
             svc3.exec_finished(&id2, code);
         })
         .await;
@@ -124,7 +147,7 @@ pub async fn inspect(
         "OpenStdout": c.attach_stdout,
         "CanRemove": false,
         "ContainerID": i.container,
-        "DetachKeys": "",
+        "DetachKeys": c.detach_keys,
         "Pid": i.pid,
     })))
 }

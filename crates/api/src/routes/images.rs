@@ -313,7 +313,17 @@ fn json_lines(lines: &[serde_json::Value]) -> Response {
 pub async fn load(State(st): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let reader = BodyReader::spawn(body);
     let engine = st.engine.clone();
-    let out = blocking(move || engine.images().load(reader).map_err(ApiError::from)).await?;
+    let out = match blocking(move || engine.images().load(reader).map_err(ApiError::from)).await {
+        Ok(out) => out,
+        // As dockerd: the answer has begun, so a load that fails is a
+        // 200 whose stream carries the error (clients raise on it).
+        Err(e) => {
+            let m = e.message;
+            return Ok(json_lines(&[
+                serde_json::json!({ "errorDetail": { "message": m }, "error": m }),
+            ]));
+        }
+    };
     let lines: Vec<serde_json::Value> = out
         .messages
         .iter()

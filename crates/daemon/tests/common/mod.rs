@@ -381,7 +381,7 @@ pub fn cleanup_roots(dir: &Path, exec_root: &Path) {
 /// berthd finds berth-shim beside itself, and the registry tests use
 /// berth-registry; `cargo test -p berth-daemon` alone builds neither (or
 /// leaves them stale), so they are built once per test binary.
-fn ensure_shim() {
+pub fn ensure_shim() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -352,3 +352,84 @@ fn append<W: Write>(
     }
     Ok(())
 }
+
+/// What dockerd's init layer holds: mount points and files the engine
+/// makes in every container. `docker diff` never lists them.
+const INIT_LAYER: &[&str] = &[
+    "/dev/pts",
+    "/dev/shm",
+    "/dev/console",
+    "/proc",
+    "/sys",
+    "/.dockerenv",
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/hostname",
+    "/etc/mtab",
+];
+
+/// `changes` without what dockerd's init layer would hide: the init
+/// paths themselves, and a directory above them (`/etc`, `/dev`) that has
+/// no other change below it.
+pub fn hide_init_layer(
+    changes: Vec<berth_image::snapshot::Change>,
+) -> Vec<berth_image::snapshot::Change> {
+    let is_init = |p: &Path| INIT_LAYER.iter().any(|i| p == Path::new(i));
+    let kept: Vec<_> = changes.into_iter().filter(|c| !is_init(&c.path)).collect();
+    let parents: Vec<PathBuf> = INIT_LAYER
+        .iter()
+        .filter_map(|i| Path::new(i).parent())
+        .filter(|p| *p != Path::new("/"))
+        .map(Path::to_path_buf)
+        .collect();
+    let has_child = |dir: &Path| {
+        kept.iter()
+            .any(|c| c.path != dir && c.path.starts_with(dir))
+    };
+    kept.iter()
+        .filter(|c| {
+            !(parents.contains(&c.path)
+                && c.kind != berth_image::snapshot::ChangeKind::Deleted
+                && !has_child(&c.path))
+        })
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod init_layer_tests {
+    use super::*;
+    use berth_image::snapshot::{Change, ChangeKind};
+
+    fn ch(kind: ChangeKind, p: &str) -> Change {
+        Change {
+            kind,
+            path: PathBuf::from(p),
+        }
+    }
+
+    #[test]
+    fn init_paths_are_hidden() {
+        let got = hide_init_layer(vec![
+            ch(ChangeKind::Modified, "/etc"),
+            ch(ChangeKind::Added, "/etc/hostname"),
+            ch(ChangeKind::Added, "/etc/hosts"),
+            ch(ChangeKind::Added, "/etc/resolv.conf"),
+            ch(ChangeKind::Added, "/test"),
+        ]);
+        assert_eq!(got, vec![ch(ChangeKind::Added, "/test")]);
+        // /etc stays when something else in it changed.
+        let got = hide_init_layer(vec![
+            ch(ChangeKind::Modified, "/etc"),
+            ch(ChangeKind::Added, "/etc/hostname"),
+            ch(ChangeKind::Added, "/etc/motd"),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                ch(ChangeKind::Modified, "/etc"),
+                ch(ChangeKind::Added, "/etc/motd")
+            ]
+        );
+    }
+}

@@ -479,12 +479,9 @@ pub(crate) fn log_settings(
             }
         },
     };
-    if files > 1 && size.is_none() {
-        return Err(EngineError::InvalidArgument(
-            "max-file can only be used with max-size".into(),
-        ));
-    }
-    Ok((size, files))
+    // As dockerd's json-file: max-file alone is accepted and changes
+    // nothing (nothing rotates without a max-size).
+    Ok((size, if size.is_none() { 1 } else { files }))
 }
 
 /// `10m`, `1k`, `2g`, `100` (bytes), `1.5m`.
@@ -662,6 +659,9 @@ mod tests {
         assert_eq!(log_settings(&c).ok(), Some((Some(1024), 3)));
         c.insert("max-file".to_owned(), "0".to_owned());
         assert!(log_settings(&c).is_err());
+        let mut alone = BTreeMap::new();
+        alone.insert("max-file".to_owned(), "100".to_owned());
+        assert_eq!(log_settings(&alone).ok(), Some((None, 1)));
         let mut d = BTreeMap::new();
         d.insert("bogus".to_owned(), "1".to_owned());
         assert!(log_settings(&d).is_err());

@@ -50,6 +50,41 @@ pub struct ExecConfig {
     /// Working directory.
     #[serde(default, deserialize_with = "nd")]
     pub working_dir: String,
+    /// The keys that detach an attached client (`""`: ctrl-p,ctrl-q);
+    /// docker-py spells it `detachKeys` (Go's decoder ignores case).
+    #[serde(default, deserialize_with = "nd", alias = "detachKeys")]
+    pub detach_keys: String,
+}
+
+/// What starting an exec gave.
+#[derive(Debug)]
+pub enum ExecStarted {
+    /// The process runs: its shim stream (frames out, stdin in) and
+    /// whether it has a terminal.
+    Running(UnixStream, bool),
+    /// The process could not be started (exit code 126 is recorded): why,
+    /// and whether it would have had a terminal.
+    Failed(EngineError, bool),
+}
+
+/// An exec marked started whose process is not launched yet. Dropped
+/// unlaunched (the client went away before the answer), the exec is no
+/// longer running.
+#[derive(Debug)]
+pub struct ExecClaim {
+    id: String,
+    container: String,
+    st: Arc<ExecState>,
+    launched: bool,
+}
+
+impl Drop for ExecClaim {
+    fn drop(&mut self) {
+        if !self.launched {
+            let mut run = self.st.inner.lock().unwrap_or_else(|p| p.into_inner());
+            run.running = false;
+        }
+    }
 }
 
 /// An exec instance (kept in memory, as dockerd does).
@@ -200,8 +235,18 @@ impl ContainerService {
         Ok(p)
     }
 
-    /// Starts an exec; returns the shim stream (frames out, stdin in).
-    pub async fn exec_start(&self, id: &str) -> Result<(UnixStream, bool), EngineError> {
+    /// Starts an exec: [`Self::exec_claim`], then [`Self::exec_launch`].
+    pub async fn exec_start(&self, id: &str) -> Result<ExecStarted, EngineError> {
+        let claim = self.exec_claim(id)?;
+        Ok(self.exec_launch(claim).await)
+    }
+
+    /// Checks that exec `id` has not run and that its container runs, and
+    /// marks the exec started. An API that attaches a client answers it
+    /// between this and [`Self::exec_launch`], as dockerd does: the
+    /// process's first output must not race the answer's headers (clients
+    /// such as docker-py lose bytes that come with them).
+    pub fn exec_claim(&self, id: &str) -> Result<ExecClaim, EngineError> {
         let st = self.exec_state(id)?;
         {
             let mut run = st.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -213,29 +258,65 @@ impl ContainerService {
             run.started = true;
             run.running = true;
         }
-        let r = self.get(&st.container)?;
-        if r.state.status != Status::Running {
-            return Err(EngineError::Conflict(format!(
-                "Container {} is not running",
-                r.id
-            )));
+        let fail = || {
+            let mut run = st.inner.lock().unwrap_or_else(|p| p.into_inner());
+            run.running = false;
+        };
+        match self.get(&st.container) {
+            Ok(r) if r.state.status == Status::Running => Ok(ExecClaim {
+                id: id.to_owned(),
+                container: r.id,
+                st,
+                launched: false,
+            }),
+            Ok(r) => {
+                fail();
+                Err(EngineError::Conflict(format!(
+                    "Container {} is not running",
+                    r.id
+                )))
+            }
+            Err(e) => {
+                fail();
+                Err(e)
+            }
         }
-        let process = self.exec_process(&r.id, &st.config)?;
-        let stream = Shim::new(self.paths.bundle(&r.id))
+    }
+
+    /// Starts a claimed exec's process. One that cannot be started is
+    /// [`ExecStarted::Failed`] with exit code 126 recorded, as dockerd
+    /// does, so that an attached client can be told on its stream.
+    pub async fn exec_launch(&self, mut claim: ExecClaim) -> ExecStarted {
+        claim.launched = true;
+        let (id, container, st) = (claim.id.clone(), claim.container.clone(), claim.st.clone());
+        let tty = st.config.tty;
+        let failed = |e: EngineError| {
+            let mut run = st.inner.lock().unwrap_or_else(|p| p.into_inner());
+            run.running = false;
+            run.exit_code = Some(126);
+            ExecStarted::Failed(e, tty)
+        };
+        let process = match self.exec_process(&container, &st.config) {
+            Ok(p) => p,
+            Err(e) => return failed(e),
+        };
+        let stream = Shim::new(self.paths.bundle(&container))
             .call_ok(&Request::Exec {
-                exec_id: id.to_owned(),
+                exec_id: id.clone(),
                 process: Box::new(process),
                 stdin: st.config.attach_stdin,
                 console_size: st.config.console_size.map(|[h, w]| (h, w)),
             })
-            .await
-            .inspect_err(|_| {
-                let mut run = st.inner.lock().unwrap_or_else(|p| p.into_inner());
-                run.running = false;
-                run.exit_code = Some(126);
-            })?;
-        self.event(&r, "exec_start", &[("execID", id.to_owned())]);
-        Ok((stream, st.config.tty))
+            .await;
+        match stream {
+            Ok(stream) => {
+                if let Ok(r) = self.get(&container) {
+                    self.event(&r, "exec_start", &[("execID", id)]);
+                }
+                ExecStarted::Running(stream, tty)
+            }
+            Err(e) => failed(e),
+        }
     }
 
     /// Records an exec's end (the API calls this on the exit frame).

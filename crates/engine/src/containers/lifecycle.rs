@@ -87,17 +87,9 @@ impl Waiter {
                         self.last_code = code;
                         match self.condition {
                             WaitCondition::NextExit => return (i64::from(code), None),
-                            WaitCondition::NotRunning => {
-                                // A restart policy may bring it back: wait
-                                // until it is really down.
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                                match self.svc.records.get(&self.id) {
-                                    Ok(Some(r))
-                                        if r.state.status == Status::Restarting
-                                            || r.state.status.is_live() => {}
-                                    _ => return (i64::from(code), None),
-                                }
-                            }
+                            // As dockerd: every exit ends a not-running
+                            // wait, one a restart policy restarts too.
+                            WaitCondition::NotRunning => return (i64::from(code), None),
                             WaitCondition::Removed => {}
                         }
                     } else if e.action == "destroy" {
@@ -693,7 +685,17 @@ impl ContainerService {
             Ok(())
         })?;
         self.event(&r, "kill", &[("signal", sig.to_string())]);
-        self.signal(&r, sig, false).await
+        if sig != libc::SIGKILL {
+            return self.signal(&r, sig, false).await;
+        }
+        // As dockerd: a SIGKILL returns once the container is down, so
+        // an inspect or remove right after sees it exited.
+        let rx = self.events.receiver();
+        self.signal(&r, sig, false).await?;
+        if !self.wait_down(&r.id, rx, Duration::from_secs(10)).await {
+            tracing::warn!(container = %r.id, "still running 10 s after SIGKILL");
+        }
+        Ok(())
     }
 
     /// `docker pause` / `docker unpause`.
@@ -795,13 +797,23 @@ impl ContainerService {
         let slot = self.slot(&r.id);
         let _g = slot.op.lock().await;
         let r = self.get(&r.id)?;
-        if r.state.status.is_live() {
-            if !force {
-                return Err(EngineError::Conflict(format!(
-                    "cannot remove container \"{}\": container is running: stop the container before removing or force remove",
-                    r.name
-                )));
-            }
+        // Between two runs of its restart policy a container counts as
+        // running, as with dockerd.
+        let restarting = r.state.status == Status::Restarting;
+        if (r.state.status.is_live() || restarting) && !force {
+            return Err(EngineError::Conflict(format!(
+                "cannot remove container \"{}\": container is running: stop the container before removing or force remove",
+                r.name
+            )));
+        }
+        if restarting {
+            // The pending restart sees this under the slot lock and gives up.
+            self.records.update(&r.id, |rec| {
+                rec.manually_stopped = true;
+                rec.state.status = Status::Exited;
+                Ok(())
+            })?;
+        } else if r.state.status.is_live() {
             self.records.update(&r.id, |rec| {
                 rec.manually_stopped = true;
                 Ok(())
@@ -887,19 +899,25 @@ impl ContainerService {
     pub async fn prune(
         self: &Arc<Self>,
         keep: impl Fn(&Record) -> bool,
-    ) -> Result<Vec<String>, EngineError> {
+    ) -> Result<(Vec<String>, u64), EngineError> {
         let mut removed = Vec::new();
+        let mut reclaimed = 0;
         for r in self.list()? {
-            if matches!(
+            if !matches!(
                 r.state.status,
                 Status::Created | Status::Exited | Status::Dead
-            ) && !keep(&r)
-                && self.remove(&r.id, false, false).await.is_ok()
+            ) || keep(&r)
             {
+                continue;
+            }
+            // What its writable layer held is what removing it frees.
+            let size = self.snapshotter.usage(&r.id).map_or(0, |u| u.bytes);
+            if self.remove(&r.id, false, false).await.is_ok() {
                 removed.push(r.id);
+                reclaimed += size;
             }
         }
-        Ok(removed)
+        Ok((removed, reclaimed))
     }
 
     pub(crate) fn unmount_rootfs(&self, id: &str) {

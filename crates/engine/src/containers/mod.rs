@@ -36,7 +36,7 @@ use crate::events::Events;
 use crate::images::ImageService;
 pub use commit::CommitRequest;
 pub use config::{ContainerConfig, CreateBody, HostConfig};
-pub use exec::{ExecConfig, ExecInspect};
+pub use exec::{ExecClaim, ExecConfig, ExecInspect, ExecStarted};
 pub use io::{AttachStream, LogEntry, LogOptions, StreamKind};
 pub use lifecycle::{WaitCondition, Waiter};
 pub use record::{Record, Status};

@@ -162,23 +162,32 @@ pub fn merge_volumes(image: &[String], request: &[String]) -> Result<BTreeSet<St
 #[serde(rename_all = "PascalCase")]
 pub struct Healthcheck {
     /// `[]` inherit, `["NONE"]` disabled, `["CMD", …]`, `["CMD-SHELL", "…"]`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub test: Vec<String>,
     /// Time between checks.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub interval: i64,
     /// Time one check may take.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub timeout: i64,
     /// Grace period after start.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub start_period: i64,
     /// Time between checks during the start period.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub start_interval: i64,
     /// Consecutive failures that make the container unhealthy.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub retries: i64,
+}
+
+/// `null` (as Go's encoder writes an unset field) or missing → the default.
+fn null_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 impl Healthcheck {
@@ -363,6 +372,22 @@ mod tests {
         let v = merge_volumes(&s(&["/data"]), &s(&["/cache", "/data"])).expect("volumes");
         assert_eq!(v.len(), 2);
         assert!(merge_volumes(&[], &s(&["rel"])).is_err());
+    }
+
+    #[test]
+    fn healthcheck_null_fields_are_unset() {
+        // docker-py sends every field, null when the caller gave none.
+        let h: Healthcheck = serde_json::from_str(
+            r#"{"Test":["CMD","true"],"Interval":null,"Timeout":null,"StartPeriod":null,"Retries":null}"#,
+        )
+        .expect("null fields");
+        assert_eq!(
+            h,
+            Healthcheck {
+                test: s(&["CMD", "true"]),
+                ..Healthcheck::default()
+            }
+        );
     }
 
     #[test]
