@@ -31,7 +31,8 @@ src=$dp/docker-7.0.0
 ALL_FILES="api_client_test.py api_container_test.py api_exec_test.py
   api_healthcheck_test.py api_image_test.py client_test.py context_api_test.py
   errors_test.py models_containers_test.py models_images_test.py
-  models_resources_test.py regression_test.py"
+  models_resources_test.py regression_test.py api_network_test.py
+  models_networks_test.py api_volume_test.py models_volumes_test.py"
 # The CI subset: all but models_containers_test.py and api_healthcheck_test.py
 # (the high-level client over the same calls, and health checks that wait out
 # their intervals): about 45 s of the full set's 80 s on a debug berthd.
@@ -79,7 +80,7 @@ unset DOCKER_CONFIG DOCKER_CONTEXT DOCKER_API_VERSION DOCKER_TLS_VERIFY DOCKER_C
 py=$dp/venv/bin/python
 
 BERTH_LOOPBACK_REGISTRIES_ONLY=1 "$berthd" -H "$DOCKER_HOST" --data-root "$work/data" \
-  --exec-root "$work/run" --config-file "$work/daemon.json" --log-level info \
+  --exec-root "$work/run" --config-file "$work/daemon.json" --log-level info --dns-forward=false \
   </dev/null >/dev/null 2>"$work/berthd.log" &
 bpid=$!
 

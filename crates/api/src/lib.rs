@@ -110,6 +110,17 @@ pub fn router(state: AppState) -> Router {
             "/volumes/{name}",
             get(routes::volumes::inspect).delete(routes::volumes::remove),
         )
+        .route("/swarm/leave", post(system::swarm_leave))
+        .route("/swarm", get(system::no_swarm))
+        .route("/swarm/{op}", post(system::no_swarm))
+        .route("/nodes", get(system::no_swarm))
+        .route("/services", get(system::no_swarm))
+        .route("/services/create", post(system::no_swarm))
+        .route("/tasks", get(system::no_swarm))
+        .route("/secrets", get(system::no_swarm))
+        .route("/secrets/create", post(system::no_swarm))
+        .route("/configs", get(system::no_swarm))
+        .route("/configs/create", post(system::no_swarm))
         .route("/build", post(system::build))
         .fallback(system::not_found)
         .with_state(state)

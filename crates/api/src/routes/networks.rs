@@ -70,7 +70,11 @@ fn network_json(n: &Network, users: &[Record]) -> Value {
         "Driver": n.driver,
         "EnableIPv4": true,
         "EnableIPv6": n.enable_ipv6,
-        "IPAM": {"Driver": "default", "Options": n.ipam_options, "Config": config},
+        "IPAM": {
+            "Driver": "default",
+            "Options": if n.ipam_options.is_empty() { Value::Null } else { json!(n.ipam_options) },
+            "Config": config,
+        },
         "Internal": n.internal,
         "Attachable": n.attachable,
         "Ingress": false,

@@ -83,6 +83,37 @@ fn blkio(entries: &[berth_runtime::cgroups::BlkioEntry]) -> Value {
     )
 }
 
+/// Docker's `networks`: the counters of each interface but `lo` in the
+/// container's network namespace, as its init sees them.
+fn networks(pid: i32) -> Option<Value> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
+    let mut out = serde_json::Map::new();
+    for line in text.lines().skip(2) {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        if name == "lo" {
+            continue;
+        }
+        let n: Vec<u64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        if n.len() < 12 {
+            continue;
+        }
+        out.insert(
+            name.to_owned(),
+            json!({
+                "rx_bytes": n[0], "rx_packets": n[1], "rx_errors": n[2], "rx_dropped": n[3],
+                "tx_bytes": n[8], "tx_packets": n[9], "tx_errors": n[10], "tx_dropped": n[11],
+            }),
+        );
+    }
+    (!out.is_empty()).then_some(Value::Object(out))
+}
+
 fn document(
     name: &str,
     id: &str,
@@ -147,6 +178,7 @@ pub async fn stats(
             .flatten()
     };
     let (name, cid) = (r.name.clone(), r.id.clone());
+    let net_pid = (!r.sandbox_key.is_empty() && r.state.pid > 0).then_some(r.state.pid);
     let body = async_stream_body(move |tx| async move {
         let zero = "0001-01-01T00:00:00Z".to_owned();
         let send = |v: Value| {
@@ -168,10 +200,13 @@ pub async fn stats(
         }
         loop {
             let cur = sample(root.clone(), cid.clone()).await.unwrap_or_default();
-            let doc = match &prev {
+            let mut doc = match &prev {
                 Some((p, sys, read)) => document(&name, &cid, &cur, Some(p), *sys, read),
                 None => document(&name, &cid, &cur, None, 0, &zero),
             };
+            if let Some(n) = net_pid.and_then(networks) {
+                doc["networks"] = n;
+            }
             if tx.send(send(doc)).await.is_err() || !stream {
                 return;
             }

@@ -274,6 +274,27 @@ pub async fn build(body: Body) -> ApiError {
 /// Anything unrouted: moby's text. The body is read first, so that a
 /// client still sending it (`docker run`'s container create) gets the 404
 /// rather than a broken pipe.
+/// Swarm-mode endpoints: berthd is never part of a swarm (multi-host is
+/// Kubernetes' job through CRI), so it answers as a dockerd that is not in
+/// one: 503 with dockerd's words (clients such as docker-py treat a forced
+/// leave that way as success).
+pub async fn no_swarm(body: Body) -> ApiError {
+    drain(body).await;
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "This node is not a swarm manager. berthd does not run swarm mode (use Kubernetes through CRI for many hosts); \"docker swarm init\" is not supported.",
+    )
+}
+
+/// `POST /swarm/leave`: not part of a swarm.
+pub async fn swarm_leave(body: Body) -> ApiError {
+    drain(body).await;
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "This node is not part of a swarm",
+    )
+}
+
 pub async fn not_found(body: Body) -> ApiError {
     drain(body).await;
     ApiError::new(StatusCode::NOT_FOUND, "page not found")

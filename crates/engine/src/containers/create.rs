@@ -65,7 +65,27 @@ impl ContainerService {
                 "conflicting options: custom host-to-IP mapping and the network mode".into(),
             ));
         }
-        let endpoints = self.networks.endpoints_for_create(&mode, &networking)?;
+        let mut endpoints = self.networks.endpoints_for_create(&mode, &networking)?;
+        // The old top-level `MacAddress` is the primary network's.
+        if let Some(mac) = config
+            .extra
+            .get("MacAddress")
+            .and_then(|v| v.as_str())
+            .filter(|m| !m.is_empty())
+        {
+            let primary = match mode.as_str() {
+                "" | "default" => "bridge",
+                m => m,
+            };
+            if let Some(ep) = endpoints
+                .iter_mut()
+                .find(|(k, e)| k.as_str() == primary || e.network_id == primary)
+                .map(|(_, e)| e)
+                .filter(|e| e.mac_address.is_empty())
+            {
+                ep.mac_address = mac.to_owned();
+            }
+        }
         let image = self.images.lookup(&config.image)?;
         let image_config = String::from_utf8_lossy(&image.resolved.config_raw).into_owned();
         let id = names::new_id()?;

@@ -121,6 +121,8 @@ impl ContainerService {
             &ipam.ipv6_address,
         )?;
         ep.mac_address = cfg.mac_address.clone();
+        ep.driver_opts = cfg.driver_opts.clone();
+        ep.link_local_ips = ipam.link_local_ips.clone();
         if r.state.status.is_live() {
             ep = self
                 .networks

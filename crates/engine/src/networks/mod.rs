@@ -91,6 +91,13 @@ pub struct Endpoint {
     /// `--mac-address`.
     #[serde(default)]
     pub mac_address: String,
+    /// `--link-local-ip` (kept and shown; berth assigns no link-local
+    /// addresses of its own).
+    #[serde(default)]
+    pub link_local_ips: Vec<String>,
+    /// `--driver-opt` (kept and shown).
+    #[serde(default)]
+    pub driver_opts: BTreeMap<String, String>,
     /// While running: the endpoint id (64 hex).
     #[serde(default)]
     pub endpoint_id: String,
@@ -129,6 +136,8 @@ impl Endpoint {
             ipv4_address: std::mem::take(&mut self.ipv4_address),
             ipv6_address: std::mem::take(&mut self.ipv6_address),
             mac_address: std::mem::take(&mut self.mac_address),
+            link_local_ips: std::mem::take(&mut self.link_local_ips),
+            driver_opts: std::mem::take(&mut self.driver_opts),
             ..Default::default()
         };
         *self = keep;
@@ -157,6 +166,9 @@ pub struct EndpointConfig {
     /// MAC address.
     #[serde(default, deserialize_with = "crate::containers::config::nd")]
     pub mac_address: String,
+    /// Driver options.
+    #[serde(default, deserialize_with = "crate::containers::config::nd")]
+    pub driver_opts: BTreeMap<String, String>,
 }
 
 /// `IPAMConfig` of an endpoint.
@@ -176,6 +188,13 @@ pub struct EndpointIpam {
         deserialize_with = "crate::containers::config::nd"
     )]
     pub ipv6_address: String,
+    /// `--link-local-ip`.
+    #[serde(
+        default,
+        rename = "LinkLocalIPs",
+        deserialize_with = "crate::containers::config::nd"
+    )]
+    pub link_local_ips: Vec<String>,
 }
 
 /// `POST /networks/create`.
@@ -537,12 +556,14 @@ impl NetworkService {
 
     /// `docker network create`.
     pub async fn create(&self, req: CreateNetwork) -> Result<Network, EngineError> {
-        crate::containers::names::validate(&req.name).map_err(|_| {
-            EngineError::InvalidArgument(format!(
-                "invalid network name {:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+        // dockerd takes any name (spaces included); berth refuses only what
+        // cannot be shown or typed back.
+        if req.name.trim().is_empty() || req.name.chars().any(char::is_control) {
+            return Err(EngineError::InvalidArgument(format!(
+                "invalid network name {:?}: it must not be empty or hold control characters",
                 req.name
-            ))
-        })?;
+            )));
+        }
         let driver = match req.driver.as_str() {
             "" | "bridge" => "bridge",
             "host" | "null" | "none" => {
@@ -775,6 +796,8 @@ impl NetworkService {
             let e = self.check_endpoint(&n, &ep.aliases, &ipam.ipv4_address, &ipam.ipv6_address)?;
             let e = Endpoint {
                 mac_address: ep.mac_address.clone(),
+                driver_opts: ep.driver_opts.clone(),
+                link_local_ips: ipam.link_local_ips.clone(),
                 ..e
             };
             if out.contains_key(&n.name) {
@@ -1339,11 +1362,18 @@ fn parse_mac(s: &str) -> Result<Option<[u8; 6]>, EngineError> {
 
 /// The `Networks` of `docker inspect` for one endpoint.
 pub fn endpoint_json(id: &str, name: &str, ep: &Endpoint, running: bool) -> serde_json::Value {
-    let ipam = if ep.ipv4_address.is_empty() && ep.ipv6_address.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::json!({"IPv4Address": ep.ipv4_address, "IPv6Address": ep.ipv6_address})
-    };
+    let ipam =
+        if ep.ipv4_address.is_empty() && ep.ipv6_address.is_empty() && ep.link_local_ips.is_empty()
+        {
+            serde_json::Value::Null
+        } else {
+            let mut v =
+                serde_json::json!({"IPv4Address": ep.ipv4_address, "IPv6Address": ep.ipv6_address});
+            if !ep.link_local_ips.is_empty() {
+                v["LinkLocalIPs"] = serde_json::json!(ep.link_local_ips);
+            }
+            v
+        };
     let s = |ip: Option<IpAddr>| ip.map(|i| i.to_string()).unwrap_or_default();
     let mut dns = vec![name.to_owned(), id[..12.min(id.len())].to_owned()];
     dns.extend(ep.aliases.iter().cloned());
@@ -1352,7 +1382,7 @@ pub fn endpoint_json(id: &str, name: &str, ep: &Endpoint, running: bool) -> serd
         "Links": null,
         "Aliases": if ep.aliases.is_empty() { serde_json::Value::Null } else { serde_json::json!(ep.aliases) },
         "MacAddress": if running { ep.mac.clone() } else { ep.mac_address.clone() },
-        "DriverOpts": null,
+        "DriverOpts": if ep.driver_opts.is_empty() { serde_json::Value::Null } else { serde_json::json!(ep.driver_opts) },
         "NetworkID": ep.network_id,
         "EndpointID": if running { ep.endpoint_id.clone() } else { String::new() },
         "Gateway": s(ep.gateway),
