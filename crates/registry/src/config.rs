@@ -14,7 +14,7 @@
 //!       { "account": "*", "repositories": ["*"], "actions": ["pull"] }
 //!     ]
 //!   },
-//!   "uploads": { "ttl_secs": 86400, "purge_interval_secs": 600, "max_concurrent": 64 }
+//!   "uploads": { "ttl_secs": 86400, "purge_interval_secs": 600, "max_concurrent": 64, "wait_secs": 30 }
 //! }
 //! ```
 //!
@@ -157,8 +157,10 @@ pub struct UploadConfig {
     pub ttl_secs: u64,
     /// How often to look for them.
     pub purge_interval_secs: u64,
-    /// Requests sending blob bytes at once; more get 429 TOOMANYREQUESTS.
+    /// Requests sending blob bytes at once; more wait for a slot.
     pub max_concurrent: usize,
+    /// Seconds a request waits for a slot before it gets 429 TOOMANYREQUESTS.
+    pub wait_secs: u64,
 }
 
 impl Default for UploadConfig {
@@ -167,6 +169,7 @@ impl Default for UploadConfig {
             ttl_secs: 24 * 3600,
             purge_interval_secs: 600,
             max_concurrent: 64,
+            wait_secs: 30,
         }
     }
 }

@@ -260,13 +260,17 @@ fn gc(args: GcArgs) -> anyhow::Result<()> {
     for upload in &report.uploads {
         writeln!(out, "{verb} upload {upload}")?;
     }
+    for digest in &report.missing {
+        writeln!(out, "missing blob {digest}: referenced, but not stored")?;
+    }
     writeln!(
         out,
-        "{verb} {} blobs, {} bytes freed; {} manifests; {} blobs kept",
+        "{verb} {} blobs, {} bytes freed; {} manifests; {} blobs kept; {} missing",
         report.blobs.len(),
         report.bytes,
         report.manifests.len(),
-        report.kept
+        report.kept,
+        report.missing.len()
     )?;
     Ok(())
 }
@@ -307,7 +311,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(m) = config.max_manifest_bytes {
         registry.max_manifest_bytes = m;
     }
-    registry.max_uploads = config.uploads.max_concurrent;
+    registry.set_upload_limit(
+        config.uploads.max_concurrent,
+        Duration::from_secs(config.uploads.wait_secs),
+    );
     let registry = Arc::new(registry);
     let addr = match config.addr {
         Some(a) => a,

@@ -1158,3 +1158,198 @@ fn unknown_tag_and_unreachable_registry() {
     assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
     assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
 }
+
+/// 50 pushes of distinct images (all sharing a base layer, so the same
+/// blob is uploaded to 50 repositories at once) and 50 pushes of one image
+/// to one tag, all at the same time: every push succeeds, every image pulls
+/// back with the digests pushed, every stored blob hashes to its name, no
+/// upload is left behind, and `gc --dry-run` finds nothing unreferenced.
+#[test]
+fn fifty_concurrent_pushes() {
+    const N: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let s = berth(dir.path(), &[]);
+    let host = s.host();
+    let src = store(dir.path(), "src");
+    let hp = Platform::host();
+    let bb = filler_layer(1, 40_000);
+    let distinct: Vec<(String, Built)> = (0..N)
+        .map(|i| {
+            let name = format!("{host}/many/app{i}:v1");
+            let tars = [bb.clone(), filler_layer(100 + i as u64, 4_000)];
+            let b = build(&src, Some(&name), &tars, &hp, i % 2 == 0);
+            (name, b)
+        })
+        .collect();
+    let same_name = format!("{host}/same/app:v1");
+    let same = build(
+        &src,
+        Some(&same_name),
+        &[bb.clone(), filler_layer(99, 100_000)],
+        &hp,
+        false,
+    );
+
+    let c = client(dir.path());
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for (name, b) in &distinct {
+            let (c, src, failures) = (&c, &src, &failures);
+            scope.spawn(
+                move || match c.push(src, name, &PushOptions::default(), &|_| {}) {
+                    Ok(r) => assert_eq!(r.digest, b.target.digest, "{name}"),
+                    Err(e) => failures.lock().unwrap().push(format!("{name}: {e}")),
+                },
+            );
+        }
+        for i in 0..N {
+            let (src, failures, same_name, same) = (&src, &failures, &same_name, &same);
+            // Half share the client (its connections and session), half have their own.
+            let (shared, d) = (&c, dir.path());
+            scope.spawn(move || {
+                let own = (i % 2 == 1).then(|| client(d));
+                let c = own.as_ref().unwrap_or(shared);
+                match c.push(src, same_name, &PushOptions::default(), &|_| {}) {
+                    Ok(r) => assert_eq!(r.digest, same.target.digest),
+                    Err(e) => failures.lock().unwrap().push(format!("same #{i}: {e}")),
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:#?}",
+        failures.len()
+    );
+
+    // Every image pulls back, all at once into a fresh store, with the
+    // digests pushed.
+    let dst = store(dir.path(), "dst");
+    let fresh = client(dir.path());
+    let all: Vec<(&String, &Built)> = distinct
+        .iter()
+        .map(|(n, b)| (n, b))
+        .chain([(&same_name, &same)])
+        .collect();
+    std::thread::scope(|scope| {
+        for (name, b) in &all {
+            let (fresh, dst) = (&fresh, &dst);
+            scope.spawn(move || {
+                let p = fresh.pull(dst, name, &pull_opts(), &|_| {}).unwrap();
+                assert_eq!(p.digest, b.target.digest, "{name}");
+                assert_eq!(p.config, b.config, "{name}");
+                for l in &b.layers {
+                    assert!(has(dst, l), "{name}: layer {l}");
+                }
+            });
+        }
+    });
+    // On disk: each blob is what its name says, no upload is left over.
+    let blobs = s.root.join("blobs/sha256");
+    let mut count = 0;
+    for e in std::fs::read_dir(&blobs).unwrap() {
+        let e = e.unwrap();
+        let data = std::fs::read(e.path()).unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        assert_eq!(
+            Digest::of(Algorithm::Sha256, &data).to_string(),
+            format!("sha256:{name}")
+        );
+        count += 1;
+    }
+    // 50 manifests, configs and own layers; the base; the same image's 3.
+    assert_eq!(count, 3 * N + 1 + 3);
+    let ingest = std::fs::read_dir(s.root.join("ingest"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(ingest, 0, "uploads left in ingest/");
+    let out = cli(
+        &["gc", "--dry-run", "--root", s.root.to_str().unwrap()],
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.trim_end().ends_with(&format!(
+            "would remove 0 blobs, 0 bytes freed; 0 manifests; {count} blobs kept; 0 missing"
+        )),
+        "{text}"
+    );
+}
+
+/// A registry with one upload slot and no wait answers 429 with
+/// Retry-After while the slot is held; the client sends the upload again
+/// and the push succeeds once the slot is free. With a wait, the server
+/// queues the upload instead of refusing it.
+#[test]
+fn busy_registry_is_retried() {
+    use std::io::{Read, Write};
+    for (wait, refused) in [(0, true), (30, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("limit.json");
+        std::fs::write(
+            &conf,
+            format!(r#"{{"uploads": {{"max_concurrent": 1, "wait_secs": {wait}}}}}"#),
+        )
+        .unwrap();
+        let s = berth(dir.path(), &["--config", conf.to_str().unwrap()]);
+        let a = common::agent();
+        // Hold the only slot: a PATCH that has sent 1 of its 2 bytes.
+        let r = a
+            .post(s.url("/v2/hold/blobs/uploads/"))
+            .send_empty()
+            .unwrap();
+        let loc = common::header(&r, "location").unwrap();
+        let mut held = std::net::TcpStream::connect(s.host()).unwrap();
+        write!(
+            held,
+            "PATCH {loc} HTTP/1.1\r\nHost: {}\r\nContent-Length: 2\r\n\r\nx",
+            s.host()
+        )
+        .unwrap();
+        held.flush().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while a.get(s.url(&loc)).call().unwrap().status() != 400 {
+            assert!(Instant::now() < deadline, "the PATCH never held its upload");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+
+        let src = store(dir.path(), "src");
+        let name = format!("{}/busy/app:v1", s.host());
+        let built = build(
+            &src,
+            Some(&name),
+            &[filler_layer(3, 10_000)],
+            &Platform::host(),
+            false,
+        );
+        let c = client(dir.path());
+        std::thread::scope(|scope| {
+            let push = scope.spawn(|| c.push(&src, &name, &PushOptions::default(), &|_| {}));
+            // The push is refused (or queued) while the slot is held.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let seen = |what: &str| s.logs().lines().any(|l| l.contains(what));
+            let marker = if refused {
+                "\" 429 "
+            } else {
+                "\"POST /v2/busy/"
+            };
+            while !seen(marker) {
+                assert!(Instant::now() < deadline, "no {marker} in {}", s.logs());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            held.write_all(b"y").unwrap();
+            let mut reply = [0u8; 12];
+            held.read_exact(&mut reply).unwrap();
+            assert_eq!(&reply, b"HTTP/1.1 202");
+            let report = push.join().unwrap().unwrap();
+            assert_eq!(report.digest, built.target.digest);
+        });
+        assert_eq!(s.logs().contains("\" 429 "), refused, "{}", s.logs());
+    }
+}

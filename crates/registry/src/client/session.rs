@@ -17,6 +17,11 @@ use ureq::SendBody;
 use super::error::error_message;
 use super::{ClientError, ClientOptions, Credentials, tls};
 
+/// How many times a request answered 429 TOOMANYREQUESTS is sent again.
+const BUSY_RETRIES: u32 = 6;
+/// The longest pause before sending it again.
+const MAX_BUSY_PAUSE: Duration = Duration::from_secs(10);
+
 /// A response from the registry.
 pub(crate) type Response = http::Response<ureq::Body>;
 
@@ -473,7 +478,36 @@ impl Session {
     /// Sends `req` with the authorization `scope` needs; on a 401 learns the
     /// challenge (or drops a stale token) and tries once more. A 401 after
     /// that is [`ClientError::Unauthorized`], a 403 [`ClientError::Denied`].
+    /// A 429 (the registry is busy; it took nothing of the request) is sent
+    /// again after its `Retry-After` or a growing pause, a few times.
     pub fn send(
+        &self,
+        req: &Req<'_>,
+        scope: &[String],
+        repository: &str,
+    ) -> Result<Response, ClientError> {
+        let mut busy = 0;
+        loop {
+            let mut resp = self.send_authorized(req, scope, repository)?;
+            if resp.status() != 429 || busy >= BUSY_RETRIES {
+                return Ok(resp);
+            }
+            let pause = resp
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs)
+                .unwrap_or(Duration::from_millis(500) * 2u32.pow(busy))
+                .min(MAX_BUSY_PAUSE);
+            let _ = read_body(&mut resp, 64 * 1024, &self.registry, &req.what);
+            busy += 1;
+            tracing::debug!(registry = %self.registry, what = %req.what, ?pause, "busy (429), sending again");
+            std::thread::sleep(pause);
+        }
+    }
+
+    fn send_authorized(
         &self,
         req: &Req<'_>,
         scope: &[String],
