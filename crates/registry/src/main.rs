@@ -118,6 +118,9 @@ struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Require a client certificate signed by a CA in this file (PEM).
+    #[arg(long)]
+    tls_client_ca: Option<PathBuf>,
     /// Refuse every write.
     #[arg(long)]
     read_only: bool,
@@ -290,7 +293,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.auth.htpasswd = Some(h);
     }
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
-        config.tls = Some(TlsConfig { cert, key });
+        config.tls = Some(TlsConfig {
+            cert,
+            key,
+            client_ca: None,
+        });
+    }
+    if let Some(ca) = args.tls_client_ca {
+        match config.tls.as_mut() {
+            Some(t) => t.client_ca = Some(ca),
+            None => anyhow::bail!("--tls-client-ca needs TLS: give --tls-cert and --tls-key"),
+        }
     }
     config.read_only |= args.read_only;
 
@@ -304,7 +317,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let auth = Auth::new(&config.auth, &root).context("auth")?;
     let acceptor = match &config.tls {
-        Some(t) => Some(tls::acceptor(&t.cert, &t.key)?),
+        Some(t) => Some(tls::acceptor(&t.cert, &t.key, t.client_ca.as_deref())?),
         None => None,
     };
     let mut registry = Registry::new(storage, auth, config.read_only);

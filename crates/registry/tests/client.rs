@@ -939,10 +939,10 @@ fn docker_config_and_credential_helper() {
     assert!(err.contains(&s.host()), "{err}");
 }
 
-#[test]
-fn tls_with_certs_d() {
-    let dir = tempfile::tempdir().unwrap();
-    // A CA, and a server certificate it signs for 127.0.0.1.
+/// A CA, a server certificate it signs for 127.0.0.1 and a client
+/// certificate it signs, written to `dir` as ca.pem, server.pem/.key and
+/// client.pem/.key.
+fn make_pki(dir: &Path) {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params
@@ -950,53 +950,174 @@ fn tls_with_certs_d() {
         .push(rcgen::DnType::CommonName, "berth test CA");
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let cert = dir.path().join("server.pem");
-    let key = dir.path().join("server.key");
-    std::fs::write(&cert, leaf.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    let s = berth(
-        dir.path(),
-        &[
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    for (name, san) in [("server", "127.0.0.1"), ("client", "berth-client")] {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![san.to_owned()]).unwrap();
+        params.extended_key_usages = vec![if name == "server" {
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        let cert = params.signed_by(&key, &ca).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+fn tls_server(dir: &Path, extra: &[&str]) -> Server {
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    let mut args = vec![
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let s = berth(dir, &args);
     assert!(s.base.starts_with("https://"));
+    s
+}
+
+/// A client that verifies loopback registries like any other.
+fn strict_client(dir: &Path) -> Client {
+    Client::new(ClientOptions {
+        certs_dir: dir.join("certs.d"),
+        insecure_loopback: false,
+        ..ClientOptions::default()
+    })
+}
+
+#[test]
+fn tls_with_certs_d() {
+    let dir = tempfile::tempdir().unwrap();
+    make_pki(dir.path());
+    let s = tls_server(dir.path(), &[]);
     let src = store(dir.path(), "src");
     let name = format!("{}/tls/app:v1", s.host());
     let built = build(
         &src,
         Some(&name),
-        &[busybox_layer()],
+        &[filler_layer(5, 20_000)],
         &Platform::host(),
         false,
     );
 
-    // Without the CA: refused, and the message says what to do.
-    let e = client(dir.path())
+    // Verified, without the CA: refused, and the message says what to do.
+    let e = strict_client(dir.path())
         .push(&src, &name, &PushOptions::default(), &|_| {})
         .unwrap_err();
     assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
-    assert!(
-        e.to_string().contains(&format!("https://{}", s.host())),
-        "{e}"
-    );
+    let text = e.to_string();
+    assert!(text.contains(&format!("https://{}", s.host())), "{text}");
+    assert!(text.contains("ca.crt"), "{text}");
 
     let certs = dir.path().join("certs.d").join(s.host());
     std::fs::create_dir_all(&certs).unwrap();
-    std::fs::write(certs.join("ca.crt"), ca.pem()).unwrap();
-    let c = client(dir.path());
+    std::fs::copy(dir.path().join("ca.pem"), certs.join("ca.crt")).unwrap();
+    let c = strict_client(dir.path());
     c.push(&src, &name, &PushOptions::default(), &|_| {})
         .unwrap();
     let dst = store(dir.path(), "dst");
     let p = c.pull(&dst, &name, &pull_opts(), &|_| {}).unwrap();
+    assert_eq!(p.digest, built.target.digest);
+}
+
+/// An insecure registry served over HTTPS: as Docker, the client speaks
+/// HTTPS to it without verifying the certificate (no CA anywhere) rather
+/// than falling back to HTTP. Loopback registries are insecure by default;
+/// a listed one is insecure even when loopback ones are not.
+#[test]
+fn insecure_registry_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    make_pki(dir.path());
+    let s = tls_server(dir.path(), &[]);
+    let src = store(dir.path(), "src");
+    let name = format!("{}/insecure/app:v1", s.host());
+    let built = build(
+        &src,
+        Some(&name),
+        &[filler_layer(6, 20_000)],
+        &Platform::host(),
+        false,
+    );
+    client(dir.path())
+        .push(&src, &name, &PushOptions::default(), &|_| {})
+        .unwrap();
+    let listed = Client::new(ClientOptions {
+        certs_dir: dir.path().join("certs.d"),
+        insecure_loopback: false,
+        insecure_registries: vec![s.host()],
+        ..ClientOptions::default()
+    });
+    let dst = store(dir.path(), "dst");
+    let p = listed.pull(&dst, &name, &pull_opts(), &|_| {}).unwrap();
+    assert_eq!(p.digest, built.target.digest);
+    // Every request went over TLS: a plain HTTP one would have been refused
+    // by the TLS listener before it reached the log.
+    assert!(
+        s.logs().contains("\"PUT /v2/insecure/app/manifests/v1"),
+        "{}",
+        s.logs()
+    );
+}
+
+/// A registry that requires client certificates (`--tls-client-ca`): the
+/// client presents client.cert/client.key from certs.d, verified against
+/// ca.crt there (or, insecure, unverified); without one it is refused.
+#[test]
+fn client_certificate_from_certs_d() {
+    let dir = tempfile::tempdir().unwrap();
+    make_pki(dir.path());
+    let ca = dir.path().join("ca.pem");
+    let s = tls_server(dir.path(), &["--tls-client-ca", ca.to_str().unwrap()]);
+    let src = store(dir.path(), "src");
+    let name = format!("{}/mtls/app:v1", s.host());
+    let built = build(
+        &src,
+        Some(&name),
+        &[filler_layer(8, 20_000)],
+        &Platform::host(),
+        false,
+    );
+
+    // The CA alone: the server wants a certificate the client does not have.
+    let certs = dir.path().join("certs.d").join(s.host());
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(&ca, certs.join("ca.crt")).unwrap();
+    for c in [strict_client(dir.path()), client(dir.path())] {
+        let e = c
+            .push(&src, &name, &PushOptions::default(), &|_| {})
+            .unwrap_err();
+        assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("wants a client certificate: put client.cert"),
+            "{text}"
+        );
+    }
+    // A raw request without a certificate gets no answer either.
+    let der = {
+        use rustls_pki_types::pem::PemObject;
+        rustls_pki_types::CertificateDer::from_pem_file(&ca).unwrap()
+    };
+    assert!(common::tls_agent(&der).get(s.url("/v2/")).call().is_err());
+
+    std::fs::copy(dir.path().join("client.pem"), certs.join("client.cert")).unwrap();
+    std::fs::copy(dir.path().join("client.key"), certs.join("client.key")).unwrap();
+    let c = strict_client(dir.path());
+    let report = c
+        .push(&src, &name, &PushOptions::default(), &|_| {})
+        .unwrap();
+    assert_eq!(report.digest, built.target.digest);
+    let dst = store(dir.path(), "dst");
+    let p = c.pull(&dst, &name, &pull_opts(), &|_| {}).unwrap();
+    assert_eq!(p.digest, built.target.digest);
+    // Insecure (loopback, the default): the certificate is still presented.
+    let dst2 = store(dir.path(), "dst2");
+    let p = client(dir.path())
+        .pull(&dst2, &name, &pull_opts(), &|_| {})
+        .unwrap();
     assert_eq!(p.digest, built.target.digest);
 }
 
