@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use berth_image::layer::ApplyOptions;
 use berth_image::reference::Reference;
+use berth_image::snapshot::Snapshotter;
 use berth_image::store::{ImageStore, Platform};
 use berth_registry::auth::Auth;
 use berth_registry::client::{
@@ -79,6 +81,10 @@ struct PullArgs {
     /// The platform to pick from an index (default: this host's).
     #[arg(long)]
     platform: Option<String>,
+    /// Also unpack the layers into snapshots under `<root>/snapshots`, as
+    /// berthd does before a container is made (and dockerd at pull).
+    #[arg(long)]
+    unpack: bool,
 }
 
 #[derive(Debug, Args)]
@@ -220,7 +226,21 @@ fn pull(args: PullArgs) -> anyhow::Result<()> {
         ..PullOptions::default()
     };
     let print = printer(args.client.json);
-    client.pull(&store, &args.reference, &opts, &print)?;
+    let report = client.pull(&store, &args.reference, &opts, &print)?;
+    if args.unpack {
+        let snapshots = args.client.root.join("snapshots");
+        let snapshotter = Snapshotter::open(&snapshots, store.db().clone(), None)
+            .with_context(|| format!("open snapshots {}", snapshots.display()))?;
+        let platform = opts.platform.unwrap_or_else(Platform::host);
+        store
+            .unpack(
+                &snapshotter,
+                &report.image.target,
+                &platform,
+                &ApplyOptions::default(),
+            )
+            .context("unpack")?;
+    }
     Ok(())
 }
 
