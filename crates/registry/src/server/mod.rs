@@ -200,7 +200,21 @@ async fn logged(
     let start = Instant::now();
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let resp = api::handle(registry, req, scheme).await;
+    let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    let mut resp = api::handle(registry, req, scheme).await;
+    // An error may leave the request body unread, and hyper then closes the
+    // connection after the answer without saying so: a client would put it
+    // back in its pool and lose its next request on it. Say so.
+    if has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
     tracing::info!(
         target: "berth_registry::access",
         "{remote} \"{method} {uri}\" {} {:.1}ms",
