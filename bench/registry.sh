@@ -72,7 +72,8 @@ DOCKERD_PID=""
 SERVER_PID=""
 HOST_PATHS=(/etc/docker/key.json /var/lib/containers/cache/blob-info-cache-v1.boltdb
   /run/containerd/s /run/containerd/fifo /run/containerd/runc /run/containerd
-  /run/docker/plugins /run/docker /etc/docker /var/lib/containers/cache /var/lib/containers)
+  /run/docker/plugins /run/docker /etc/docker /var/lib/containers/cache /var/lib/containers
+  /dev/shm/libpod_lock)
 PREEXIST=" "
 for p in "${HOST_PATHS[@]}"; do [ -e "$p" ] && PREEXIST+="$p "; done
 

@@ -18,12 +18,14 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// Host paths podman and dockerd write whatever they are told (podman's
-/// blob-info cache is fixed for root; dockerd 20.10 keeps a trust key in
+/// blob-info cache is fixed for root, its locks live in /dev/shm/libpod_lock;
+/// dockerd 20.10 keeps a trust key in
 /// /etc/docker and sockets dirs under /run). Removed afterwards when they
 /// were not there before, deepest first.
 const HOST_FILES: &[&str] = &[
     "/var/lib/containers/cache/blob-info-cache-v1.boltdb",
     "/etc/docker/key.json",
+    "/dev/shm/libpod_lock",
 ];
 const HOST_DIRS: &[&str] = &[
     "/var/lib/containers/cache",
