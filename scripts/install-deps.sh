@@ -11,6 +11,8 @@ if [ "$mode" = test ]; then
   # The real clients berth-runtime is driven by (crates/runtime-cli/tests/clients.rs):
   # dockerd 20.10 (pulls containerd, tini, iptables), podman 4.3 (conmon) and containerd's ctr.
   # The tests start private daemons of their own; none is started at install time.
+  # crates/registry/tests/judges.rs pushes to and pulls from berth-registry with the same
+  # podman and dockerd.
   pkgs="$pkgs docker.io containerd podman conmon"
   # berth-registry's round trip test (crates/registry/tests/skopeo.rs) pushes and pulls with skopeo.
   pkgs="$pkgs skopeo"

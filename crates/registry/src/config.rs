@@ -5,7 +5,7 @@
 //!   "addr": "127.0.0.1:5000",
 //!   "root": "/var/lib/berth/registry",
 //!   "read_only": false,
-//!   "tls": { "cert": "cert.pem", "key": "key.pem" },
+//!   "tls": { "cert": "cert.pem", "key": "key.pem", "client_ca": "clients-ca.pem" },
 //!   "auth": {
 //!     "htpasswd": "/etc/berth/htpasswd",
 //!     "token": { "service": "berth-registry", "expiry_secs": 300 },
@@ -14,7 +14,7 @@
 //!       { "account": "*", "repositories": ["*"], "actions": ["pull"] }
 //!     ]
 //!   },
-//!   "uploads": { "ttl_secs": 86400, "purge_interval_secs": 600, "max_concurrent": 64 }
+//!   "uploads": { "ttl_secs": 86400, "purge_interval_secs": 600, "max_concurrent": 64, "wait_secs": 30 }
 //! }
 //! ```
 //!
@@ -98,6 +98,10 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// Private key (PEM).
     pub key: PathBuf,
+    /// CA certificates (PEM) that client certificates must chain to; with
+    /// it, every client must present one.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Authentication and access rules.
@@ -157,8 +161,10 @@ pub struct UploadConfig {
     pub ttl_secs: u64,
     /// How often to look for them.
     pub purge_interval_secs: u64,
-    /// Requests sending blob bytes at once; more get 429 TOOMANYREQUESTS.
+    /// Requests sending blob bytes at once; more wait for a slot.
     pub max_concurrent: usize,
+    /// Seconds a request waits for a slot before it gets 429 TOOMANYREQUESTS.
+    pub wait_secs: u64,
 }
 
 impl Default for UploadConfig {
@@ -167,6 +173,7 @@ impl Default for UploadConfig {
             ttl_secs: 24 * 3600,
             purge_interval_secs: 600,
             max_concurrent: 64,
+            wait_secs: 30,
         }
     }
 }
@@ -193,7 +200,7 @@ mod tests {
     fn parses_the_documented_example() {
         let text = r#"{
           "addr": "127.0.0.1:5000", "read_only": true,
-          "tls": { "cert": "c.pem", "key": "k.pem" },
+          "tls": { "cert": "c.pem", "key": "k.pem", "client_ca": "ca.pem" },
           "auth": { "htpasswd": "h", "token": { "expiry_secs": 60 },
                     "access": [{ "account": "*", "repositories": ["*"], "actions": ["pull"] }] },
           "uploads": { "ttl_secs": 5 }
@@ -203,6 +210,8 @@ mod tests {
         assert_eq!(c.auth.token.unwrap().service, "berth-registry");
         assert_eq!(c.uploads.ttl_secs, 5);
         assert_eq!(c.uploads.max_concurrent, 64);
+        assert_eq!(c.uploads.wait_secs, 30);
+        assert_eq!(c.tls.unwrap().client_ca.unwrap(), PathBuf::from("ca.pem"));
         assert!(serde_json::from_str::<Config>(r#"{"nope":1}"#).is_err());
     }
 }

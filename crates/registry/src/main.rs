@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use berth_image::layer::ApplyOptions;
 use berth_image::reference::Reference;
+use berth_image::snapshot::Snapshotter;
 use berth_image::store::{ImageStore, Platform};
 use berth_registry::auth::Auth;
 use berth_registry::client::{
@@ -79,6 +81,10 @@ struct PullArgs {
     /// The platform to pick from an index (default: this host's).
     #[arg(long)]
     platform: Option<String>,
+    /// Also unpack the layers into snapshots under `<root>/snapshots`, as
+    /// berthd does before a container is made (and dockerd at pull).
+    #[arg(long)]
+    unpack: bool,
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +124,9 @@ struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Require a client certificate signed by a CA in this file (PEM).
+    #[arg(long)]
+    tls_client_ca: Option<PathBuf>,
     /// Refuse every write.
     #[arg(long)]
     read_only: bool,
@@ -217,7 +226,21 @@ fn pull(args: PullArgs) -> anyhow::Result<()> {
         ..PullOptions::default()
     };
     let print = printer(args.client.json);
-    client.pull(&store, &args.reference, &opts, &print)?;
+    let report = client.pull(&store, &args.reference, &opts, &print)?;
+    if args.unpack {
+        let snapshots = args.client.root.join("snapshots");
+        let snapshotter = Snapshotter::open(&snapshots, store.db().clone(), None)
+            .with_context(|| format!("open snapshots {}", snapshots.display()))?;
+        let platform = opts.platform.unwrap_or_else(Platform::host);
+        store
+            .unpack(
+                &snapshotter,
+                &report.image.target,
+                &platform,
+                &ApplyOptions::default(),
+            )
+            .context("unpack")?;
+    }
     Ok(())
 }
 
@@ -260,13 +283,17 @@ fn gc(args: GcArgs) -> anyhow::Result<()> {
     for upload in &report.uploads {
         writeln!(out, "{verb} upload {upload}")?;
     }
+    for digest in &report.missing {
+        writeln!(out, "missing blob {digest}: referenced, but not stored")?;
+    }
     writeln!(
         out,
-        "{verb} {} blobs, {} bytes freed; {} manifests; {} blobs kept",
+        "{verb} {} blobs, {} bytes freed; {} manifests; {} blobs kept; {} missing",
         report.blobs.len(),
         report.bytes,
         report.manifests.len(),
-        report.kept
+        report.kept,
+        report.missing.len()
     )?;
     Ok(())
 }
@@ -286,7 +313,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.auth.htpasswd = Some(h);
     }
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
-        config.tls = Some(TlsConfig { cert, key });
+        config.tls = Some(TlsConfig {
+            cert,
+            key,
+            client_ca: None,
+        });
+    }
+    if let Some(ca) = args.tls_client_ca {
+        match config.tls.as_mut() {
+            Some(t) => t.client_ca = Some(ca),
+            None => anyhow::bail!("--tls-client-ca needs TLS: give --tls-cert and --tls-key"),
+        }
     }
     config.read_only |= args.read_only;
 
@@ -300,14 +337,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let auth = Auth::new(&config.auth, &root).context("auth")?;
     let acceptor = match &config.tls {
-        Some(t) => Some(tls::acceptor(&t.cert, &t.key)?),
+        Some(t) => Some(tls::acceptor(&t.cert, &t.key, t.client_ca.as_deref())?),
         None => None,
     };
     let mut registry = Registry::new(storage, auth, config.read_only);
     if let Some(m) = config.max_manifest_bytes {
         registry.max_manifest_bytes = m;
     }
-    registry.max_uploads = config.uploads.max_concurrent;
+    registry.set_upload_limit(
+        config.uploads.max_concurrent,
+        Duration::from_secs(config.uploads.wait_secs),
+    );
     let registry = Arc::new(registry);
     let addr = match config.addr {
         Some(a) => a,

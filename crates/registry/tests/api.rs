@@ -245,6 +245,8 @@ fn post_then_put_and_wrong_digest_and_cancel() {
         .patch(s.url("/v2/p/blobs/uploads/0123456789abcdef0123456789abcdef"))
         .send(&b"x"[..])
         .unwrap();
+    // The body was not read: the server says it closes the connection.
+    assert_eq!(header(&r, "connection").as_deref(), Some("close"));
     assert_eq!(code(&mut r), "BLOB_UPLOAD_UNKNOWN");
     let mut r = a.put(s.url(&loc)).send_empty().unwrap();
     assert_eq!(r.status(), 400);

@@ -939,10 +939,10 @@ fn docker_config_and_credential_helper() {
     assert!(err.contains(&s.host()), "{err}");
 }
 
-#[test]
-fn tls_with_certs_d() {
-    let dir = tempfile::tempdir().unwrap();
-    // A CA, and a server certificate it signs for 127.0.0.1.
+/// A CA, a server certificate it signs for 127.0.0.1 and a client
+/// certificate it signs, written to `dir` as ca.pem, server.pem/.key and
+/// client.pem/.key.
+fn make_pki(dir: &Path) {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params
@@ -950,53 +950,174 @@ fn tls_with_certs_d() {
         .push(rcgen::DnType::CommonName, "berth test CA");
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let cert = dir.path().join("server.pem");
-    let key = dir.path().join("server.key");
-    std::fs::write(&cert, leaf.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    let s = berth(
-        dir.path(),
-        &[
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    for (name, san) in [("server", "127.0.0.1"), ("client", "berth-client")] {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![san.to_owned()]).unwrap();
+        params.extended_key_usages = vec![if name == "server" {
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        let cert = params.signed_by(&key, &ca).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+fn tls_server(dir: &Path, extra: &[&str]) -> Server {
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    let mut args = vec![
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let s = berth(dir, &args);
     assert!(s.base.starts_with("https://"));
+    s
+}
+
+/// A client that verifies loopback registries like any other.
+fn strict_client(dir: &Path) -> Client {
+    Client::new(ClientOptions {
+        certs_dir: dir.join("certs.d"),
+        insecure_loopback: false,
+        ..ClientOptions::default()
+    })
+}
+
+#[test]
+fn tls_with_certs_d() {
+    let dir = tempfile::tempdir().unwrap();
+    make_pki(dir.path());
+    let s = tls_server(dir.path(), &[]);
     let src = store(dir.path(), "src");
     let name = format!("{}/tls/app:v1", s.host());
     let built = build(
         &src,
         Some(&name),
-        &[busybox_layer()],
+        &[filler_layer(5, 20_000)],
         &Platform::host(),
         false,
     );
 
-    // Without the CA: refused, and the message says what to do.
-    let e = client(dir.path())
+    // Verified, without the CA: refused, and the message says what to do.
+    let e = strict_client(dir.path())
         .push(&src, &name, &PushOptions::default(), &|_| {})
         .unwrap_err();
     assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
-    assert!(
-        e.to_string().contains(&format!("https://{}", s.host())),
-        "{e}"
-    );
+    let text = e.to_string();
+    assert!(text.contains(&format!("https://{}", s.host())), "{text}");
+    assert!(text.contains("ca.crt"), "{text}");
 
     let certs = dir.path().join("certs.d").join(s.host());
     std::fs::create_dir_all(&certs).unwrap();
-    std::fs::write(certs.join("ca.crt"), ca.pem()).unwrap();
-    let c = client(dir.path());
+    std::fs::copy(dir.path().join("ca.pem"), certs.join("ca.crt")).unwrap();
+    let c = strict_client(dir.path());
     c.push(&src, &name, &PushOptions::default(), &|_| {})
         .unwrap();
     let dst = store(dir.path(), "dst");
     let p = c.pull(&dst, &name, &pull_opts(), &|_| {}).unwrap();
+    assert_eq!(p.digest, built.target.digest);
+}
+
+/// An insecure registry served over HTTPS: as Docker, the client speaks
+/// HTTPS to it without verifying the certificate (no CA anywhere) rather
+/// than falling back to HTTP. Loopback registries are insecure by default;
+/// a listed one is insecure even when loopback ones are not.
+#[test]
+fn insecure_registry_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    make_pki(dir.path());
+    let s = tls_server(dir.path(), &[]);
+    let src = store(dir.path(), "src");
+    let name = format!("{}/insecure/app:v1", s.host());
+    let built = build(
+        &src,
+        Some(&name),
+        &[filler_layer(6, 20_000)],
+        &Platform::host(),
+        false,
+    );
+    client(dir.path())
+        .push(&src, &name, &PushOptions::default(), &|_| {})
+        .unwrap();
+    let listed = Client::new(ClientOptions {
+        certs_dir: dir.path().join("certs.d"),
+        insecure_loopback: false,
+        insecure_registries: vec![s.host()],
+        ..ClientOptions::default()
+    });
+    let dst = store(dir.path(), "dst");
+    let p = listed.pull(&dst, &name, &pull_opts(), &|_| {}).unwrap();
+    assert_eq!(p.digest, built.target.digest);
+    // Every request went over TLS: a plain HTTP one would have been refused
+    // by the TLS listener before it reached the log.
+    assert!(
+        s.logs().contains("\"PUT /v2/insecure/app/manifests/v1"),
+        "{}",
+        s.logs()
+    );
+}
+
+/// A registry that requires client certificates (`--tls-client-ca`): the
+/// client presents client.cert/client.key from certs.d, verified against
+/// ca.crt there (or, insecure, unverified); without one it is refused.
+#[test]
+fn client_certificate_from_certs_d() {
+    let dir = tempfile::tempdir().unwrap();
+    make_pki(dir.path());
+    let ca = dir.path().join("ca.pem");
+    let s = tls_server(dir.path(), &["--tls-client-ca", ca.to_str().unwrap()]);
+    let src = store(dir.path(), "src");
+    let name = format!("{}/mtls/app:v1", s.host());
+    let built = build(
+        &src,
+        Some(&name),
+        &[filler_layer(8, 20_000)],
+        &Platform::host(),
+        false,
+    );
+
+    // The CA alone: the server wants a certificate the client does not have.
+    let certs = dir.path().join("certs.d").join(s.host());
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(&ca, certs.join("ca.crt")).unwrap();
+    for c in [strict_client(dir.path()), client(dir.path())] {
+        let e = c
+            .push(&src, &name, &PushOptions::default(), &|_| {})
+            .unwrap_err();
+        assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("wants a client certificate: put client.cert"),
+            "{text}"
+        );
+    }
+    // A raw request without a certificate gets no answer either.
+    let der = {
+        use rustls_pki_types::pem::PemObject;
+        rustls_pki_types::CertificateDer::from_pem_file(&ca).unwrap()
+    };
+    assert!(common::tls_agent(&der).get(s.url("/v2/")).call().is_err());
+
+    std::fs::copy(dir.path().join("client.pem"), certs.join("client.cert")).unwrap();
+    std::fs::copy(dir.path().join("client.key"), certs.join("client.key")).unwrap();
+    let c = strict_client(dir.path());
+    let report = c
+        .push(&src, &name, &PushOptions::default(), &|_| {})
+        .unwrap();
+    assert_eq!(report.digest, built.target.digest);
+    let dst = store(dir.path(), "dst");
+    let p = c.pull(&dst, &name, &pull_opts(), &|_| {}).unwrap();
+    assert_eq!(p.digest, built.target.digest);
+    // Insecure (loopback, the default): the certificate is still presented.
+    let dst2 = store(dir.path(), "dst2");
+    let p = client(dir.path())
+        .pull(&dst2, &name, &pull_opts(), &|_| {})
+        .unwrap();
     assert_eq!(p.digest, built.target.digest);
 }
 
@@ -1157,4 +1278,199 @@ fn unknown_tag_and_unreachable_registry() {
         .unwrap_err();
     assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
     assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
+}
+
+/// 50 pushes of distinct images (all sharing a base layer, so the same
+/// blob is uploaded to 50 repositories at once) and 50 pushes of one image
+/// to one tag, all at the same time: every push succeeds, every image pulls
+/// back with the digests pushed, every stored blob hashes to its name, no
+/// upload is left behind, and `gc --dry-run` finds nothing unreferenced.
+#[test]
+fn fifty_concurrent_pushes() {
+    const N: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let s = berth(dir.path(), &[]);
+    let host = s.host();
+    let src = store(dir.path(), "src");
+    let hp = Platform::host();
+    let bb = filler_layer(1, 40_000);
+    let distinct: Vec<(String, Built)> = (0..N)
+        .map(|i| {
+            let name = format!("{host}/many/app{i}:v1");
+            let tars = [bb.clone(), filler_layer(100 + i as u64, 4_000)];
+            let b = build(&src, Some(&name), &tars, &hp, i % 2 == 0);
+            (name, b)
+        })
+        .collect();
+    let same_name = format!("{host}/same/app:v1");
+    let same = build(
+        &src,
+        Some(&same_name),
+        &[bb.clone(), filler_layer(99, 100_000)],
+        &hp,
+        false,
+    );
+
+    let c = client(dir.path());
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for (name, b) in &distinct {
+            let (c, src, failures) = (&c, &src, &failures);
+            scope.spawn(
+                move || match c.push(src, name, &PushOptions::default(), &|_| {}) {
+                    Ok(r) => assert_eq!(r.digest, b.target.digest, "{name}"),
+                    Err(e) => failures.lock().unwrap().push(format!("{name}: {e}")),
+                },
+            );
+        }
+        for i in 0..N {
+            let (src, failures, same_name, same) = (&src, &failures, &same_name, &same);
+            // Half share the client (its connections and session), half have their own.
+            let (shared, d) = (&c, dir.path());
+            scope.spawn(move || {
+                let own = (i % 2 == 1).then(|| client(d));
+                let c = own.as_ref().unwrap_or(shared);
+                match c.push(src, same_name, &PushOptions::default(), &|_| {}) {
+                    Ok(r) => assert_eq!(r.digest, same.target.digest),
+                    Err(e) => failures.lock().unwrap().push(format!("same #{i}: {e}")),
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:#?}",
+        failures.len()
+    );
+
+    // Every image pulls back, all at once into a fresh store, with the
+    // digests pushed.
+    let dst = store(dir.path(), "dst");
+    let fresh = client(dir.path());
+    let all: Vec<(&String, &Built)> = distinct
+        .iter()
+        .map(|(n, b)| (n, b))
+        .chain([(&same_name, &same)])
+        .collect();
+    std::thread::scope(|scope| {
+        for (name, b) in &all {
+            let (fresh, dst) = (&fresh, &dst);
+            scope.spawn(move || {
+                let p = fresh.pull(dst, name, &pull_opts(), &|_| {}).unwrap();
+                assert_eq!(p.digest, b.target.digest, "{name}");
+                assert_eq!(p.config, b.config, "{name}");
+                for l in &b.layers {
+                    assert!(has(dst, l), "{name}: layer {l}");
+                }
+            });
+        }
+    });
+    // On disk: each blob is what its name says, no upload is left over.
+    let blobs = s.root.join("blobs/sha256");
+    let mut count = 0;
+    for e in std::fs::read_dir(&blobs).unwrap() {
+        let e = e.unwrap();
+        let data = std::fs::read(e.path()).unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        assert_eq!(
+            Digest::of(Algorithm::Sha256, &data).to_string(),
+            format!("sha256:{name}")
+        );
+        count += 1;
+    }
+    // 50 manifests, configs and own layers; the base; the same image's 3.
+    assert_eq!(count, 3 * N + 1 + 3);
+    let ingest = std::fs::read_dir(s.root.join("ingest"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(ingest, 0, "uploads left in ingest/");
+    let out = cli(
+        &["gc", "--dry-run", "--root", s.root.to_str().unwrap()],
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.trim_end().ends_with(&format!(
+            "would remove 0 blobs, 0 bytes freed; 0 manifests; {count} blobs kept; 0 missing"
+        )),
+        "{text}"
+    );
+}
+
+/// A registry with one upload slot and no wait answers 429 with
+/// Retry-After while the slot is held; the client sends the upload again
+/// and the push succeeds once the slot is free. With a wait, the server
+/// queues the upload instead of refusing it.
+#[test]
+fn busy_registry_is_retried() {
+    use std::io::{Read, Write};
+    for (wait, refused) in [(0, true), (30, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("limit.json");
+        std::fs::write(
+            &conf,
+            format!(r#"{{"uploads": {{"max_concurrent": 1, "wait_secs": {wait}}}}}"#),
+        )
+        .unwrap();
+        let s = berth(dir.path(), &["--config", conf.to_str().unwrap()]);
+        let a = common::agent();
+        // Hold the only slot: a PATCH that has sent 1 of its 2 bytes.
+        let r = a
+            .post(s.url("/v2/hold/blobs/uploads/"))
+            .send_empty()
+            .unwrap();
+        let loc = common::header(&r, "location").unwrap();
+        let mut held = std::net::TcpStream::connect(s.host()).unwrap();
+        write!(
+            held,
+            "PATCH {loc} HTTP/1.1\r\nHost: {}\r\nContent-Length: 2\r\n\r\nx",
+            s.host()
+        )
+        .unwrap();
+        held.flush().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while a.get(s.url(&loc)).call().unwrap().status() != 400 {
+            assert!(Instant::now() < deadline, "the PATCH never held its upload");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+
+        let src = store(dir.path(), "src");
+        let name = format!("{}/busy/app:v1", s.host());
+        let built = build(
+            &src,
+            Some(&name),
+            &[filler_layer(3, 10_000)],
+            &Platform::host(),
+            false,
+        );
+        let c = client(dir.path());
+        std::thread::scope(|scope| {
+            let push = scope.spawn(|| c.push(&src, &name, &PushOptions::default(), &|_| {}));
+            // The push is refused (or queued) while the slot is held.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let seen = |what: &str| s.logs().lines().any(|l| l.contains(what));
+            let marker = if refused {
+                "\" 429 "
+            } else {
+                "\"POST /v2/busy/"
+            };
+            while !seen(marker) {
+                assert!(Instant::now() < deadline, "no {marker} in {}", s.logs());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            held.write_all(b"y").unwrap();
+            let mut reply = [0u8; 12];
+            held.read_exact(&mut reply).unwrap();
+            assert_eq!(&reply, b"HTTP/1.1 202");
+            let report = push.join().unwrap().unwrap();
+            assert_eq!(report.digest, built.target.digest);
+        });
+        assert_eq!(s.logs().contains("\" 429 "), refused, "{}", s.logs());
+    }
 }

@@ -124,7 +124,25 @@ fn gc_removes_unreferenced_blobs_only() {
         "{out}"
     );
     assert_eq!(blob_count(&root), before - 1);
-    assert!(stdout(&gc(&root, &[])).contains("removed 0 blobs"));
+    let out = stdout(&gc(&root, &[]));
+    assert!(out.contains("removed 0 blobs"), "{out}");
+    assert!(out.trim_end().ends_with("; 0 missing"), "{out}");
+
+    // A referenced blob lost from outside is reported, not hidden.
+    let hex = p.untagged_layer.strip_prefix("sha256:").unwrap();
+    let lost = root.join("blobs/sha256").join(hex);
+    let saved = std::fs::read(&lost).unwrap();
+    std::fs::remove_file(&lost).unwrap();
+    let out = stdout(&gc(&root, &["--dry-run"]));
+    assert!(
+        out.contains(&format!(
+            "missing blob {}: referenced, but not stored",
+            p.untagged_layer
+        )),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("; 1 missing"), "{out}");
+    std::fs::write(&lost, saved).unwrap();
 
     let s = Server::start(&root, &["--read-only"]);
     let a = agent();

@@ -201,7 +201,11 @@ fn upload_cut_off_by_sigkill_is_invisible_then_purged_on_restart() {
 fn too_many_uploads_at_once_get_429() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("limit.json");
-    std::fs::write(&path, r#"{"uploads": {"max_concurrent": 1}}"#).unwrap();
+    std::fs::write(
+        &path,
+        r#"{"uploads": {"max_concurrent": 1, "wait_secs": 0}}"#,
+    )
+    .unwrap();
     let s = Server::start(
         &dir.path().join("root"),
         &["--config", path.to_str().unwrap()],
@@ -213,6 +217,7 @@ fn too_many_uploads_at_once_get_429() {
     let second = new_upload(&a, &s, "busy");
     let mut r = a.patch(s.url(&second)).send(&b"x"[..]).unwrap();
     assert_eq!(r.status(), 429);
+    assert_eq!(header(&r, "retry-after").as_deref(), Some("1"));
     assert_eq!(code(&mut r), "TOOMANYREQUESTS");
     c.write_all(b"67890").unwrap();
     let mut reply = [0u8; 12];

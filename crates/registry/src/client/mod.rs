@@ -45,11 +45,18 @@ use session::Session;
 /// How the client reaches registries.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// Registries plain HTTP may be used for besides loopback ones:
-    /// `host[:port]` or a CIDR, as dockerd's `insecure-registries`.
+    /// Insecure registries besides loopback ones: `host[:port]` or a CIDR,
+    /// as dockerd's `insecure-registries`. As Docker does, the client tries
+    /// HTTPS first without verifying the server's certificate, then plain
+    /// HTTP.
     pub insecure_registries: Vec<String>,
+    /// Whether loopback registries (`localhost`, 127.0.0.0/8, ::1) are
+    /// insecure too, as Docker always has them. Off: they are verified like
+    /// any other (tests use this to check verification on loopback).
+    pub insecure_loopback: bool,
     /// Per-registry CAs and client certificates, `<dir>/<host[:port]>/`
-    /// (Docker's `/etc/docker/certs.d`).
+    /// (Docker's `/etc/docker/certs.d`). For an insecure registry only the
+    /// client certificate is used (Docker reads nothing there for those).
     pub certs_dir: PathBuf,
     /// Layers downloaded at once (Docker: 3).
     pub max_concurrent_downloads: usize,
@@ -67,6 +74,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             insecure_registries: Vec::new(),
+            insecure_loopback: true,
             certs_dir: PathBuf::from(DEFAULT_CERTS_DIR),
             max_concurrent_downloads: 3,
             max_concurrent_uploads: 3,

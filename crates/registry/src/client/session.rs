@@ -17,6 +17,11 @@ use ureq::SendBody;
 use super::error::error_message;
 use super::{ClientError, ClientOptions, Credentials, tls};
 
+/// How many times a request answered 429 TOOMANYREQUESTS is sent again.
+const BUSY_RETRIES: u32 = 6;
+/// The longest pause before sending it again.
+const MAX_BUSY_PAUSE: Duration = Duration::from_secs(10);
+
 /// A response from the registry.
 pub(crate) type Response = http::Response<ureq::Body>;
 
@@ -105,14 +110,19 @@ pub(crate) struct Session {
 /// (`host[:port]`, `host`, or an IPv4/IPv6 CIDR), or loopback
 /// (`localhost`, 127.0.0.0/8, ::1), as Docker's defaults have it.
 pub fn is_insecure(registry: &str, insecure: &[String]) -> bool {
+    is_loopback(registry) || is_listed(registry, insecure)
+}
+
+/// `localhost`, 127.0.0.0/8 or ::1, with or without a port.
+fn is_loopback(registry: &str) -> bool {
     let host = host_of(registry);
-    if host == "localhost" {
-        return true;
-    }
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `registry` is in the list (`host[:port]`, `host`, or a CIDR).
+fn is_listed(registry: &str, insecure: &[String]) -> bool {
+    let host = host_of(registry);
     let ip = host.parse::<IpAddr>().ok();
-    if ip.is_some_and(|ip| ip.is_loopback()) {
-        return true;
-    }
     insecure.iter().any(|entry| {
         let entry = entry
             .trim_start_matches("http://")
@@ -153,6 +163,14 @@ fn cidr_contains(net: &str, bits: &str, ip: IpAddr) -> bool {
         }
         _ => false,
     }
+}
+
+/// What to do when the registry asks for a client certificate.
+fn client_cert_hint(options: &ClientOptions, registry: &str) -> String {
+    format!(
+        " (the registry wants a client certificate: put client.cert and client.key in {}/{registry}/)",
+        options.certs_dir.display()
+    )
 }
 
 /// Parses `Scheme k="v",k2="v2"` into the scheme and its parameters.
@@ -248,14 +266,18 @@ impl<R: Read> Read for Counting<'_, R> {
 }
 
 impl Session {
-    /// Reaches `registry` (HTTPS first; HTTP when it is insecure and HTTPS
-    /// failed, as Docker does) and learns how it wants clients to sign in.
+    /// Reaches `registry` and learns how it wants clients to sign in. A
+    /// secure registry over HTTPS only, verified against the system's and
+    /// certs.d's CAs; an insecure one, as Docker does, over HTTPS without
+    /// verifying the certificate and, when that fails, over plain HTTP.
     pub fn connect(
         options: &ClientOptions,
         registry: &str,
         creds: Credentials,
     ) -> Result<Session, ClientError> {
-        let tls = tls::config(&options.certs_dir, registry)?;
+        let insecure = (options.insecure_loopback && is_loopback(registry))
+            || is_listed(registry, &options.insecure_registries);
+        let tls = tls::config(&options.certs_dir, registry, !insecure)?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(10)
@@ -280,22 +302,33 @@ impl Session {
         let https = format!("https://{host}");
         let (base, resp) = match ping(&https) {
             Ok(r) => (https, r),
-            Err(e) if is_insecure(registry, &options.insecure_registries) => {
+            Err(e) if insecure => {
                 let http = format!("http://{host}");
                 match ping(&http) {
                     Ok(r) => (http, r),
                     Err(e2) => {
+                        let text = e.to_string();
+                        let hint = if text.to_ascii_lowercase().contains("certificaterequired") {
+                            client_cert_hint(options, registry)
+                        } else {
+                            String::new()
+                        };
                         return Err(ClientError::Connect {
                             registry: registry.to_owned(),
-                            reason: format!("{https}: {e}; {http}: {e2}"),
+                            reason: format!("{https}: {text}{hint}; {http}: {e2}"),
                         });
                     }
                 }
             }
             Err(e) => {
                 let text = e.to_string();
-                let hint = if matches!(e, ureq::Error::Tls(_) | ureq::Error::Rustls(_))
-                    || text.to_ascii_lowercase().contains("certificate")
+                let lower = text.to_ascii_lowercase();
+                let hint = if lower.contains("certificaterequired")
+                    || lower.contains("certificate required")
+                {
+                    client_cert_hint(options, registry)
+                } else if matches!(e, ureq::Error::Tls(_) | ureq::Error::Rustls(_))
+                    || lower.contains("certificate")
                 {
                     format!(
                         " (trust its CA with {}/{registry}/ca.crt, or list it as an insecure registry)",
@@ -473,7 +506,36 @@ impl Session {
     /// Sends `req` with the authorization `scope` needs; on a 401 learns the
     /// challenge (or drops a stale token) and tries once more. A 401 after
     /// that is [`ClientError::Unauthorized`], a 403 [`ClientError::Denied`].
+    /// A 429 (the registry is busy; it took nothing of the request) is sent
+    /// again after its `Retry-After` or a growing pause, a few times.
     pub fn send(
+        &self,
+        req: &Req<'_>,
+        scope: &[String],
+        repository: &str,
+    ) -> Result<Response, ClientError> {
+        let mut busy = 0;
+        loop {
+            let mut resp = self.send_authorized(req, scope, repository)?;
+            if resp.status() != 429 || busy >= BUSY_RETRIES {
+                return Ok(resp);
+            }
+            let pause = resp
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs)
+                .unwrap_or(Duration::from_millis(500) * 2u32.pow(busy))
+                .min(MAX_BUSY_PAUSE);
+            let _ = read_body(&mut resp, 64 * 1024, &self.registry, &req.what);
+            busy += 1;
+            tracing::debug!(registry = %self.registry, what = %req.what, ?pause, "busy (429), sending again");
+            std::thread::sleep(pause);
+        }
+    }
+
+    fn send_authorized(
         &self,
         req: &Req<'_>,
         scope: &[String],

@@ -38,12 +38,15 @@ fn pem_certs(registry: &str, path: &Path) -> Result<Vec<Certificate<'static>>, C
 
 /// The TLS configuration for `registry` (`host[:port]`) with the
 /// certificates under `certs_dir/<registry>/`; ureq's defaults (Mozilla's
-/// roots) when that directory does not exist.
-pub fn config(certs_dir: &Path, registry: &str) -> Result<TlsConfig, ClientError> {
+/// roots) when that directory does not exist. Without `verify` (an
+/// insecure registry) the server's certificate is not checked and only a
+/// client certificate is taken from the directory.
+pub fn config(certs_dir: &Path, registry: &str, verify: bool) -> Result<TlsConfig, ClientError> {
+    let unverified = || TlsConfig::builder().disable_verification(!verify);
     let dir = certs_dir.join(registry);
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TlsConfig::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(unverified().build()),
         Err(e) => return Err(tls_err(registry, format!("read {}: {e}", dir.display()))),
     };
     let mut names: Vec<String> = Vec::new();
@@ -58,7 +61,7 @@ pub fn config(certs_dir: &Path, registry: &str) -> Result<TlsConfig, ClientError
     let mut client = None;
     for name in &names {
         let path = dir.join(name);
-        if name.ends_with(".crt") {
+        if name.ends_with(".crt") && verify {
             cas.extend(pem_certs(registry, &path)?);
         } else if let Some(stem) = name.strip_suffix(".cert") {
             let key_name = format!("{stem}.key");
@@ -84,7 +87,7 @@ pub fn config(certs_dir: &Path, registry: &str) -> Result<TlsConfig, ClientError
             ));
         }
     }
-    let mut builder = TlsConfig::builder().client_cert(client);
+    let mut builder = unverified().client_cert(client);
     if !cas.is_empty() {
         // Docker adds certs.d CAs to the system pool rather than replacing it.
         if let Ok(system) = pem_certs(registry, Path::new(SYSTEM_BUNDLE)) {
@@ -103,7 +106,7 @@ mod tests {
     fn certs_dir_layout() {
         let dir = tempfile::tempdir().unwrap();
         // No directory for the registry: defaults.
-        let c = config(dir.path(), "r:1").unwrap();
+        let c = config(dir.path(), "r:1", true).unwrap();
         assert!(c.client_cert().is_none());
 
         let ca = rcgen::generate_simple_self_signed(vec!["ca".into()]).unwrap();
@@ -112,17 +115,23 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("ca.crt"), ca.cert.pem()).unwrap();
         std::fs::write(d.join("client.cert"), leaf.cert.pem()).unwrap();
-        let e = config(dir.path(), "r:1").unwrap_err().to_string();
+        let e = config(dir.path(), "r:1", true).unwrap_err().to_string();
         assert!(e.contains("missing key client.key"), "{e}");
         std::fs::write(d.join("client.key"), leaf.signing_key.serialize_pem()).unwrap();
-        let c = config(dir.path(), "r:1").unwrap();
+        let c = config(dir.path(), "r:1", true).unwrap();
         assert!(c.client_cert().is_some());
         match c.root_certs() {
             RootCerts::Specific(certs) => assert_eq!(certs[0].der(), ca.cert.der().as_ref()),
             other => panic!("{other:?}"),
         }
+        // Insecure: the server is not verified, certs.d's CAs are not read,
+        // its client certificate is still presented.
+        let c = config(dir.path(), "r:1", false).unwrap();
+        assert!(c.disable_verification());
+        assert!(c.client_cert().is_some());
+        assert!(!matches!(c.root_certs(), RootCerts::Specific(_)));
         std::fs::write(d.join("lonely.key"), "x").unwrap();
-        let e = config(dir.path(), "r:1").unwrap_err().to_string();
+        let e = config(dir.path(), "r:1", true).unwrap_err().to_string();
         assert!(e.contains("missing client certificate lonely.cert"), "{e}");
     }
 }

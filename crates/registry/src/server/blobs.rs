@@ -2,7 +2,6 @@
 
 use std::io::{Seek, SeekFrom, Write};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use berth_image::content::{Digest, Writer};
 use bytes::Bytes;
@@ -131,27 +130,34 @@ pub(super) fn delete_blob(
     Ok(empty_response(StatusCode::ACCEPTED))
 }
 
-/// Counts a request sending blob bytes; 429 TOOMANYREQUESTS past the limit.
-struct UploadSlot<'a>(&'a Registry);
-
-impl<'a> UploadSlot<'a> {
-    fn take(reg: &'a Registry) -> Result<Self, ApiError> {
-        let before = reg.uploads_in_flight.fetch_add(1, Ordering::SeqCst);
-        let slot = UploadSlot(reg);
-        if before >= reg.max_uploads {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::TooManyRequests,
-                format!("more than {} uploads at once", reg.max_uploads),
-            ));
-        }
-        Ok(slot)
-    }
+/// A slot for a request sending blob bytes: waits for one up to the
+/// limit's wait, then 429 TOOMANYREQUESTS. The answer closes the connection
+/// (the request body is left unread) and asks the client to come back.
+struct UploadSlot<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
 }
 
-impl Drop for UploadSlot<'_> {
-    fn drop(&mut self) {
-        self.0.uploads_in_flight.fetch_sub(1, Ordering::SeqCst);
+impl<'a> UploadSlot<'a> {
+    async fn take(reg: &'a Registry) -> Result<Self, ApiError> {
+        let limit = &reg.uploads;
+        let permit = match limit.slots.try_acquire() {
+            Ok(p) => Some(p),
+            Err(_) if limit.wait.is_zero() => None,
+            Err(_) => tokio::time::timeout(limit.wait, limit.slots.acquire())
+                .await
+                .ok()
+                .and_then(Result::ok),
+        };
+        match permit {
+            Some(p) => Ok(UploadSlot { _permit: p }),
+            None => Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::TooManyRequests,
+                format!("more than {} uploads at once", limit.max),
+            )
+            .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1"))
+            .with_header(http::header::CONNECTION, HeaderValue::from_static("close"))),
+        }
     }
 }
 
@@ -229,7 +235,7 @@ pub(super) async fn post_upload(
     }
     if let Some(d) = param(&q, "digest") {
         let digest = parse_digest(d)?;
-        let _slot = UploadSlot::take(reg)?;
+        let _slot = UploadSlot::take(reg).await?;
         let id = blocking(|| reg.storage.start_upload(name))?;
         let mut w = blocking(|| reg.storage.upload_writer(name, &id))?;
         if let Err(e) = append(req.into_body(), &mut w).await {
@@ -310,7 +316,7 @@ pub(super) async fn patch_upload(
     name: &RepoName,
     id: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let _slot = UploadSlot::take(reg)?;
+    let _slot = UploadSlot::take(reg).await?;
     let mut w = writer_for_chunk(reg, &req, name, id)?;
     let result = append(req.into_body(), &mut w).await;
     let offset = w.offset();
@@ -328,7 +334,7 @@ pub(super) async fn put_upload(
 ) -> Result<Response<Body>, ApiError> {
     let q = query(&req);
     let digest = parse_digest(param(&q, "digest").unwrap_or(""))?;
-    let _slot = UploadSlot::take(reg)?;
+    let _slot = UploadSlot::take(reg).await?;
     let mut w = writer_for_chunk(reg, &req, name, id)?;
     if let Err(e) = append(req.into_body(), &mut w).await {
         reg.storage.park_writer(id, w);

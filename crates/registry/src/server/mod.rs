@@ -15,7 +15,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
@@ -42,9 +41,17 @@ pub struct Registry {
     pub read_only: bool,
     /// Largest manifest accepted.
     pub max_manifest_bytes: u64,
-    /// Requests sending blob bytes at once.
-    pub max_uploads: usize,
-    uploads_in_flight: AtomicUsize,
+    /// Requests sending blob bytes at once, and how long one more waits for
+    /// a slot before it gets 429 TOOMANYREQUESTS.
+    uploads: UploadLimit,
+}
+
+/// A semaphore over requests that send blob bytes.
+#[derive(Debug)]
+pub(crate) struct UploadLimit {
+    pub(crate) slots: tokio::sync::Semaphore,
+    pub(crate) max: usize,
+    pub(crate) wait: Duration,
 }
 
 impl Registry {
@@ -55,9 +62,23 @@ impl Registry {
             auth,
             read_only,
             max_manifest_bytes: 4 * 1024 * 1024,
-            max_uploads: 64,
-            uploads_in_flight: AtomicUsize::new(0),
+            uploads: UploadLimit {
+                slots: tokio::sync::Semaphore::new(64),
+                max: 64,
+                wait: Duration::from_secs(30),
+            },
         }
+    }
+
+    /// At most `max` requests send blob bytes at once; one more waits up to
+    /// `wait` for a slot, then gets 429 TOOMANYREQUESTS (with Retry-After).
+    pub fn set_upload_limit(&mut self, max: usize, wait: Duration) {
+        let max = max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        self.uploads = UploadLimit {
+            slots: tokio::sync::Semaphore::new(max),
+            max,
+            wait,
+        };
     }
 }
 
@@ -179,7 +200,21 @@ async fn logged(
     let start = Instant::now();
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let resp = api::handle(registry, req, scheme).await;
+    let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    let mut resp = api::handle(registry, req, scheme).await;
+    // An error may leave the request body unread, and hyper then closes the
+    // connection after the answer without saying so: a client would put it
+    // back in its pool and lose its next request on it. Say so.
+    if has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
     tracing::info!(
         target: "berth_registry::access",
         "{remote} \"{method} {uri}\" {} {:.1}ms",

@@ -27,6 +27,14 @@ pub enum TlsError {
         /// What is wrong.
         reason: String,
     },
+    /// The client CA file.
+    #[error("read TLS client CA {path}: {reason}")]
+    ClientCa {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// rustls refused the pair.
     #[error("TLS certificate {cert} and key {key} do not make a server config")]
     Config {
@@ -40,8 +48,13 @@ pub enum TlsError {
     },
 }
 
-/// Builds an acceptor for HTTP/1.1 over TLS 1.2/1.3.
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+/// Builds an acceptor for HTTP/1.1 over TLS 1.2/1.3; with `client_ca`,
+/// clients must present a certificate that chains to one of its CAs.
+pub fn acceptor(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<TlsAcceptor, TlsError> {
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| TlsError::Cert {
@@ -63,13 +76,39 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
         key: key.to_owned(),
         source,
     };
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(config_err)?
-            .with_no_client_auth()
-            .with_single_cert(certs, private)
-            .map_err(config_err)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(config_err)?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let ca_err = |reason: String| TlsError::ClientCa {
+                path: path.to_owned(),
+                reason,
+            };
+            let cas = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| ca_err(e.to_string()))?;
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in cas {
+                roots.add(ca).map_err(|e| ca_err(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(ca_err("no certificate in the file".to_owned()));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| ca_err(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, private)
+        .map_err(config_err)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -42,6 +42,9 @@ pub struct GcReport {
     pub uploads: Vec<String>,
     /// Blobs kept.
     pub kept: usize,
+    /// Blobs a kept manifest references (or kept manifests) that the store
+    /// does not hold: damage from outside, which gc cannot repair.
+    pub missing: Vec<Digest>,
 }
 
 impl Storage {
@@ -165,7 +168,14 @@ impl Storage {
             }
         }
 
-        for info in self.content.list()? {
+        let stored = self.content.list()?;
+        let present: BTreeSet<&Digest> = stored.iter().map(|i| &i.digest).collect();
+        report.missing = marked_blobs
+            .iter()
+            .filter(|d| !present.contains(d))
+            .cloned()
+            .collect();
+        for info in stored {
             if marked_blobs.contains(&info.digest) {
                 report.kept += 1;
                 continue;

@@ -58,9 +58,16 @@ impl Storage {
     /// another request holds it.
     pub fn upload_writer(&self, repo: &RepoName, id: &str) -> Result<Writer, StorageError> {
         self.check_upload(repo, id)?;
-        if let Some(w) = self.cached_writers().remove(id) {
+        // The map's lock is held while the ingest is opened, so a status
+        // request opening it at the same time cannot make this one "busy".
+        let mut cache = self.cached_writers();
+        if let Some(w) = cache.remove(id) {
             return Ok(w);
         }
+        self.open_ingest(id)
+    }
+
+    fn open_ingest(&self, id: &str) -> Result<Writer, StorageError> {
         match self.content.writer(&ingest_ref(id), None) {
             Ok(w) => Ok(w),
             Err(ContentError::Locked(_)) => Err(StorageError::UploadBusy(id.to_owned())),
@@ -81,10 +88,18 @@ impl Storage {
     }
 
     /// Bytes received so far by the upload.
+    /// [`StorageError::UploadBusy`] while a request is appending to it. The
+    /// writer stays where it is: a status request never takes it from a
+    /// request about to append.
     pub fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus, StorageError> {
-        let w = self.upload_writer(repo, id)?;
+        self.check_upload(repo, id)?;
+        let mut cache = self.cached_writers();
+        if let Some(w) = cache.get(id) {
+            return Ok(UploadStatus { offset: w.offset() });
+        }
+        let w = self.open_ingest(id)?;
         let offset = w.offset();
-        self.park_writer(id, w);
+        cache.insert(id.to_owned(), w);
         Ok(UploadStatus { offset })
     }
 
