@@ -108,8 +108,34 @@ impl ContainerService {
         }
         let root = Root {
             fd: open_dir(&dir)?,
-            temp: Some(dir),
+            temp: Some(dir.clone()),
         };
+        // The container's volumes and bind mounts, where a running
+        // container would see them (their mount points made as at start).
+        // The detached unmount of the root takes them along.
+        for m in &r.mount_points {
+            let src = Path::new(&m.source);
+            if !matches!(m.kind.as_str(), "volume" | "bind") || !src.is_dir() {
+                continue;
+            }
+            let dest = Path::new(&m.destination);
+            let Ok(fd) = resolve::mkdir_all(root.fd.as_fd(), dest) else {
+                continue;
+            };
+            let target = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+            if let Err(e) = rustix::mount::mount_bind_recursive(src, target.as_str()) {
+                tracing::warn!(container = %r.id, mount = %m.destination, error = %e, "mount for copy");
+                continue;
+            }
+            if !m.rw {
+                let at = dir.join(dest.strip_prefix("/").unwrap_or(dest));
+                let _ = rustix::mount::mount_remount(
+                    &at,
+                    rustix::mount::MountFlags::BIND | rustix::mount::MountFlags::RDONLY,
+                    c"",
+                );
+            }
+        }
         Ok((root, r.id))
     }
 
