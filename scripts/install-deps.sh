@@ -12,6 +12,8 @@ if [ "$mode" = test ]; then
   # dockerd 20.10 (pulls containerd, tini, iptables), podman 4.3 (conmon) and containerd's ctr.
   # The tests start private daemons of their own; none is started at install time.
   pkgs="$pkgs docker.io containerd podman conmon"
+  # The judge (crates/daemon/tests/judge.rs) fetches a published port from the host with curl.
+  pkgs="$pkgs curl"
   # berth-registry's round trip test (crates/registry/tests/skopeo.rs) pushes and pulls with skopeo.
   pkgs="$pkgs skopeo"
   # The peer server the registry client is tested against (crates/registry/tests/client.rs):
