@@ -14,6 +14,8 @@ if [ "$mode" = test ]; then
   # crates/registry/tests/judges.rs pushes to and pulls from berth-registry with the same
   # podman and dockerd.
   pkgs="$pkgs docker.io containerd podman conmon"
+  # The judge (crates/daemon/tests/judge.rs) fetches a published port from the host with curl.
+  pkgs="$pkgs curl"
   # berth-registry's round trip test (crates/registry/tests/skopeo.rs) pushes and pulls with skopeo.
   pkgs="$pkgs skopeo"
   # The peer server the registry client is tested against (crates/registry/tests/client.rs):
