@@ -53,6 +53,9 @@ fn network_json(n: &Network, users: &[Record]) -> Value {
             if !s.ip_range.is_empty() {
                 v["IPRange"] = json!(s.ip_range);
             }
+            if !s.aux_addresses.is_empty() {
+                v["AuxiliaryAddresses"] = json!(s.aux_addresses);
+            }
             v
         })
         .collect();

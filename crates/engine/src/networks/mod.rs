@@ -258,6 +258,13 @@ pub struct IpamPool {
     /// `10.1.0.1`.
     #[serde(default, deserialize_with = "crate::containers::config::nd")]
     pub gateway: String,
+    /// `--aux-address`: names → addresses the network must not hand out.
+    #[serde(
+        default,
+        rename = "AuxiliaryAddresses",
+        deserialize_with = "crate::containers::config::nd"
+    )]
+    pub aux_addresses: BTreeMap<String, String>,
 }
 
 /// What a started container got: the namespace to run in and its
@@ -427,6 +434,7 @@ impl NetworkService {
                 subnet: subnet.to_string(),
                 ip_range: String::new(),
                 gateway: gateway.to_string(),
+                aux_addresses: BTreeMap::new(),
             };
             let mut ipam = lock(&self.ipam);
             if let Some(n) = existing
@@ -676,6 +684,17 @@ impl NetworkService {
                 .into_iter()
                 .filter(|r| !own.contains(r) && r.prefix_len() > 0)
                 .collect();
+            let mut aux: Vec<(String, String, IpAddr)> = Vec::new();
+            for p in &pools {
+                for (k, v) in &p.aux_addresses {
+                    let ip = v.parse::<IpAddr>().map_err(|_| {
+                        EngineError::InvalidArgument(format!(
+                            "invalid auxiliary address {k}={v}: not an IP address"
+                        ))
+                    })?;
+                    aux.push((p.subnet.clone(), k.clone(), ip));
+                }
+            }
             let state = ipam
                 .add_network(&req.name, &requests, &reserved)
                 .map_err(|e| match e {
@@ -685,6 +704,15 @@ impl NetworkService {
                     e => e.into(),
                 })?
                 .clone();
+            for (_, k, ip) in &aux {
+                let family = if ip.is_ipv6() { Family::V6 } else { Family::V4 };
+                if let Err(e) = ipam.allocate(&req.name, family, Some(*ip)) {
+                    ipam.remove_network(&req.name);
+                    return Err(EngineError::InvalidArgument(format!(
+                        "invalid auxiliary address {k}={ip}: {e}"
+                    )));
+                }
+            }
             let n = Network {
                 bridge: bridge_name.unwrap_or_else(|| format!("berth-{}", &id[..9])),
                 id: id.clone(),
@@ -708,6 +736,11 @@ impl NetworkService {
                         subnet: s.subnet.to_string(),
                         ip_range: s.ip_range.map(|r| r.to_string()).unwrap_or_default(),
                         gateway: s.gateway.to_string(),
+                        aux_addresses: aux
+                            .iter()
+                            .filter(|(_, _, ip)| s.subnet.contains(ip))
+                            .map(|(_, k, ip)| (k.clone(), ip.to_string()))
+                            .collect(),
                     })
                     .collect(),
                 user_subnets,

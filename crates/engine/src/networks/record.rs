@@ -24,6 +24,9 @@ pub struct SubnetConfig {
     pub ip_range: String,
     /// `10.1.0.1`.
     pub gateway: String,
+    /// `--aux-address`: names → addresses kept out of allocation.
+    #[serde(default)]
+    pub aux_addresses: std::collections::BTreeMap<String, String>,
 }
 
 /// A network.
