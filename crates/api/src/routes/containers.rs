@@ -616,32 +616,11 @@ pub async fn prune(
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let q = Query::parse(q.as_deref());
-    let f = q.filters()?;
-    for k in f.keys() {
-        if !matches!(k.as_str(), "label" | "label!" | "until") {
-            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
-        }
-    }
-    let until = f
-        .get("until")
-        .and_then(|v| v.first())
-        .map(|u| parse_time(u))
-        .transpose()?;
-    let labels = f.get("label").cloned().unwrap_or_default();
-    let not_labels = f.get("label!").cloned().unwrap_or_default();
+    let f = crate::filters::PruneFilters::parse(&q.filters()?)?;
     let (removed, reclaimed) = st
         .engine
         .containers()
-        .prune(move |r| {
-            let has = |v: &String| match v.split_once('=') {
-                Some((k, val)) => r.config.labels.get(k).is_some_and(|x| x == val),
-                None => r.config.labels.contains_key(v),
-            };
-            let created = unix(&r.created) as f64;
-            until.is_some_and(|u| created >= u)
-                || !labels.iter().all(has)
-                || not_labels.iter().any(has)
-        })
+        .prune(move |r| f.keeps(unix(&r.created) as f64, &r.config.labels))
         .await?;
     Ok(Json(
         json!({ "ContainersDeleted": removed, "SpaceReclaimed": reclaimed }),

@@ -10,7 +10,7 @@ use berth_engine::networks::{CreateNetwork, EndpointConfig, Network};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::containers::{json_body, parse_time};
+use super::containers::json_body;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::query::Query;
@@ -235,27 +235,11 @@ pub async fn prune(
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let q = Query::parse(q.as_deref());
-    let f = q.filters()?;
-    for k in f.keys() {
-        if !matches!(k.as_str(), "label" | "label!" | "until") {
-            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
-        }
-    }
-    let until = f
-        .get("until")
-        .and_then(|v| v.first())
-        .map(|u| parse_time(u))
-        .transpose()?;
-    let labels = f.get("label").cloned().unwrap_or_default();
-    let not_labels = f.get("label!").cloned().unwrap_or_default();
+    let f = crate::filters::PruneFilters::parse(&q.filters()?)?;
     let removed = st
         .engine
         .containers()
-        .network_prune(move |n| {
-            until.is_some_and(|u| unix(&n.created) >= u)
-                || !labels.iter().all(|v| label_match(n, v))
-                || not_labels.iter().any(|v| label_match(n, v))
-        })
+        .network_prune(move |n| f.keeps(unix(&n.created), &n.labels))
         .await?;
     Ok(Json(json!({"NetworksDeleted": removed})))
 }
