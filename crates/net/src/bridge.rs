@@ -88,10 +88,6 @@ pub fn host_veth_name(endpoint_id: &str) -> String {
     format!("vb{:013x}", fnv1a(endpoint_id) & 0x000f_ffff_ffff_ffff)
 }
 
-fn peer_tmp_name(endpoint_id: &str) -> String {
-    format!("vp{:013x}", fnv1a(endpoint_id) & 0x000f_ffff_ffff_ffff)
-}
-
 fn fnv1a(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
@@ -187,9 +183,10 @@ impl BridgeDriver {
         Netlink::in_netns(ns)?.loopback_up().await
     }
 
-    /// Joins namespace `ns` to `net`: veth pair, host end on the bridge (isolated when
-    /// icc is off), the other end moved into `ns`, renamed, MAC and addresses set, up,
-    /// default route via the gateway (not for internal networks). Undone on failure.
+    /// Joins namespace `ns` to `net`: veth pair with the host end on the bridge (isolated
+    /// when icc is off) and the other end made in `ns` under its final name and MAC;
+    /// addresses, up, default route via the gateway (not for internal networks). Undone
+    /// on failure.
     pub async fn attach(
         &self,
         net: &BridgeNetwork,
@@ -197,12 +194,22 @@ impl BridgeDriver {
         req: &EndpointRequest,
     ) -> Result<Endpoint> {
         let host_veth = host_veth_name(&req.id);
-        let peer = peer_tmp_name(&req.id);
         check_ifname(&req.ifname)?;
         let bridge = self.host.require_link(&net.bridge).await?;
-        self.host.create_veth(&host_veth, &peer, net.mtu).await?;
+        let mac = req.mac.unwrap_or_else(|| {
+            let ip = req
+                .addresses
+                .iter()
+                .map(|a| a.addr())
+                .find(IpAddr::is_ipv4)
+                .or_else(|| req.addresses.first().map(|a| a.addr()));
+            ip.map_or([0x02, 0x42, 0, 0, 0, 1], mac_from_ip)
+        });
+        self.host
+            .create_veth_into(&host_veth, &req.ifname, ns, Some(mac), net.mtu)
+            .await?;
         match self
-            .attach_inner(net, ns, req, bridge, &host_veth, &peer)
+            .attach_inner(net, ns, req, bridge, &host_veth, mac)
             .await
         {
             Ok(ep) => Ok(ep),
@@ -220,24 +227,13 @@ impl BridgeDriver {
         req: &EndpointRequest,
         bridge: u32,
         host_veth: &str,
-        peer: &str,
+        mac: [u8; 6],
     ) -> Result<Endpoint> {
         self.host.attach_to_bridge(host_veth, bridge).await?;
         if !net.icc {
             self.host.set_port_isolated(host_veth, true).await?;
         }
-        self.host.move_to_netns(peer, ns).await?;
         let inner = Netlink::in_netns(ns)?;
-        let mac = req.mac.unwrap_or_else(|| {
-            let ip = req
-                .addresses
-                .iter()
-                .map(|a| a.addr())
-                .find(IpAddr::is_ipv4)
-                .or_else(|| req.addresses.first().map(|a| a.addr()));
-            ip.map_or([0x02, 0x42, 0, 0, 0, 1], mac_from_ip)
-        });
-        inner.rename(peer, &req.ifname, Some(mac), net.mtu).await?;
         if req.addresses.iter().any(|a| a.addr().is_ipv6()) {
             let ifname = req.ifname.clone();
             ns.run(move || sysctl::set_ipv6_conf(&ifname, "accept_dad", "0"))??;
@@ -299,6 +295,5 @@ mod tests {
         assert_eq!(a.len(), 15);
         assert_ne!(a, b);
         assert!(check_ifname(&a).is_ok());
-        assert_eq!(&peer_tmp_name("container-a/net-1")[2..], &a[2..]);
     }
 }
