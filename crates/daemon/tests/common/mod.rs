@@ -53,7 +53,7 @@ impl Daemon {
         Self::start_args(config_json, &[], true)
     }
 
-    /// Starts berthd (again) on this daemon's roots and waits (10 s at
+    /// Starts berthd (again) on this daemon's roots and waits (60 s at
     /// most) until it answers `/_ping`.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "berthd is already running");
@@ -98,7 +98,10 @@ impl Daemon {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // berthd answers once it has reattached to every shim and recovered
+        // what a crash left (fifty containers on a loaded 2-CPU CI machine
+        // took more than 10 s): allow 60.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok((200, _, _)) = self.try_http("GET", "/_ping", &[]) {
                 break;
