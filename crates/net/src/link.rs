@@ -250,22 +250,6 @@ impl Netlink {
         }
     }
 
-    /// Creates a veth pair `name` <-> `peer` in this namespace.
-    pub async fn create_veth(&self, name: &str, peer: &str, mtu: Option<u32>) -> Result<()> {
-        check_ifname(name)?;
-        check_ifname(peer)?;
-        let mut builder = LinkVeth::new(name, peer);
-        if let Some(mtu) = mtu {
-            builder = builder.mtu(mtu);
-        }
-        self.handle
-            .link()
-            .add(builder.build())
-            .execute()
-            .await
-            .map_err(|e| NetError::link(&self.obj(name), "create veth pair", e))
-    }
-
     /// Creates a veth pair: `name` in this namespace, its peer `peer` (with MAC `mac`)
     /// directly in namespace `ns`. Made there rather than moved there afterwards: moving
     /// a link between namespaces waits for an RCU grace period in the kernel (20-30 ms
@@ -326,48 +310,6 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| NetError::link(&self.obj(name), "set bridge port isolated", e))
-    }
-
-    /// Moves link `name` into namespace `ns`.
-    pub async fn move_to_netns(&self, name: &str, ns: &NetNs) -> Result<()> {
-        let index = self.require_link(name).await?;
-        let file = ns.open_file()?;
-        use std::os::fd::AsRawFd;
-        self.handle
-            .link()
-            .set(
-                LinkUnspec::new_with_index(index)
-                    .setns_by_fd(file.as_raw_fd())
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(|e| NetError::link(&self.obj(name), "move to network namespace", e))
-    }
-
-    /// Renames a (down) link and sets its MAC address and MTU in one request.
-    pub async fn rename(
-        &self,
-        name: &str,
-        new_name: &str,
-        mac: Option<[u8; 6]>,
-        mtu: Option<u32>,
-    ) -> Result<()> {
-        check_ifname(new_name)?;
-        let index = self.require_link(name).await?;
-        let mut builder = LinkUnspec::new_with_index(index).name(new_name.to_string());
-        if let Some(mac) = mac {
-            builder = builder.address(mac.to_vec());
-        }
-        if let Some(mtu) = mtu {
-            builder = builder.mtu(mtu);
-        }
-        self.handle
-            .link()
-            .set(builder.build())
-            .execute()
-            .await
-            .map_err(|e| NetError::link(&self.obj(name), "rename / set address", e))
     }
 
     /// Adds a default route via `gateway` out of link `name`.
