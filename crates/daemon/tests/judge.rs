@@ -685,23 +685,7 @@ impl Drop for Dockerd {
             );
         }
         std::thread::sleep(Duration::from_millis(100));
-        let prefix = self.dir.path().to_string_lossy().into_owned();
-        for _ in 0..3 {
-            let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-            let mut mounts: Vec<String> = info
-                .lines()
-                .filter_map(|l| l.split(' ').nth(4))
-                .filter(|m| m.starts_with(&prefix))
-                .map(str::to_owned)
-                .collect();
-            if mounts.is_empty() {
-                break;
-            }
-            mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-            for m in mounts {
-                let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
+        common::unmount_under(self.dir.path());
         for c in cgroups {
             for _ in 0..20 {
                 if std::fs::remove_dir(&c).is_ok() || !c.exists() {

@@ -347,6 +347,27 @@ pub fn cleanup_roots(dir: &Path, exec_root: &Path) {
         }
     }
     std::thread::sleep(Duration::from_millis(100));
+    unmount_under(dir);
+    for id in ids {
+        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+            for c in rd.flatten() {
+                let p = c.path().join("berth").join(&id);
+                if p.exists() {
+                    for _ in 0..20 {
+                        if std::fs::remove_dir(&p).is_ok() || !p.exists() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Unmounts everything mounted under `dir`, deepest first (a few rounds:
+/// unmounting may uncover mounts below).
+pub fn unmount_under(dir: &Path) {
     let prefix = dir.display().to_string();
     for _ in 0..3 {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -362,21 +383,6 @@ pub fn cleanup_roots(dir: &Path, exec_root: &Path) {
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in mounts {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
-    }
-    for id in ids {
-        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
-            for c in rd.flatten() {
-                let p = c.path().join("berth").join(&id);
-                if p.exists() {
-                    for _ in 0..20 {
-                        if std::fs::remove_dir(&p).is_ok() || !p.exists() {
-                            break;
-                        }
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                }
-            }
         }
     }
 }
