@@ -379,10 +379,9 @@ impl ContainerService {
         for p in pending {
             p.connect(&shim).await;
         }
-        // The monitor asks for the exit before the process can exit.
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        self.spawn_monitor(id.clone(), shim_pid, Some(ready_tx));
-        let _ = ready_rx.await;
+        // The monitor's wait is sent before the process can exit.
+        let wait = shim.send(&Request::Wait).await;
+        self.spawn_monitor(id.clone(), shim_pid, Some(wait));
         if let Err(e) = shim.call_ok(&Request::Start).await {
             let _ = shim
                 .call(&Request::Kill {
@@ -399,23 +398,23 @@ impl ContainerService {
         Ok(())
     }
 
-    /// Watches the shim of `id` until the container exits.
+    /// Watches the shim of `id` until the container exits. `wait` is the
+    /// connection of a `Wait` request already sent; without it one is sent.
     pub(crate) fn spawn_monitor(
         self: &Arc<Self>,
         id: String,
         shim_pid: i32,
-        ready: Option<tokio::sync::oneshot::Sender<()>>,
+        wait: Option<Result<tokio::net::UnixStream, EngineError>>,
     ) {
         let svc = self.clone();
         tokio::spawn(async move {
             let shim = Shim::new(svc.paths.bundle(&id));
             let started = std::time::Instant::now();
             let res = async {
-                let mut conn = shim.send(&Request::Wait).await;
-                // The request is on its way: start may go on.
-                if let Some(tx) = ready {
-                    let _ = tx.send(());
-                }
+                let mut conn = match wait {
+                    Some(c) => c,
+                    None => shim.send(&Request::Wait).await,
+                };
                 match super::shim::read_reply(
                     conn.as_mut()
                         .map_err(|e| EngineError::Internal(e.to_string()))?,
@@ -467,15 +466,20 @@ impl ContainerService {
         status: ExitStatus,
         ran: Duration,
     ) {
-        // The network goes before the record says the container is down,
-        // so that whoever waits for that (stop, rm -f) finds it gone.
+        // Network, rootfs and runtime state go before the record says the
+        // container is down: whoever waits for that (stop, restart, rm -f,
+        // a client that starts it again) must find them gone, or this
+        // cleanup would unmount and kill the next run's.
         if let Ok(Some(cur)) = self.records.get(id)
             && cur.state.shim.map(|(p, _)| p) == Some(shim_pid)
-            && !cur.sandbox_key.is_empty()
         {
-            self.networks
-                .leave(id, &cur.networks, !cur.ports.is_empty())
-                .await;
+            if !cur.sandbox_key.is_empty() {
+                self.networks
+                    .leave(id, &cur.networks, !cur.ports.is_empty())
+                    .await;
+            }
+            self.unmount_rootfs(id);
+            let _ = berth_runtime::container::delete(&self.paths.runtime_root, id, true);
         }
         let rec = self.records.update(id, |r| {
             if r.state.shim.map(|(p, _)| p) != Some(shim_pid) {
@@ -497,8 +501,6 @@ impl ContainerService {
             Ok(r) => r,
             Err(_) => return,
         };
-        self.unmount_rootfs(id);
-        let _ = berth_runtime::container::delete(&self.paths.runtime_root, id, true);
         if status.oom_killed {
             self.event(&rec, "oom", &[]);
         }
