@@ -55,6 +55,10 @@ pub struct ShimConfig {
     pub stdin_once: bool,
     /// Initial terminal size (rows, columns).
     pub console_size: Option<(u16, u16)>,
+    /// Where compiled seccomp programs are kept for the next container
+    /// (nearly all share Docker's default profile); `None`: not kept.
+    #[serde(default)]
+    pub seccomp_cache: Option<PathBuf>,
 }
 
 /// The json-file log driver's settings.

@@ -694,6 +694,7 @@ impl Shim {
             console_socket: stdio::console_path(&prepared),
             preserve_fds: 0,
             ignore_paused: false,
+            seccomp_cache: self.cfg.seccomp_cache.clone(),
         };
         let out = berth_runtime::container::exec(&self.cfg.runtime_root, &self.cfg.id, &opts);
         let _ = stdio::restore(&self.shim_log);

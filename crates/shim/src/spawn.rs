@@ -129,6 +129,7 @@ fn setup(dir: &Path, cfg: ShimConfig) -> Result<Shim, String> {
         bundle: cfg.bundle.clone(),
         root: cfg.runtime_root.clone(),
         console_socket: stdio::console_path(&prepared),
+        seccomp_cache: cfg.seccomp_cache.clone(),
         ..Default::default()
     };
     let created = create(&opts);

@@ -22,6 +22,7 @@ fn options(g: &Globals, a: &CreateArgs) -> CreateOptions {
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
         rootless: g.rootless,
+        seccomp_cache: None,
     }
 }
 

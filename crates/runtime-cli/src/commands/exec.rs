@@ -106,6 +106,7 @@ pub fn exec(g: &Globals, a: &ExecArgs) -> anyhow::Result<u8> {
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
+        seccomp_cache: None,
     };
     // A terminal in the foreground without --console-socket: we hold the
     // pty and connect it to our stdin/stdout, as runc does.

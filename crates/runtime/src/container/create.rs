@@ -42,6 +42,9 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
     /// Created by an unprivileged user.
     pub rootless: bool,
+    /// Keep compiled seccomp programs in this directory and reuse them
+    /// (see [`crate::seccomp::compile_cached`]); `None` compiles each time.
+    pub seccomp_cache: Option<PathBuf>,
 }
 
 /// Undo a half-made container when creation fails.
@@ -97,7 +100,7 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     let seccomp = linux
         .seccomp()
         .as_ref()
-        .map(crate::seccomp::compile)
+        .map(|s| crate::seccomp::compile_with(s, opts.seccomp_cache.as_deref()))
         .transpose()?;
     let caps = CapSets::from_spec(process.capabilities().as_ref())?;
 

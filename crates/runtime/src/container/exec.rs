@@ -29,6 +29,8 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
     /// Allow exec into a paused container (the process starts frozen).
     pub ignore_paused: bool,
+    /// As [`crate::container::CreateOptions::seccomp_cache`].
+    pub seccomp_cache: Option<PathBuf>,
 }
 
 /// What became of an exec'd process.
@@ -69,7 +71,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<ExecOutcome> {
     let seccomp = linux
         .seccomp()
         .as_ref()
-        .map(crate::seccomp::compile)
+        .map(|s| crate::seccomp::compile_with(s, opts.seccomp_cache.as_deref()))
         .transpose()?;
     let caps = CapSets::from_spec(opts.process.capabilities().as_ref())?;
     let console_socket = opts

@@ -18,12 +18,14 @@
 //! syscalls newer than the profile fail with `ENOSYS` instead of the default
 //! errno.
 
+mod cache;
 mod enosys;
 mod features;
 mod listener;
 #[cfg(test)]
 mod tests;
 
+pub use cache::{compile_cached, compile_with};
 pub use features::features;
 pub use listener::{container_process_state, send_on, send_to_listener};
 

@@ -187,6 +187,7 @@ impl Ct {
             open_stdin: false,
             stdin_once: false,
             console_size: None,
+            seccomp_cache: Some(tmp.path().join("seccomp")),
         };
         tweak(&mut cfg, &mut spec);
         if cfg.tty {
