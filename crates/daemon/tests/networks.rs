@@ -572,10 +572,7 @@ fn nothing_leaks_across_a_killed_daemon() {
         "sleep",
         "1",
     ]);
-    let bridge = inspect(&d, "network", "keep")["Options"]["com.docker.network.bridge.name"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let bridge = common::user_bridge(&inspect(&d, "network", "keep")).unwrap();
     assert_eq!(bridge_ports(&bridge).len(), 2);
     d.kill9();
     std::thread::sleep(Duration::from_millis(1500));

@@ -43,6 +43,14 @@ pub struct ImageInspect {
     pub repo_digests: Vec<String>,
     /// "".
     pub parent: String,
+    /// Before API 1.45 only: the container a committed image came from
+    /// (the config's legacy `container`), else "".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Before API 1.45 only: that container's config (the config's legacy
+    /// `container_config`), every field present. docker-compose 1.x reads it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_config: Option<serde_json::Value>,
     /// The last history entry's comment.
     pub comment: String,
     /// RFC 3339 (nanoseconds) from the config, "" if it has none.

@@ -27,6 +27,8 @@ use crate::version::ApiVersion;
 const VIRTUAL_SIZE_UNTIL: ApiVersion = ApiVersion(1, 44);
 /// Versions that have `Descriptor` in inspect.
 const DESCRIPTOR_SINCE: ApiVersion = ApiVersion(1, 48);
+/// `Container` and `ContainerConfig` of image inspect are gone from 1.45.
+const CONTAINER_FIELDS_UNTIL: ApiVersion = ApiVersion(1, 45);
 
 fn version_of(ext: &axum::http::Extensions) -> ApiVersion {
     ext.get::<ApiVersion>()
@@ -166,6 +168,10 @@ pub fn inspect_model(e: &ImageEntry, v: ApiVersion) -> ImageInspect {
         repo_tags: e.repo_tags(),
         repo_digests: e.repo_digests(),
         parent: String::new(),
+        container: (v < CONTAINER_FIELDS_UNTIL)
+            .then(|| e.config_str("container").unwrap_or_default().to_owned()),
+        container_config: (v < CONTAINER_FIELDS_UNTIL)
+            .then(|| container_config(e.config_json.get("container_config"))),
         comment,
         created,
         docker_version: String::new(),

@@ -59,12 +59,9 @@ fn network_json(n: &Network, users: &[Record]) -> Value {
             v
         })
         .collect();
-    let mut options = n.options.clone();
-    if n.driver == "bridge" && n.name != "bridge" {
-        options
-            .entry("com.docker.network.bridge.name".into())
-            .or_insert_with(|| n.bridge.clone());
-    }
+    // As dockerd: a user network shows only the options it was given
+    // (compose recreates a network whose options differ from its file).
+    let options = &n.options;
     json!({
         "Name": n.name,
         "Id": n.id,

@@ -259,6 +259,18 @@ impl Daemon {
     }
 }
 
+/// The bridge device of a network as `GET /networks` shows it: the name it
+/// was given, else berth's `berth-<first 9 of the id>`.
+pub fn user_bridge(n: &serde_json::Value) -> Option<String> {
+    if n["Driver"] != "bridge" {
+        return None;
+    }
+    match n["Options"]["com.docker.network.bridge.name"].as_str() {
+        Some(b) => Some(b.to_owned()),
+        None => n["Id"].as_str().map(|id| format!("berth-{}", &id[..9])),
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         // The bridges of this daemon's networks (asked while it runs),
@@ -269,10 +281,10 @@ impl Drop for Daemon {
             && let Ok(serde_json::Value::Array(list)) = serde_json::from_slice(&body)
         {
             for n in list {
-                if let Some(b) = n["Options"]["com.docker.network.bridge.name"].as_str()
+                if let Some(b) = user_bridge(&n)
                     && (b.starts_with("berth-") || b == self.net_tag)
                 {
-                    bridges.push(b.to_owned());
+                    bridges.push(b);
                 }
             }
         }

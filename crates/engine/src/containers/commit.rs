@@ -69,6 +69,10 @@ impl ContainerService {
                 config: Some(config),
                 comment: Some(req.comment.clone()).filter(|s| !s.is_empty()),
                 author: Some(req.author.clone()).filter(|s| !s.is_empty()),
+                container: Some((
+                    r.id.clone(),
+                    serde_json::to_value(&r.config).unwrap_or(Value::Null),
+                )),
             },
         )?;
         let entry = self.images.lookup(&img.name)?;

@@ -21,6 +21,10 @@ pub struct CommitOptions {
     pub comment: Option<String>,
     /// Author (`--author`).
     pub author: Option<String>,
+    /// The committed container's id and config, kept in the image config
+    /// as Docker's legacy `container` and `container_config` (what image
+    /// inspect shows as Container and ContainerConfig before API 1.45).
+    pub container: Option<(String, serde_json::Value)>,
 }
 
 impl ImageStore {
@@ -111,6 +115,10 @@ impl ImageStore {
         config["created"] = now.clone().into();
         if let Some(c) = &opts.config {
             config["config"] = c.clone();
+        }
+        if let Some((id, cc)) = &opts.container {
+            config["container"] = id.clone().into();
+            config["container_config"] = cc.clone();
         }
         if let Some(a) = &opts.author {
             config["author"] = a.clone().into();
