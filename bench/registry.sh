@@ -7,6 +7,8 @@
 #   IMAGE_MB=100 LAYERS=2 bench/registry.sh
 #   TOOLS="skopeo berth" bench/registry.sh          # skip podman and docker
 #   BERTH_REGISTRY=/path/to/berth-registry bench/registry.sh   # skip the release build
+#   ROUNDS=5 bench/registry.sh           # 5 rounds, the servers taking turns to go first;
+#                                        # each figure is the median over the rounds
 #
 # Needs root. Everything lives on tmpfs (/dev/shm/berth-registry-bench.*): both servers' storage,
 # the image, and every client's store (the root ext4 of the development machines is slow right
@@ -22,7 +24,8 @@
 #               tool pushes the image it pulled to a repository of its own: podman and docker
 #               recompress their stored layers (as they always do), berth sends the stored blobs.
 # MB/s is the image's size (layers + config, 10^6 bytes) over the wall time of the command.
-# Server RSS: VmRSS after start (idle) and VmHWM at the end (peak under the load above).
+# Server RSS: VmRSS after start (idle) and VmHWM at the end (peak under the load above), the
+# highest over the rounds.
 #
 # podman: `--root/--runroot/--tmpdir` under the work dir, HOME/XDG dirs there too, overlay on
 # tmpfs. docker: Debian's dockerd 20.10 with /usr/bin/docker (the client of its version), own
@@ -36,6 +39,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 IMAGE_MB=${IMAGE_MB:-200}
 LAYERS=${LAYERS:-4}
 TOOLS=${TOOLS:-skopeo podman docker berth}
+ROUNDS=${ROUNDS:-1}
 DOCKERD=${DOCKERD:-/usr/sbin/dockerd}
 DOCKER=${DOCKER:-/usr/bin/docker}
 
@@ -252,19 +256,22 @@ timed() {   # $1 key, rest: command
   t0=$(date +%s.%N)
   if ! "$@" >"$WORK/last.out" 2>&1; then
     log "FAILED: $key: $* ($(tail -3 "$WORK/last.out" | tr '\n' ' '))"
-    T[$key]=failed
+    T[$key]+="failed "
     return 0
   fi
   t1=$(date +%s.%N)
-  T[$key]=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
-  log "$key: ${T[$key]} s"
+  t1=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
+  T[$key]+="$t1 "
+  log "$key: $t1 s"
 }
 
 run_server() {   # $1 berth|distribution
   local s=$1 img
   log "=== $s: pull phase"
   start_server "$s" "$WORK/srv-$s-pull"
-  RSS[$s/idle]=$(rss_kib "$SERVER_PID" VmRSS)
+  local idle
+  idle=$(rss_kib "$SERVER_PID" VmRSS)
+  RSS[$s/idle]=$((idle > ${RSS[$s/idle]:-0} ? idle : ${RSS[$s/idle]:-0}))
   img="$HOST/bench/img:v1"
   timed "$s/push skopeo" skopeo --insecure-policy copy -q --dest-tls-verify=false \
     "oci:$WORK/layout:v1" "docker://$img"
@@ -308,13 +315,22 @@ run_server() {   # $1 berth|distribution
   fi
   local hwm2
   hwm2=$(rss_kib "$SERVER_PID" VmHWM)
-  RSS[$s/peak]=$((hwm > hwm2 ? hwm : hwm2))
+  hwm=$((hwm > hwm2 ? hwm : hwm2))
+  RSS[$s/peak]=$((hwm > ${RSS[$s/peak]:-0} ? hwm : ${RSS[$s/peak]:-0}))
   stop_server
   rm -rf "$WORK/srv-$s-push"
 }
 
-run_server distribution
-run_server berth
+for round in $(seq 1 "$ROUNDS"); do
+  log "### round $round of $ROUNDS"
+  if [ $((round % 2)) = 1 ]; then
+    run_server distribution
+    run_server berth
+  else
+    run_server berth
+    run_server distribution
+  fi
+done
 
 # --------------------------------------------------------------------------
 # report
@@ -325,7 +341,7 @@ for k in "${!T[@]}"; do args+=("$k=${T[$k]}"); done
 {
   echo
   echo "berth registry benchmark  rev $REV  $(date -Is)"
-  echo "host: $(uname -sr), $(nproc) cpu; one run; loopback; all storage on tmpfs"
+  echo "host: $(uname -sr), $(nproc) cpu; $ROUNDS round(s), median; loopback; all storage on tmpfs"
   echo "image: $IMAGE_BYTES bytes in $LAYERS gzip layers of random data"
   echo "peers: $(skopeo --version); $(podman --version); docker $("$DOCKER" --version | sed 's/Docker version //'); docker-registry $(docker-registry --version 2>/dev/null | awk '{print $3}')"
   python3 - "$IMAGE_BYTES" "${RSS[distribution/idle]:-0}" "${RSS[distribution/peak]:-0}" \
@@ -333,13 +349,11 @@ for k in "${!T[@]}"; do args+=("$k=${T[$k]}"); done
 import sys
 size = int(sys.argv[1])
 rss = [int(x) for x in sys.argv[2:6]]
+import statistics
 t = dict(a.split("=", 1) for a in sys.argv[6:])
 def mbs(key):
-    v = t.get(key)
-    try:
-        return size / float(v) / 1e6
-    except (TypeError, ValueError):
-        return None
+    runs = [float(v) for v in t.get(key, "").split() if v != "failed"]
+    return size / statistics.median(runs) / 1e6 if runs else None
 def cell(v):
     return f"{v:8.1f}" if v is not None else f"{'-':>8}"
 rows = [("push", "skopeo"), ("push", "podman"), ("push", "docker"), ("push", "berth"),

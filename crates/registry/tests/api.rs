@@ -33,6 +33,36 @@ fn base_answers_with_api_version() {
     assert_eq!(code(&mut r), "NAME_UNKNOWN");
 }
 
+/// The server reads a blob in chunks of 512 KiB: a whole blob of several,
+/// and a range that starts inside one and ends two chunks later.
+#[test]
+fn blob_of_several_read_chunks_whole_and_range() {
+    let (_d, s, a) = setup();
+    let data: Vec<u8> = (0..1_300_000u32).map(|i| (i % 253) as u8).collect();
+    let d = push_blob(&a, &s, "lib/big", &data);
+
+    let mut r = a
+        .get(s.url(&format!("/v2/lib/big/blobs/{d}")))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-length").as_deref(), Some("1300000"));
+    assert!(body(&mut r) == data, "whole blob differs");
+
+    let mut r = a
+        .get(s.url(&format!("/v2/lib/big/blobs/{d}")))
+        .header("Range", "bytes=500000-1100000")
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        header(&r, "content-range").as_deref(),
+        Some("bytes 500000-1100000/1300000")
+    );
+    assert_eq!(header(&r, "content-length").as_deref(), Some("600001"));
+    assert!(body(&mut r) == data[500_000..=1_100_000], "range differs");
+}
+
 #[test]
 fn monolithic_blob_head_get_range_delete() {
     let (_d, s, a) = setup();

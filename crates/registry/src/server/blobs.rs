@@ -1,6 +1,6 @@
 //! Blobs and blob uploads.
 
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::sync::Arc;
 
 use berth_image::content::{Digest, Writer};
@@ -77,7 +77,7 @@ pub(super) fn get_blob(
     head: bool,
 ) -> Result<Response<Body>, ApiError> {
     let digest = parse_digest(d)?;
-    let (mut file, size) = blocking(|| reg.storage.open_blob(name, &digest))?;
+    let (file, size) = blocking(|| reg.storage.open_blob(name, &digest))?;
     let range = parse_range(req.headers().get(RANGE).and_then(|v| v.to_str().ok()), size);
     let (status, first, len) = match range {
         ByteRange::Whole => (StatusCode::OK, 0, size),
@@ -98,9 +98,7 @@ pub(super) fn get_blob(
     let body = if head {
         full(Bytes::new())
     } else {
-        file.seek(SeekFrom::Start(first))
-            .map_err(|e| ApiError::internal(format!("seek blob {digest}: {e}")))?;
-        FileBody::new(file, len).boxed()
+        FileBody::new(file, first, len).boxed()
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
