@@ -291,7 +291,12 @@ fn default_bridge_gives_an_address_hosts_and_a_route() {
         e.contains("Cannot link to a non running container: /lsrv AS /lcli/db"),
         "{e}"
     );
-    d.docker_ok(&["rm", "-f", "sl", "lsrv", "lcli"]);
+    // A removed container takes its links with it.
+    d.docker_ok(&["rm", "-f", "lsrv"]);
+    d.docker_ok(&["start", "lcli"]);
+    let l = inspect(&d, "container", "lcli");
+    assert_eq!(l["HostConfig"]["Links"], Value::Null);
+    d.docker_ok(&["rm", "-f", "sl", "lcli"]);
     assert!(bridge_ports(&d.net_tag).is_empty());
     assert!(netns_files(&d).is_empty());
 }

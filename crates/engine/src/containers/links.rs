@@ -219,7 +219,10 @@ impl ContainerService {
             return Ok(setup);
         }
         for l in &r.links {
-            let child = self.get(&l.id)?;
+            // A removed container takes its links with it (as in Docker).
+            let Ok(child) = self.get(&l.id) else {
+                continue;
+            };
             let full = format!("{}/{}", r.name, l.alias);
             if !matches!(child.state.status, Status::Running | Status::Paused) {
                 return Err(EngineError::InvalidArgument(format!(
