@@ -105,6 +105,20 @@ fn network_verbs() {
         "exec", "other", "busybox", "ip", "-4", "-o", "addr", "show", "eth1",
     ]);
     assert!(addr.contains("10.147.9.50/24"), "{addr}");
+    // --link on a user network: an alias only the linking container has.
+    let got = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "front",
+        "--link",
+        "web:db",
+        "bb",
+        "busybox",
+        "nslookup",
+        "db",
+    ]);
+    assert!(got.contains("10.147.9."), "{got}");
     let members = d.ok(&["network", "inspect", "-f", "{{len .Containers}}", "front"]);
     assert_eq!(members.trim(), "2");
     d.ok(&["network", "disconnect", "front", "other"]);

@@ -120,6 +120,9 @@ pub struct ConnectArgs {
     /// IPv6 address (e.g., "2001:db8::33")
     #[arg(long)]
     pub ip6: Option<String>,
+    /// Add link to another container (name:alias)
+    #[arg(long)]
+    pub link: Vec<String>,
     /// Network
     pub network: String,
     /// Container
@@ -441,7 +444,7 @@ async fn connect(c: &Client, a: ConnectArgs) -> Result<i32> {
     }
     let body = json!({
         "Container": a.container,
-        "EndpointConfig": {"Aliases": a.alias, "IPAMConfig": ipam},
+        "EndpointConfig": {"Aliases": a.alias, "IPAMConfig": ipam, "Links": a.link},
     });
     c.post_json(
         &format!("/networks/{}/connect", seg(&a.network)),
