@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/containers/json", get(c::list))
         .route("/containers/prune", post(c::prune))
         .route("/containers/{id}", delete(c::remove))
+        .route("/containers/{id}/{alias}", delete(c::remove_link))
         .route("/containers/{id}/json", get(c::inspect))
         .route("/containers/{id}/start", post(c::start))
         .route("/containers/{id}/stop", post(c::stop))

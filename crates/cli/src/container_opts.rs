@@ -115,6 +115,9 @@ pub struct ContainerOpts {
     /// Add a custom host-to-IP mapping (host:ip)
     #[arg(long = "add-host")]
     pub add_host: Vec<String>,
+    /// Add link to another container (name:alias)
+    #[arg(long)]
+    pub link: Vec<String>,
     /// Set custom DNS servers
     #[arg(long)]
     pub dns: Vec<String>,
@@ -371,6 +374,7 @@ pub fn build_create(
         "DnsOptions": o.dns_option,
         "DnsSearch": o.dns_search,
         "ExtraHosts": o.add_host.iter().map(|h| h.replacen('=', ":", 1)).collect::<Vec<_>>(),
+        "Links": o.link,
         "GroupAdd": if o.group_add.is_empty() { Value::Null } else { json!(o.group_add) },
         "Privileged": o.privileged,
         "PublishAllPorts": o.publish_all,
@@ -427,11 +431,15 @@ pub fn build_create(
         host["ConsoleSize"] = json!([h, w]);
     }
     let mut endpoints = Map::new();
-    let endpoint = if o.network_alias.is_empty() {
-        json!({})
-    } else {
-        json!({"Aliases": o.network_alias})
-    };
+    // As the docker CLI: aliases and links also go to the first network
+    // (links act there on user-defined networks).
+    let mut endpoint = json!({});
+    if !o.network_alias.is_empty() {
+        endpoint["Aliases"] = json!(o.network_alias);
+    }
+    if !o.link.is_empty() {
+        endpoint["Links"] = json!(o.link);
+    }
     endpoints.insert(o.network.clone(), endpoint);
     let mut body = config;
     body["HostConfig"] = host;

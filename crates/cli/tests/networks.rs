@@ -15,6 +15,10 @@ fn network_verbs() {
         "create",
         "--subnet",
         "10.147.9.0/24",
+        "--ip-range",
+        "10.147.9.0/25",
+        "--aux-address",
+        "router=10.147.9.2",
         "--label",
         "team=a",
         "front",
@@ -42,6 +46,32 @@ fn network_verbs() {
         "front",
     ]);
     assert_eq!(subnet.trim(), "10.147.9.0/24");
+    let ipam = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{json (index .IPAM.Config 0)}}",
+        "front",
+    ]);
+    let ipam: serde_json::Value = serde_json::from_str(ipam.trim()).unwrap();
+    assert_eq!(ipam["IPRange"], "10.147.9.0/25", "{ipam}");
+    assert_eq!(ipam["AuxiliaryAddresses"]["router"], "10.147.9.2", "{ipam}");
+    let err = d.fails(
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.147.10.0/24",
+            "--aux-address",
+            "r=10.147.11.2",
+            "back",
+        ],
+        1,
+    );
+    assert!(
+        err.contains("no matching subnet for aux-address 10.147.11.2"),
+        "{err}"
+    );
 
     d.ok(&[
         "run",
@@ -60,6 +90,8 @@ fn network_verbs() {
         "exec", "web", "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
     ]);
     assert!(addr.contains("10.147.9."), "{addr}");
+    // The auxiliary address is never handed out.
+    assert!(!addr.contains("10.147.9.2/"), "{addr}");
     d.ok(&["run", "-d", "--name", "other", "bb", "sleep", "60"]);
     d.ok(&[
         "network",
@@ -73,6 +105,20 @@ fn network_verbs() {
         "exec", "other", "busybox", "ip", "-4", "-o", "addr", "show", "eth1",
     ]);
     assert!(addr.contains("10.147.9.50/24"), "{addr}");
+    // --link on a user network: an alias only the linking container has.
+    let got = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "front",
+        "--link",
+        "web:db",
+        "bb",
+        "busybox",
+        "nslookup",
+        "db",
+    ]);
+    assert!(got.contains("10.147.9."), "{got}");
     let members = d.ok(&["network", "inspect", "-f", "{{len .Containers}}", "front"]);
     assert_eq!(members.trim(), "2");
     d.ok(&["network", "disconnect", "front", "other"]);

@@ -177,7 +177,126 @@ fn default_bridge_gives_an_address_hosts_and_a_route() {
     assert_eq!(bridge_ports(&d.net_tag).len(), 1);
     let n = inspect(&d, "network", "bridge");
     assert!(n["Containers"].as_object().unwrap().len() == 1, "{n}");
-    d.docker_ok(&["rm", "-f", "sl"]);
+
+    // --network container:sl shares sl's hostname, hosts and resolv.conf
+    // (the same files), and refuses what would change them.
+    let files = "cat /etc/hostname /etc/hosts /etc/resolv.conf";
+    let theirs = d.docker_ok(&["exec", "sl", "sh", "-c", files]);
+    let mine = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:sl",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("{files}; hostname"),
+    ]);
+    let host = c["Config"]["Hostname"].as_str().unwrap();
+    assert_eq!(mine, format!("{theirs}{host}\n"));
+    let joined = d.docker_ok(&["create", "--network", "container:sl", "busybox", "true"]);
+    d.docker_ok(&["start", joined.trim()]);
+    let j = inspect(&d, "container", joined.trim());
+    for k in ["HostsPath", "ResolvConfPath", "HostnamePath"] {
+        assert_eq!(j[k], c[k], "{k}");
+    }
+    d.docker_ok(&["rm", "-f", joined.trim()]);
+    for (flag, words) in [
+        ("--hostname=h", "hostname and the network mode"),
+        ("--dns=10.9.9.9", "dns and the network mode"),
+        (
+            "--add-host=a:10.9.9.9",
+            "custom host-to-IP mapping and the network mode",
+        ),
+        (
+            "-p=80",
+            "port publishing and the container type network mode",
+        ),
+        (
+            "--expose=80",
+            "port exposing and the container type network mode",
+        ),
+        (
+            "--mac-address=02:42:0a:00:00:09",
+            "mac-address and the network mode",
+        ),
+        (
+            "--link=sl:x",
+            "container type network can't be used with links",
+        ),
+    ] {
+        let e = d.docker_err(&["create", "--network", "container:sl", flag, "busybox"]);
+        assert!(
+            e.contains(&format!("conflicting options: {words}")),
+            "{flag}: {e}"
+        );
+    }
+
+    // Legacy links on the default bridge: hosts entries and variables.
+    let e = d.docker_err(&["create", "--link", "nosuch:db", "busybox"]);
+    assert!(
+        e.contains("could not get container for nosuch: No such container: nosuch"),
+        "{e}"
+    );
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lsrv",
+        "-e",
+        "SECRET=s1",
+        "--expose",
+        "80",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let srv = inspect(&d, "container", "lsrv");
+    let sip = srv["NetworkSettings"]["IPAddress"].as_str().unwrap();
+    let shost = srv["Config"]["Hostname"].as_str().unwrap();
+    let out = d.docker_ok(&[
+        "run",
+        "--name",
+        "lcli",
+        "--link",
+        "lsrv:db",
+        "busybox",
+        "sh",
+        "-c",
+        "grep -w db /etc/hosts; env | grep ^DB_ | sort; ping -c1 -W2 db >/dev/null && echo PING",
+    ]);
+    assert!(out.contains(&format!("{sip}\tdb {shost} lsrv\n")), "{out}");
+    for v in [
+        format!("DB_PORT=tcp://{sip}:80"),
+        format!("DB_PORT_80_TCP=tcp://{sip}:80"),
+        format!("DB_PORT_80_TCP_ADDR={sip}"),
+        "DB_PORT_80_TCP_PORT=80".to_owned(),
+        "DB_PORT_80_TCP_PROTO=tcp".to_owned(),
+        "DB_NAME=/lcli/db".to_owned(),
+        "DB_ENV_SECRET=s1".to_owned(),
+        "PING".to_owned(),
+    ] {
+        assert!(out.lines().any(|l| l == v), "{v}: {out}");
+    }
+    assert!(!out.contains("DB_ENV_PATH"), "{out}");
+    let l = inspect(&d, "container", "lcli");
+    assert_eq!(
+        l["HostConfig"]["Links"],
+        serde_json::json!(["/lsrv:/lcli/db"])
+    );
+    // The linked container must run when the linking one starts.
+    d.docker_ok(&["stop", "-t", "0", "lsrv"]);
+    let e = d.docker_err(&["start", "lcli"]);
+    assert!(
+        e.contains("Cannot link to a non running container: /lsrv AS /lcli/db"),
+        "{e}"
+    );
+    // A removed container takes its links with it.
+    d.docker_ok(&["rm", "-f", "lsrv"]);
+    d.docker_ok(&["start", "lcli"]);
+    let l = inspect(&d, "container", "lcli");
+    assert_eq!(l["HostConfig"]["Links"], Value::Null);
+    d.docker_ok(&["rm", "-f", "sl", "lcli"]);
     assert!(bridge_ports(&d.net_tag).is_empty());
     assert!(netns_files(&d).is_empty());
 }
@@ -239,6 +358,32 @@ fn user_network_resolves_names_aliases_and_short_ids() {
         "http://web2/",
     ]);
     assert!(out.contains("hello-web"), "{out}");
+    // On a user network a link is an alias only the linking container
+    // resolves (through the embedded DNS).
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "--link",
+        "web2:backend",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://backend/",
+    ]);
+    assert!(out.contains("hello-web"), "{out}");
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "busybox",
+        "sh",
+        "-c",
+        "nslookup backend 127.0.0.11 >/dev/null 2>&1 && echo FOUND || echo NX",
+    ]);
+    assert_eq!(out.trim(), "NX");
 }
 
 #[test]

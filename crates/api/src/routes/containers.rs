@@ -233,10 +233,17 @@ fn ports_list(r: &Record) -> Vec<Value> {
     v
 }
 
-fn summary(r: &Record) -> Value {
+fn summary(r: &Record, all: &[Record]) -> Value {
+    // A container is also known by the links to it: `/parent/alias`.
+    let mut names = vec![r.name.clone()];
+    for p in all {
+        for l in p.links.iter().filter(|l| l.id == r.id) {
+            names.push(format!("{}/{}", p.name, l.alias));
+        }
+    }
     json!({
         "Id": r.id,
-        "Names": [r.name],
+        "Names": names,
         "Image": r.config.image,
         "ImageID": r.image_id,
         "Command": command_text(r),
@@ -365,7 +372,7 @@ pub async fn list(
         if !show || !matches(r, &filters, &records)? {
             continue;
         }
-        out.push(summary(r));
+        out.push(summary(r, &records));
         if limit > 0 && out.len() as i64 >= limit {
             break;
         }
@@ -489,7 +496,15 @@ pub async fn inspect(
     blocking(move || {
         let c = engine.containers();
         let r = c.get(&id)?;
-        Ok(Json(inspect_json(&r, &c.rootfs_path(&r.id))))
+        let mut v = inspect_json(&r, &c.rootfs_path(&r.id));
+        // Links as Docker shows them (`/child:/parent/alias`), or null.
+        let links = c.link_names(&r);
+        v["HostConfig"]["Links"] = if links.is_empty() {
+            Value::Null
+        } else {
+            json!(links)
+        };
+        Ok(Json(v))
     })
     .await
 }
@@ -601,12 +616,38 @@ pub async fn remove(
 ) -> Result<Response, ApiError> {
     let q = Query::parse(q.as_deref());
     if q.bool("link") {
-        return Err(ApiError::bad_request("links are not supported by berthd"));
+        let engine = st.engine.clone();
+        blocking(move || engine.containers().remove_link(&id).map_err(ApiError::from)).await?;
+        return Ok(no_content());
     }
     st.engine
         .containers()
         .remove(&id, q.bool("force"), q.bool("v"))
         .await?;
+    Ok(no_content())
+}
+
+/// `DELETE /containers/{parent}/{alias}?link=1`: a link's name has a slash.
+pub async fn remove_link(
+    State(st): State<AppState>,
+    Path((parent, alias)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Query::parse(q.as_deref());
+    if !q.bool("link") {
+        return Err(ApiError::bad_request(format!(
+            "No such container: {parent}/{alias}"
+        )));
+    }
+    let engine = st.engine.clone();
+    let name = format!("{parent}/{alias}");
+    blocking(move || {
+        engine
+            .containers()
+            .remove_link(&name)
+            .map_err(ApiError::from)
+    })
+    .await?;
     Ok(no_content())
 }
 

@@ -45,6 +45,15 @@ pub struct CreateArgs {
     /// IPv4 or IPv6 gateway for the subnet
     #[arg(long)]
     pub gateway: Vec<String>,
+    /// Auxiliary IPv4 or IPv6 addresses used by the network driver (name=address)
+    #[arg(long = "aux-address")]
+    pub aux_address: Vec<String>,
+    /// IP address management driver (only "default")
+    #[arg(long = "ipam-driver", default_value = "default")]
+    pub ipam_driver: String,
+    /// Set IPAM driver specific options (key=value)
+    #[arg(long = "ipam-opt")]
+    pub ipam_opt: Vec<String>,
     /// Restrict external access to the network
     #[arg(long)]
     pub internal: bool,
@@ -111,6 +120,9 @@ pub struct ConnectArgs {
     /// IPv6 address (e.g., "2001:db8::33")
     #[arg(long)]
     pub ip6: Option<String>,
+    /// Add link to another container (name:alias)
+    #[arg(long)]
+    pub link: Vec<String>,
     /// Network
     pub network: String,
     /// Container
@@ -163,32 +175,154 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> Result<i32> {
     }
 }
 
-async fn create(c: &Client, a: CreateArgs) -> Result<i32> {
-    if a.ip_range.len() > a.subnet.len() || a.gateway.len() > a.subnet.len() {
-        bail!("every --ip-range and --gateway needs a --subnet (one per subnet, in order)");
+/// `addr/len` or `addr`: the address and, for a CIDR, its prefix length.
+fn parse_cidr(s: &str) -> Option<(std::net::IpAddr, Option<u8>)> {
+    match s.split_once('/') {
+        Some((a, l)) => {
+            let ip: std::net::IpAddr = a.parse().ok()?;
+            let len: u8 = l.parse().ok()?;
+            (len <= if ip.is_ipv4() { 32 } else { 128 }).then_some((ip, Some(len)))
+        }
+        None => Some((s.parse().ok()?, None)),
     }
-    let config: Vec<Value> = a
-        .subnet
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let mut v = json!({"Subnet": s});
-            if let Some(r) = a.ip_range.get(i) {
+}
+
+/// Whether subnet `subnet` holds `data` (an address or a CIDR's address), as
+/// the docker CLI decides which subnet an `--ip-range`, `--gateway` or
+/// `--aux-address` belongs to.
+fn subnet_matches(subnet: &str, data: &str) -> Result<bool> {
+    let Some((net, Some(len))) = parse_cidr(subnet) else {
+        bail!("invalid subnet: invalid CIDR address: {subnet}");
+    };
+    let Some((ip, _)) = parse_cidr(data) else {
+        if data.contains('/') {
+            bail!("invalid CIDR address: {data}");
+        }
+        return Ok(false);
+    };
+    let bits = |a: std::net::IpAddr| -> u128 {
+        match a {
+            std::net::IpAddr::V4(v) => u128::from(u32::from(v)) << 96,
+            std::net::IpAddr::V6(v) => u128::from(v),
+        }
+    };
+    if net.is_ipv4() != ip.is_ipv4() {
+        return Ok(false);
+    }
+    // IPv4 addresses sit in the top 32 bits: the mask is the same.
+    let shift = 128 - u32::from(len);
+    let mask = if shift >= 128 { 0 } else { u128::MAX << shift };
+    Ok(bits(net) & mask == bits(ip) & mask)
+}
+
+/// The docker CLI's IPAM config from the flags: each `--ip-range`,
+/// `--gateway` and `--aux-address` goes to the `--subnet` that holds it.
+fn ipam_config(a: &CreateArgs) -> Result<Vec<Value>> {
+    if a.subnet.len() < a.ip_range.len() || a.subnet.len() < a.gateway.len() {
+        bail!("every ip-range or gateway must have a corresponding subnet");
+    }
+    let mut cfg: Vec<(String, String, String, serde_json::Map<String, Value>)> = Vec::new();
+    for s in &a.subnet {
+        for (k, ..) in &cfg {
+            if subnet_matches(s, k)? || subnet_matches(k, s)? {
+                bail!("multiple overlapping subnet configuration is not supported");
+            }
+        }
+        cfg.push((
+            s.clone(),
+            String::new(),
+            String::new(),
+            serde_json::Map::new(),
+        ));
+    }
+    for r in &a.ip_range {
+        if parse_cidr(r).is_none_or(|(_, l)| l.is_none()) {
+            bail!("invalid CIDR address: {r}");
+        }
+        let mut matched = false;
+        for (s, range, ..) in cfg.iter_mut() {
+            if !subnet_matches(s, r)? {
+                continue;
+            }
+            if !range.is_empty() {
+                bail!("cannot configure multiple ranges ({r}, {range}) on the same subnet ({s})");
+            }
+            *range = r.clone();
+            matched = true;
+        }
+        if !matched {
+            bail!("no matching subnet for range {r}");
+        }
+    }
+    for g in &a.gateway {
+        let mut matched = false;
+        for (s, _, gw, _) in cfg.iter_mut() {
+            if !subnet_matches(s, g)? {
+                continue;
+            }
+            if !gw.is_empty() {
+                bail!("cannot configure multiple gateways ({g}, {gw}) for the same subnet ({s})");
+            }
+            *gw = g.clone();
+            matched = true;
+        }
+        if !matched {
+            bail!("no matching subnet for gateway {g}");
+        }
+    }
+    for kv in &a.aux_address {
+        let Some((name, addr)) = kv.split_once('=') else {
+            bail!(
+                "invalid argument {kv:?} for \"--aux-address\" flag: bad format for aux-address (name=address)"
+            );
+        };
+        if addr.is_empty() {
+            continue;
+        }
+        if addr.parse::<std::net::IpAddr>().is_err() {
+            bail!(
+                "invalid argument {kv:?} for \"--aux-address\" flag: {addr:?} is not an IP address"
+            );
+        }
+        let mut matched = false;
+        for (s, _, _, aux) in cfg.iter_mut() {
+            if subnet_matches(s, addr)? {
+                aux.insert(name.to_owned(), json!(addr));
+                matched = true;
+            }
+        }
+        if !matched {
+            bail!("no matching subnet for aux-address {addr}");
+        }
+    }
+    Ok(cfg
+        .into_iter()
+        .map(|(s, r, g, aux)| {
+            let mut v = json!({"Subnet": s, "AuxiliaryAddresses": aux});
+            if !r.is_empty() {
                 v["IPRange"] = json!(r);
             }
-            if let Some(g) = a.gateway.get(i) {
+            if !g.is_empty() {
                 v["Gateway"] = json!(g);
             }
             v
         })
-        .collect();
+        .collect())
+}
+
+async fn create(c: &Client, a: CreateArgs) -> Result<i32> {
+    let config = ipam_config(&a)?;
     let body = json!({
         "Name": a.name,
         "Driver": a.driver,
         "Internal": a.internal,
         "Attachable": a.attachable,
         "EnableIPv6": a.ipv6,
-        "IPAM": {"Driver": "default", "Config": config},
+        "IPAM": {
+            "Driver": a.ipam_driver,
+            "Config": config,
+            "Options": key_values(&a.ipam_opt, "IPAM option")?,
+        },
         "Options": key_values(&a.opt, "option")?,
         "Labels": key_values(&a.label, "label")?,
     });
@@ -310,7 +444,7 @@ async fn connect(c: &Client, a: ConnectArgs) -> Result<i32> {
     }
     let body = json!({
         "Container": a.container,
-        "EndpointConfig": {"Aliases": a.alias, "IPAMConfig": ipam},
+        "EndpointConfig": {"Aliases": a.alias, "IPAMConfig": ipam, "Links": a.link},
     });
     c.post_json(
         &format!("/networks/{}/connect", seg(&a.network)),
@@ -355,4 +489,59 @@ async fn prune(c: &Client, a: PruneArgs) -> Result<i32> {
         out(&format!("Deleted Networks:\n{}\n", names.join("\n")))?;
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: CreateArgs,
+    }
+
+    fn cfg(args: &[&str]) -> Result<Vec<Value>> {
+        let t = T::try_parse_from(std::iter::once("create").chain(args.iter().copied()))?;
+        ipam_config(&t.a)
+    }
+
+    #[test]
+    fn flags_go_to_their_subnet() {
+        let c = cfg(&[
+            "--subnet=10.1.0.0/24",
+            "--subnet=fd00:1::/64",
+            "--gateway=fd00:1::1",
+            "--gateway=10.1.0.254",
+            "--ip-range=10.1.0.128/25",
+            "--aux-address=r=10.1.0.5",
+            "--aux-address=s=fd00:1::5",
+            "n",
+        ])
+        .unwrap();
+        assert_eq!(c[0]["Gateway"], "10.1.0.254");
+        assert_eq!(c[0]["IPRange"], "10.1.0.128/25");
+        assert_eq!(c[0]["AuxiliaryAddresses"]["r"], "10.1.0.5");
+        assert_eq!(c[1]["Gateway"], "fd00:1::1");
+        assert_eq!(c[1]["AuxiliaryAddresses"]["s"], "fd00:1::5");
+        let e = |a: &[&str]| cfg(a).unwrap_err().to_string();
+        assert_eq!(
+            e(&["--subnet=10.1.0.0/24", "--aux-address=r=10.2.0.5", "n"]),
+            "no matching subnet for aux-address 10.2.0.5"
+        );
+        assert_eq!(
+            e(&["--subnet=10.1.0.0/24", "--gateway=10.2.0.1", "n"]),
+            "no matching subnet for gateway 10.2.0.1"
+        );
+        assert_eq!(
+            e(&["--gateway=10.2.0.1", "n"]),
+            "every ip-range or gateway must have a corresponding subnet"
+        );
+        assert_eq!(
+            e(&["--subnet=10.1.0.0/16", "--subnet=10.1.2.0/24", "n"]),
+            "multiple overlapping subnet configuration is not supported"
+        );
+        assert!(cfg(&["--subnet=0.0.0.0/0", "--gateway=10.0.0.1", "n"]).is_ok());
+    }
 }

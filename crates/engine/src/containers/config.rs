@@ -271,6 +271,9 @@ pub struct HostConfig {
     /// `host:ip`.
     #[serde(default, deserialize_with = "nd")]
     pub extra_hosts: Vec<String>,
+    /// `--link name:alias` (legacy links, default bridge), as sent.
+    #[serde(default, deserialize_with = "nd")]
+    pub links: Vec<String>,
     /// `-p`: `"80/tcp"` → host bindings.
     #[serde(default, deserialize_with = "nd")]
     pub port_bindings: BTreeMap<String, Option<Vec<PortBinding>>>,

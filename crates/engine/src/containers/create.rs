@@ -46,6 +46,13 @@ impl ContainerService {
             _ => Default::default(),
         };
         let mode = host_config.network_mode.clone();
+        check_container_mode(&config, &host_config, &networking)?;
+        if mode == "host" && !host_config.links.is_empty() {
+            return Err(EngineError::InvalidArgument(
+                "conflicting options: host type networking can't be used with links. This would result in undefined behavior".into(),
+            ));
+        }
+        let links = self.resolve_links(&host_config.links, &mode)?;
         let mut warnings = Vec::new();
         if !host_config.port_bindings.is_empty() || host_config.publish_all_ports {
             if mode.starts_with("container:") || mode == "none" {
@@ -59,11 +66,6 @@ impl ContainerService {
                 host_config.port_bindings.clear();
                 host_config.publish_all_ports = false;
             }
-        }
-        if mode.starts_with("container:") && !host_config.extra_hosts.is_empty() {
-            return Err(EngineError::InvalidArgument(
-                "conflicting options: custom host-to-IP mapping and the network mode".into(),
-            ));
         }
         let mut endpoints = self.networks.endpoints_for_create(&mode, &networking)?;
         // The old top-level `MacAddress` is the primary network's.
@@ -200,6 +202,7 @@ impl ContainerService {
             ports: Vec::new(),
             sandbox_key: String::new(),
             mount_points: Vec::new(),
+            links,
         };
         rec.state.status = Status::Created;
 
@@ -520,6 +523,63 @@ pub(crate) fn parse_size(s: &str) -> Option<u64> {
         return None;
     }
     Some((n * mult as f64) as u64)
+}
+
+/// Docker's refusals for `--network container:<x>`: the joining container
+/// has the other's network, hostname, hosts and resolv.conf, so options that
+/// would change them conflict.
+fn check_container_mode(
+    config: &super::ContainerConfig,
+    h: &HostConfig,
+    networking: &crate::networks::NetworkingConfig,
+) -> Result<(), EngineError> {
+    let Some(other) = h.network_mode.strip_prefix("container:") else {
+        return Ok(());
+    };
+    let conflict = |s: &str| {
+        Err(EngineError::InvalidArgument(format!(
+            "conflicting options: {s}"
+        )))
+    };
+    if other.is_empty() {
+        return Err(EngineError::InvalidArgument(
+            "invalid network mode: invalid container format container:<name|id>".into(),
+        ));
+    }
+    if !config.hostname.is_empty() {
+        return conflict("hostname and the network mode");
+    }
+    if !h.links.is_empty() {
+        return conflict(
+            "container type network can't be used with links. This would result in undefined behavior",
+        );
+    }
+    if !h.dns.is_empty() {
+        return conflict("dns and the network mode");
+    }
+    if !h.extra_hosts.is_empty() {
+        return conflict("custom host-to-IP mapping and the network mode");
+    }
+    if !h.port_bindings.is_empty() || h.publish_all_ports {
+        return conflict("port publishing and the container type network mode");
+    }
+    if config.exposed_ports.as_ref().is_some_and(|p| !p.is_empty()) {
+        return conflict("port exposing and the container type network mode");
+    }
+    let mac = config
+        .extra
+        .get("MacAddress")
+        .and_then(|v| v.as_str())
+        .is_some_and(|m| !m.is_empty())
+        || networking
+            .endpoints_config
+            .values()
+            .flatten()
+            .any(|e| !e.mac_address.is_empty());
+    if mac {
+        return conflict("mac-address and the network mode");
+    }
+    Ok(())
 }
 
 /// A namespace mode of the host config (`host`, `container:<x>`, private).

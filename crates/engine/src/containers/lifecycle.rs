@@ -281,8 +281,36 @@ impl ContainerService {
                 .map_err(berth_image::store::StoreError::from)?;
             mount_all(&mounts, &rootfs).map_err(berth_image::store::StoreError::from)?;
         }
-        self.write_etc_files(r, joined)?;
+        // `--network container:<x>`: x's hostname, hosts and resolv.conf,
+        // the same files (Docker points the paths at x's).
+        let shared;
+        let mut link_env = Vec::new();
+        let r = match r.host_config.network_mode.strip_prefix("container:") {
+            Some(other) => {
+                let o = self.get(other)?;
+                shared = self.records.update(&id, |rec| {
+                    rec.hostname_path = o.hostname_path.clone();
+                    rec.hosts_path = o.hosts_path.clone();
+                    rec.resolv_conf_path = o.resolv_conf_path.clone();
+                    rec.hostname = o.hostname.clone();
+                    rec.config.hostname = o.config.hostname.clone();
+                    rec.config.domainname = o.config.domainname.clone();
+                    Ok(())
+                })?;
+                &shared
+            }
+            None => {
+                let on_bridge = joined.is_some_and(|j| j.endpoints.contains_key("bridge"));
+                let links = self.link_setup(r, on_bridge)?;
+                self.write_etc_files(r, joined, &links.hosts)?;
+                link_env = links.env;
+                r
+            }
+        };
         let mut opts = run_options(&id, &r.config, &r.host_config, &r.image_config, self)?;
+        if !link_env.is_empty() {
+            opts.env = berth_image::spec::config::merge_env(&link_env, &r.config.env);
+        }
         if let Some(j) = joined {
             opts.network = berth_image::spec::NamespaceMode::Path(j.netns.clone());
         }
@@ -1046,6 +1074,7 @@ impl ContainerService {
         &self,
         r: &Record,
         joined: Option<&crate::networks::Joined>,
+        link_hosts: &[String],
     ) -> Result<(), EngineError> {
         let write = |p: &str, s: String| {
             std::fs::write(p, s).map_err(|e| EngineError::io(format!("write {p}"), e))
@@ -1063,6 +1092,10 @@ impl ContainerService {
                 .or_else(|| h.split_once('='))
                 .ok_or_else(|| EngineError::InvalidArgument(format!("invalid extra host: {h}")))?;
             hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
+        for l in link_hosts {
+            hosts.push_str(l);
+            hosts.push('\n');
         }
         if let Some(j) = joined {
             for ep in j.endpoints.values() {

@@ -16,6 +16,7 @@ mod create;
 mod exec;
 mod io;
 mod lifecycle;
+mod links;
 /// Names and ids.
 pub mod names;
 mod network;
@@ -39,6 +40,7 @@ pub use config::{ContainerConfig, CreateBody, HostConfig};
 pub use exec::{ExecClaim, ExecConfig, ExecInspect, ExecStarted};
 pub use io::{AttachStream, LogEntry, LogOptions, StreamKind};
 pub use lifecycle::{WaitCondition, Waiter};
+pub use links::parse_link;
 pub use record::{Record, Status};
 
 /// Where containers live on disk, and the shim binary.

@@ -123,6 +123,12 @@ impl ContainerService {
         ep.mac_address = cfg.mac_address.clone();
         ep.driver_opts = cfg.driver_opts.clone();
         ep.link_local_ips = ipam.link_local_ips.clone();
+        for l in &cfg.links {
+            super::parse_link(l)?;
+        }
+        if n.is_user_defined() {
+            ep.links = cfg.links.clone();
+        }
         if r.state.status.is_live() {
             ep = self
                 .networks

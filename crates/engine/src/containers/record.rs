@@ -155,6 +155,18 @@ pub struct Record {
     /// Binds, volumes and tmpfs mounts, as decided at create.
     #[serde(default)]
     pub mount_points: Vec<crate::volumes::MountPoint>,
+    /// Legacy links on the default bridge (`--link`), as resolved at create.
+    #[serde(default)]
+    pub links: Vec<Link>,
+}
+
+/// One legacy link: this container reaches container `id` as `alias`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// The alias (`db` of `--link other:db`).
+    pub alias: String,
+    /// The linked container's id.
+    pub id: String,
 }
 
 impl Record {

@@ -98,6 +98,10 @@ pub struct Endpoint {
     /// `--driver-opt` (kept and shown).
     #[serde(default)]
     pub driver_opts: BTreeMap<String, String>,
+    /// `--link name:alias` on a user-defined network: `alias` resolves,
+    /// for this container only, to container `name` (embedded DNS).
+    #[serde(default)]
+    pub links: Vec<String>,
     /// While running: the endpoint id (64 hex).
     #[serde(default)]
     pub endpoint_id: String,
@@ -138,6 +142,7 @@ impl Endpoint {
             mac_address: std::mem::take(&mut self.mac_address),
             link_local_ips: std::mem::take(&mut self.link_local_ips),
             driver_opts: std::mem::take(&mut self.driver_opts),
+            links: std::mem::take(&mut self.links),
             ..Default::default()
         };
         *self = keep;
@@ -169,6 +174,9 @@ pub struct EndpointConfig {
     /// Driver options.
     #[serde(default, deserialize_with = "crate::containers::config::nd")]
     pub driver_opts: BTreeMap<String, String>,
+    /// Links (`name:alias`), used on user-defined networks.
+    #[serde(default, deserialize_with = "crate::containers::config::nd")]
+    pub links: Vec<String>,
 }
 
 /// `IPAMConfig` of an endpoint.
@@ -307,6 +315,8 @@ struct Live {
 struct DnsEntry {
     names: Vec<String>,
     ips: Vec<IpAddr>,
+    /// This container's links on the network: alias → container name.
+    links: Vec<(String, String)>,
 }
 
 /// Network name → container id → entry.
@@ -827,10 +837,19 @@ impl NetworkService {
             let ep = ep.unwrap_or_default();
             let ipam = ep.ipam_config.clone().unwrap_or_default();
             let e = self.check_endpoint(&n, &ep.aliases, &ipam.ipv4_address, &ipam.ipv6_address)?;
+            for l in &ep.links {
+                crate::containers::parse_link(l)?;
+            }
             let e = Endpoint {
                 mac_address: ep.mac_address.clone(),
                 driver_opts: ep.driver_opts.clone(),
                 link_local_ips: ipam.link_local_ips.clone(),
+                // Legacy links of the default bridge are the host config's.
+                links: if n.is_user_defined() {
+                    ep.links.clone()
+                } else {
+                    Vec::new()
+                },
                 ..e
             };
             if out.contains_key(&n.name) {
@@ -1136,13 +1155,19 @@ impl NetworkService {
             let idx = index.read().unwrap_or_else(|p| p.into_inner());
             let mut out = Vec::new();
             for (net, members) in idx.iter() {
-                if !members.contains_key(&me) {
+                let Some(mine) = members.get(&me) else {
                     continue;
-                }
+                };
                 let q = q
                     .strip_suffix(net.as_str())
                     .and_then(|s| s.strip_suffix('.'))
                     .unwrap_or(q);
+                // A link's alias stands for the linked container's name.
+                let q = mine
+                    .links
+                    .iter()
+                    .find(|(alias, _)| alias.eq_ignore_ascii_case(q))
+                    .map_or(q, |(_, name)| name.as_str());
                 for e in members.values() {
                     if e.names.iter().any(|n| n.eq_ignore_ascii_case(q)) {
                         out.extend(e.ips.iter().copied());
@@ -1162,6 +1187,12 @@ impl NetworkService {
         let entry = DnsEntry {
             names,
             ips: [ep.ip, ep.ipv6].into_iter().flatten().collect(),
+            links: ep
+                .links
+                .iter()
+                .filter_map(|l| crate::containers::parse_link(l).ok())
+                .map(|(name, alias)| (alias, name))
+                .collect(),
         };
         self.index
             .write()
@@ -1412,7 +1443,7 @@ pub fn endpoint_json(id: &str, name: &str, ep: &Endpoint, running: bool) -> serd
     dns.extend(ep.aliases.iter().cloned());
     serde_json::json!({
         "IPAMConfig": ipam,
-        "Links": null,
+        "Links": if ep.links.is_empty() { serde_json::Value::Null } else { serde_json::json!(ep.links) },
         "Aliases": if ep.aliases.is_empty() { serde_json::Value::Null } else { serde_json::json!(ep.aliases) },
         "MacAddress": if running { ep.mac.clone() } else { ep.mac_address.clone() },
         "DriverOpts": if ep.driver_opts.is_empty() { serde_json::Value::Null } else { serde_json::json!(ep.driver_opts) },
