@@ -24,6 +24,8 @@ if [ "$mode" = test ]; then
   # docker-py's own integration tests run against berthd (scripts/docker-py-suite.sh)
   # from a venv of their own; the packages come from PyPI below.
   pkgs="$pkgs python3-venv"
+  # docker-compose 1.29 drives berthd unchanged (crates/daemon/tests/compose.rs).
+  pkgs="$pkgs docker-compose"
 fi
 missing=""
 for p in $pkgs; do
