@@ -581,43 +581,50 @@ impl Firewall {
     }
 
     fn remove_tagged(&self, tag: &str) -> Result<()> {
+        // One listing of the whole ruleset (one nft process instead of one
+        // per family), filtered to berth's table.
+        let text = self.run_nft("list", &["-j", "list", "ruleset"], None)?;
+        let listing: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| self.err("list ruleset", format!("bad JSON from nft: {e}")))?;
+        let items = listing
+            .get("nftables")
+            .and_then(|v| v.as_array())
+            .cloned()
+            .unwrap_or_default();
         let mut objs = Vec::new();
-        for family in FAMILIES {
-            let Some(listing) = self.list_table(family)? else {
+        for item in items {
+            let Some(rule) = item.get("rule") else {
                 continue;
             };
-            let items = listing
-                .get("nftables")
-                .and_then(|v| v.as_array())
-                .cloned()
-                .unwrap_or_default();
-            for item in items {
-                let Some(rule) = item.get("rule") else {
-                    continue;
-                };
-                if rule.get("comment").and_then(|c| c.as_str()) != Some(tag) {
-                    continue;
-                }
-                let (Some(chain), Some(handle)) = (
-                    rule.get("chain").and_then(|c| c.as_str()),
-                    rule.get("handle").and_then(|h| h.as_u64()),
-                ) else {
-                    continue;
-                };
-                let handle =
-                    u32::try_from(handle).map_err(|e| self.err("remove rules", e.to_string()))?;
-                objs.push(NfObject::CmdObject(NfCmd::Delete(NfListObject::Rule(
-                    Rule {
-                        family,
-                        table: self.table(),
-                        chain: Cow::Owned(chain.to_string()),
-                        expr: Cow::Owned(Vec::new()),
-                        handle: Some(handle),
-                        index: None,
-                        comment: None,
-                    },
-                ))));
+            if rule.get("table").and_then(|t| t.as_str()) != Some(self.cfg.table.as_str())
+                || rule.get("comment").and_then(|c| c.as_str()) != Some(tag)
+            {
+                continue;
             }
+            let family = match rule.get("family").and_then(|f| f.as_str()) {
+                Some("ip") => NfFamily::IP,
+                Some("ip6") => NfFamily::IP6,
+                _ => continue,
+            };
+            let (Some(chain), Some(handle)) = (
+                rule.get("chain").and_then(|c| c.as_str()),
+                rule.get("handle").and_then(|h| h.as_u64()),
+            ) else {
+                continue;
+            };
+            let handle =
+                u32::try_from(handle).map_err(|e| self.err("remove rules", e.to_string()))?;
+            objs.push(NfObject::CmdObject(NfCmd::Delete(NfListObject::Rule(
+                Rule {
+                    family,
+                    table: self.table(),
+                    chain: Cow::Owned(chain.to_string()),
+                    expr: Cow::Owned(Vec::new()),
+                    handle: Some(handle),
+                    index: None,
+                    comment: None,
+                },
+            ))));
         }
         if objs.is_empty() {
             return Ok(());
