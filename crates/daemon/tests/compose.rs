@@ -10,17 +10,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, busybox_archive, free_port};
-
-fn root() -> bool {
-    if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1")
-        || !nix::unistd::Uid::effective().is_root()
-    {
-        eprintln!("skipped: set BERTH_TEST_ROOT=1 (as root)");
-        return false;
-    }
-    true
-}
+use common::{Daemon, busybox_archive, free_port, root};
 
 struct Project<'a> {
     d: &'a Daemon,

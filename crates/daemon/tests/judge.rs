@@ -33,19 +33,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, busybox_archive};
+use common::{Daemon, busybox_archive, root};
 
 const IMAGE: &str = "busybox:latest";
-
-fn root() -> bool {
-    if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1")
-        || !nix::unistd::Uid::effective().is_root()
-    {
-        eprintln!("skipped: set BERTH_TEST_ROOT=1 (as root)");
-        return false;
-    }
-    true
-}
 
 fn ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())

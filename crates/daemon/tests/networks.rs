@@ -13,21 +13,11 @@ mod common;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, busybox_archive};
+use common::{Daemon, busybox_archive, root};
 use serde_json::Value;
 
 fn json(s: &str) -> Value {
     serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
-
-fn root() -> bool {
-    if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1")
-        || !nix::unistd::Uid::effective().is_root()
-    {
-        eprintln!("skipped: set BERTH_TEST_ROOT=1 (as root)");
-        return false;
-    }
-    true
 }
 
 fn daemon_with_busybox() -> Daemon {

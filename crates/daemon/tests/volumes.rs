@@ -9,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Daemon, busybox_archive};
+use common::{Daemon, busybox_archive, root};
 use serde_json::Value;
 
 fn json(s: &str) -> Value {
@@ -23,14 +23,6 @@ fn daemon_with_busybox() -> Daemon {
     busybox_archive(&tmp.join("scratch"), "busybox:latest", "volumes", &arch);
     d.docker_ok(&["load", "-q", "-i", arch.to_str().unwrap()]);
     d
-}
-
-fn root() -> bool {
-    if !nix::unistd::Uid::effective().is_root() || std::env::var_os("BERTH_TEST_ROOT").is_none() {
-        eprintln!("skipped: needs root and BERTH_TEST_ROOT=1");
-        return false;
-    }
-    true
 }
 
 fn volumes(d: &Daemon) -> Vec<String> {

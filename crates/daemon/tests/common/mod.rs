@@ -259,6 +259,18 @@ impl Daemon {
     }
 }
 
+/// Whether root-only tests run: as root with BERTH_TEST_ROOT=1; otherwise
+/// says why it skips.
+pub fn root() -> bool {
+    if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1")
+        || !nix::unistd::Uid::effective().is_root()
+    {
+        eprintln!("skipped: set BERTH_TEST_ROOT=1 (as root)");
+        return false;
+    }
+    true
+}
+
 /// The bridge device of a network as `GET /networks` shows it: the name it
 /// was given, else berth's `berth-<first 9 of the id>`.
 pub fn user_bridge(n: &serde_json::Value) -> Option<String> {
