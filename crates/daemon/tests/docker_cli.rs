@@ -212,6 +212,15 @@ fn push_and_pull_through_a_berth_registry() {
     let out = d.docker_ok(&["pull", &name]);
     assert!(out.contains("Downloaded newer image for"), "{out}");
     assert_eq!(inspect(&d, &name)["Id"].as_str().unwrap(), pushed_id);
+    // As dockerd: the layer is extracted at pull time, and its "Pull
+    // complete" comes after that, the Digest line after every layer.
+    let at = |w: &str| out.find(w).unwrap_or_else(|| panic!("no {w:?} in:\n{out}"));
+    assert!(
+        at(": Download complete") < at(": Extracting")
+            && at(": Extracting") < at(": Pull complete")
+            && at(": Pull complete") < at("Digest: sha256:"),
+        "{out}"
+    );
     let out = d.docker_ok(&["pull", &name]);
     assert!(out.contains("Image is up to date"), "{out}");
 

@@ -145,6 +145,62 @@ async fn inspect(st: AppState, name: String, v: ApiVersion) -> Result<Response, 
     Ok(Json(inspect_model(&e, v)).into_response())
 }
 
+/// `docker pull` as dockerd does it: download, then extract each layer
+/// ("Extracting", then its "Pull complete"), then the closing Digest and
+/// Status lines. The client's "Pull complete" and what follows it are held
+/// back until the layers are unpacked.
+fn pull_and_unpack(
+    engine: &berth_engine::Engine,
+    what: &str,
+    opts: &berth_registry::client::PullOptions,
+    progress: &(dyn Fn(&berth_registry::client::Progress) + Send + Sync),
+) -> Result<(), ApiError> {
+    use berth_registry::client::{Progress, Status, short_id};
+    let held: std::sync::Mutex<Vec<Progress>> = std::sync::Mutex::new(Vec::new());
+    let hold = |p: &Progress| {
+        let mut h = held.lock().unwrap_or_else(|e| e.into_inner());
+        if h.is_empty() && p.status != Status::PullComplete {
+            drop(h);
+            progress(p);
+        } else {
+            h.push(p.clone());
+        }
+    };
+    let report = engine
+        .images()
+        .pull(engine.registry(), what, opts, &hold)
+        .map_err(ApiError::from)?;
+    let mut completed = std::collections::HashSet::new();
+    // Another platform's image is stored as pulled, not extracted: it
+    // cannot run here (and its layers resolve only for that platform).
+    let foreign = opts
+        .platform
+        .as_ref()
+        .is_some_and(|p| p != engine.images().platform());
+    if !foreign {
+        engine
+            .containers()
+            .unpack_image(&report.image.target, &mut |digest, done| {
+                let id = short_id(digest);
+                let status = if done {
+                    completed.insert(id.clone());
+                    Status::PullComplete
+                } else {
+                    Status::Extracting
+                };
+                progress(&Progress::layer(&id, status));
+            })
+            .map_err(ApiError::from)?;
+    }
+    let held = held.into_inner().unwrap_or_else(|e| e.into_inner());
+    for p in held {
+        if !(p.status == Status::PullComplete && completed.contains(&p.id)) {
+            progress(&p);
+        }
+    }
+    Ok(())
+}
+
 /// The ImageInspect of an image.
 pub fn inspect_model(e: &ImageEntry, v: ApiVersion) -> ImageInspect {
     let history = e.history();
@@ -410,11 +466,7 @@ pub async fn create(
                     credentials: creds,
                     cancel,
                 };
-                engine
-                    .images()
-                    .pull(engine.registry(), &what, &opts, progress)
-                    .map(drop)
-                    .map_err(ApiError::from)
+                pull_and_unpack(&engine, &what, &opts, progress)
             },
             |()| Vec::new(),
         )

@@ -246,6 +246,24 @@ impl ContainerService {
         Ok((id, warnings))
     }
 
+    /// Unpacks `target`'s layers into snapshots now (as dockerd does at the
+    /// end of a pull) so the first run does not; see
+    /// [`berth_image::store::ImageStore::unpack_reporting`] for `on_layer`.
+    pub fn unpack_image(
+        &self,
+        target: &berth_image::store::Target,
+        on_layer: &mut dyn FnMut(&str, bool),
+    ) -> Result<(), EngineError> {
+        self.images.store().unpack_reporting(
+            &self.snapshotter,
+            target,
+            self.images.platform(),
+            &ApplyOptions::default(),
+            on_layer,
+        )?;
+        Ok(())
+    }
+
     /// Makes the container's writable snapshot if it is missing; returns
     /// its parent (the image's top layer).
     pub(crate) fn ensure_snapshot(

@@ -40,6 +40,20 @@ impl ImageStore {
         platform: &Platform,
         opts: &ApplyOptions,
     ) -> Result<Option<String>, StoreError> {
+        self.unpack_reporting(snapshotter, target, platform, opts, &mut |_, _| {})
+    }
+
+    /// [`Self::unpack`], calling `on_layer(layer digest, false)` before a
+    /// layer is extracted and `(digest, true)` once its snapshot is
+    /// committed (layers already unpacked are not reported).
+    pub fn unpack_reporting(
+        &self,
+        snapshotter: &Snapshotter,
+        target: &Target,
+        platform: &Platform,
+        opts: &ApplyOptions,
+        on_layer: &mut dyn FnMut(&str, bool),
+    ) -> Result<Option<String>, StoreError> {
         let resolved = self.resolve(target, platform)?;
         let chain = resolved.chain_ids();
         let lease = self.lease(None)?;
@@ -58,6 +72,7 @@ impl ImageStore {
                     },
                     e => e.into(),
                 })?;
+                on_layer(&digest.to_string(), false);
                 snapshotter.unpack_layer(
                     "",
                     parent.as_deref(),
@@ -69,6 +84,7 @@ impl ImageStore {
                     },
                     Some(diff_id),
                 )?;
+                on_layer(&digest.to_string(), true);
             }
             parent = Some(chain_id.clone());
         }

@@ -20,6 +20,9 @@ pub enum Status {
     DownloadComplete,
     /// Pull: the layer was already in the content store.
     AlreadyExists,
+    /// Pull: the layer is being unpacked into a snapshot (berthd, after
+    /// the download, as dockerd does at pull time).
+    Extracting,
     /// Pull: the layer is part of the stored image.
     PullComplete,
     /// A dropped connection is being retried (with a Range request).
@@ -46,6 +49,7 @@ impl fmt::Display for Status {
             Status::VerifyingChecksum => f.write_str("Verifying Checksum"),
             Status::DownloadComplete => f.write_str("Download complete"),
             Status::AlreadyExists => f.write_str("Already exists"),
+            Status::Extracting => f.write_str("Extracting"),
             Status::PullComplete => f.write_str("Pull complete"),
             Status::Retrying(n) => write!(f, "Retrying (attempt {n})"),
             Status::Preparing => f.write_str("Preparing"),
@@ -84,7 +88,8 @@ impl Progress {
         }
     }
 
-    pub(crate) fn layer(id: &str, status: Status) -> Progress {
+    /// An event about layer `id` (its short id).
+    pub fn layer(id: &str, status: Status) -> Progress {
         Progress {
             id: id.to_owned(),
             status,
