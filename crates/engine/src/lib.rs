@@ -108,6 +108,7 @@ impl Engine {
                 data: config.data_root.join("containers"),
                 exec: config.exec_root.join("containers"),
                 runtime_root: config.exec_root.join("runtime"),
+                seccomp_cache: config.exec_root.join("seccomp"),
                 shim: config.shim.clone().unwrap_or_else(find_shim),
                 default_ulimits: config.default_ulimits.clone(),
             },

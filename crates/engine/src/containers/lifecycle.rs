@@ -353,7 +353,7 @@ impl ContainerService {
             open_stdin: r.config.open_stdin,
             stdin_once: r.config.stdin_once,
             console_size: r.host_config.console_size.map(|[h, w]| (h, w)),
-            seccomp_cache: Some(self.paths.exec.join("seccomp")),
+            seccomp_cache: Some(self.paths.seccomp_cache.clone()),
         };
         // A runtime leftover of a crash (same id) would make create fail.
         let _ = berth_runtime::container::delete(&self.paths.runtime_root, &id, true);

@@ -52,6 +52,8 @@ pub struct Paths {
     pub exec: PathBuf,
     /// `<exec-root>/runtime`.
     pub runtime_root: PathBuf,
+    /// `<exec-root>/seccomp`: compiled seccomp programs the shims reuse.
+    pub seccomp_cache: PathBuf,
     /// The berth-shim executable.
     pub shim: PathBuf,
     /// The daemon's `--default-ulimit`s.
