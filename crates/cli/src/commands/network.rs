@@ -215,13 +215,45 @@ fn subnet_matches(subnet: &str, data: &str) -> Result<bool> {
     Ok(bits(net) & mask == bits(ip) & mask)
 }
 
+/// One subnet's config being built: subnet, ip-range, gateway, aux addresses.
+type SubnetCfg = (String, String, String, serde_json::Map<String, Value>);
+
+/// Puts `value` in the `slot` of the subnet that holds it, with the docker
+/// CLI's errors for a second value on one subnet or none that matches.
+fn assign(
+    cfg: &mut [SubnetCfg],
+    value: &str,
+    slot: impl Fn(&mut SubnetCfg) -> &mut String,
+    plural: &str,
+    prep: &str,
+    what: &str,
+) -> Result<()> {
+    let mut matched = false;
+    for c in cfg.iter_mut() {
+        if !subnet_matches(&c.0, value)? {
+            continue;
+        }
+        let s = c.0.clone();
+        let v = slot(c);
+        if !v.is_empty() {
+            bail!("cannot configure multiple {plural} ({value}, {v}) {prep} the same subnet ({s})");
+        }
+        *v = value.to_owned();
+        matched = true;
+    }
+    if !matched {
+        bail!("no matching subnet for {what} {value}");
+    }
+    Ok(())
+}
+
 /// The docker CLI's IPAM config from the flags: each `--ip-range`,
 /// `--gateway` and `--aux-address` goes to the `--subnet` that holds it.
 fn ipam_config(a: &CreateArgs) -> Result<Vec<Value>> {
     if a.subnet.len() < a.ip_range.len() || a.subnet.len() < a.gateway.len() {
         bail!("every ip-range or gateway must have a corresponding subnet");
     }
-    let mut cfg: Vec<(String, String, String, serde_json::Map<String, Value>)> = Vec::new();
+    let mut cfg: Vec<SubnetCfg> = Vec::new();
     for s in &a.subnet {
         for (k, ..) in &cfg {
             if subnet_matches(s, k)? || subnet_matches(k, s)? {
@@ -239,36 +271,10 @@ fn ipam_config(a: &CreateArgs) -> Result<Vec<Value>> {
         if parse_cidr(r).is_none_or(|(_, l)| l.is_none()) {
             bail!("invalid CIDR address: {r}");
         }
-        let mut matched = false;
-        for (s, range, ..) in cfg.iter_mut() {
-            if !subnet_matches(s, r)? {
-                continue;
-            }
-            if !range.is_empty() {
-                bail!("cannot configure multiple ranges ({r}, {range}) on the same subnet ({s})");
-            }
-            *range = r.clone();
-            matched = true;
-        }
-        if !matched {
-            bail!("no matching subnet for range {r}");
-        }
+        assign(&mut cfg, r, |c| &mut c.1, "ranges", "on", "range")?;
     }
     for g in &a.gateway {
-        let mut matched = false;
-        for (s, _, gw, _) in cfg.iter_mut() {
-            if !subnet_matches(s, g)? {
-                continue;
-            }
-            if !gw.is_empty() {
-                bail!("cannot configure multiple gateways ({g}, {gw}) for the same subnet ({s})");
-            }
-            *gw = g.clone();
-            matched = true;
-        }
-        if !matched {
-            bail!("no matching subnet for gateway {g}");
-        }
+        assign(&mut cfg, g, |c| &mut c.2, "gateways", "for", "gateway")?;
     }
     for kv in &a.aux_address {
         let Some((name, addr)) = kv.split_once('=') else {
@@ -533,6 +539,30 @@ mod tests {
         assert_eq!(
             e(&["--subnet=10.1.0.0/24", "--gateway=10.2.0.1", "n"]),
             "no matching subnet for gateway 10.2.0.1"
+        );
+        assert_eq!(
+            e(&["--subnet=10.1.0.0/24", "--ip-range=10.2.0.0/25", "n"]),
+            "no matching subnet for range 10.2.0.0/25"
+        );
+        assert_eq!(
+            e(&[
+                "--subnet=10.1.0.0/24",
+                "--subnet=10.2.0.0/24",
+                "--ip-range=10.1.0.0/25",
+                "--ip-range=10.1.0.128/25",
+                "n"
+            ]),
+            "cannot configure multiple ranges (10.1.0.128/25, 10.1.0.0/25) on the same subnet (10.1.0.0/24)"
+        );
+        assert_eq!(
+            e(&[
+                "--subnet=10.1.0.0/24",
+                "--subnet=10.2.0.0/24",
+                "--gateway=10.1.0.1",
+                "--gateway=10.1.0.2",
+                "n"
+            ]),
+            "cannot configure multiple gateways (10.1.0.2, 10.1.0.1) for the same subnet (10.1.0.0/24)"
         );
         assert_eq!(
             e(&["--gateway=10.2.0.1", "n"]),
