@@ -267,6 +267,14 @@ impl BridgeDriver {
         self.host.delete_link(host_veth).await.map(|_| ())
     }
 
+    /// Takes an endpoint's veth off its bridge when the container's network namespace is
+    /// about to go: the kernel then deletes the pair with the namespace, off the caller's
+    /// path (a few ms later). The caller must drop its last reference to the namespace
+    /// (its bind mount, open fds) or the veth stays. Idempotent.
+    pub async fn release(&self, host_veth: &str) -> Result<()> {
+        self.host.detach_from_bridge(host_veth).await
+    }
+
     /// Reserves the host ports and installs the DNAT rules for a container. Keep the
     /// returned reservation as long as the ports are published. `rules.owner` keys the
     /// rules: publishing again for the same owner replaces them (drop the old reservation

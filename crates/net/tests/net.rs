@@ -625,6 +625,46 @@ async fn dns_answers_names_and_aliases_inside_the_namespace() {
     drop(server);
 }
 
+/// What berthd does when a container goes: the veth comes off the bridge at once and the
+/// pair disappears with the namespace, without waiting for an explicit delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_veth_goes_with_its_namespace() {
+    if !root_ok() {
+        return;
+    }
+    let mut env = Env::new();
+    let n = env.network(22, true, false).await;
+    let a = env.netns().await;
+    let ep = env.attach(&n, &a, "10.213.22.2/24").await;
+    let nl = env.driver.netlink();
+    let bridge = nl.require_link(&n.bridge).await.expect("bridge");
+    assert_eq!(
+        nl.ports_of(bridge).await.expect("ports"),
+        vec![ep.host_veth.clone()]
+    );
+    env.driver.release(&ep.host_veth).await.expect("release");
+    env.driver
+        .release(&ep.host_veth)
+        .await
+        .expect("release again");
+    assert!(nl.ports_of(bridge).await.expect("ports").is_empty());
+    assert!(nl.link_index(&ep.host_veth).await.expect("query").is_some());
+    a.delete().expect("delete netns");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while nl.link_index(&ep.host_veth).await.expect("query").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "{} outlived its namespace",
+            ep.host_veth
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    env.driver
+        .release(&ep.host_veth)
+        .await
+        .expect("release when gone");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_is_idempotent() {
     if !root_ok() {
