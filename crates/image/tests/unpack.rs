@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use berth_image::archive::{self, ImportOptions, LoadOptions};
 use berth_image::layer::ApplyOptions;
 use berth_image::snapshot::{ChangeKind, Snapshotter, mount_all, unmount};
-use berth_image::store::{CommitOptions, GcOptions, ImageStore, Platform};
+use berth_image::store::{CommitOptions, GcOptions, ImageStore, LayerEvent, Platform};
 
 fn root_ok() -> bool {
     if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1") {
@@ -259,4 +259,78 @@ fn a_layer_that_does_not_match_its_diff_id_is_not_unpacked() {
         snaps.list().unwrap().is_empty(),
         "nothing half-unpacked is left"
     );
+}
+
+/// Unpacking reports each layer's extraction with byte counts of the stored
+/// blob, then its completion; layers already unpacked are not reported.
+#[test]
+fn unpack_reports_bytes_per_layer() {
+    if !root_ok() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(tmp.path()).unwrap();
+    let snaps = Snapshotter::open(&tmp.path().join("snapshots"), store.db().clone(), None).unwrap();
+    let host = Platform::host();
+    // ~3 MiB that does not compress away: several progress steps.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let body: String = (0..3 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    let img = archive::import(
+        &store,
+        Cursor::new(tar_of(&[("data/", ""), ("data/big", &body)])),
+        &ImportOptions {
+            name: Some("big:1".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut events = Vec::new();
+    store
+        .unpack_reporting(
+            &snaps,
+            &img.target,
+            &host,
+            &ApplyOptions::default(),
+            &mut |d, e| events.push((d.to_owned(), e)),
+        )
+        .unwrap();
+    let digest = &events[0].0;
+    assert!(events.iter().all(|(d, _)| d == digest), "{events:?}");
+    let total = match events[0].1 {
+        LayerEvent::Extracting { done: 0, total } => total,
+        e => panic!("first event {e:?}"),
+    };
+    assert!(total > 1 << 20, "{total}");
+    assert_eq!(events.last().unwrap().1, LayerEvent::Done);
+    let dones: Vec<u64> = events[..events.len() - 1]
+        .iter()
+        .map(|(_, e)| match e {
+            LayerEvent::Extracting { done, total: t } => {
+                assert_eq!(*t, total);
+                *done
+            }
+            e => panic!("{e:?} before the end"),
+        })
+        .collect();
+    assert!(dones.len() > 3, "{dones:?}");
+    assert!(dones.windows(2).all(|w| w[0] < w[1]), "{dones:?}");
+    assert_eq!(*dones.last().unwrap(), total);
+    let mut again = 0;
+    store
+        .unpack_reporting(
+            &snaps,
+            &img.target,
+            &host,
+            &ApplyOptions::default(),
+            &mut |_, _| again += 1,
+        )
+        .unwrap();
+    assert_eq!(again, 0);
 }

@@ -155,6 +155,7 @@ fn pull_and_unpack(
     opts: &berth_registry::client::PullOptions,
     progress: &(dyn Fn(&berth_registry::client::Progress) + Send + Sync),
 ) -> Result<(), ApiError> {
+    use berth_image::store::LayerEvent;
     use berth_registry::client::{Progress, Status, short_id};
     let held: std::sync::Mutex<Vec<Progress>> = std::sync::Mutex::new(Vec::new());
     let hold = |p: &Progress| {
@@ -180,15 +181,17 @@ fn pull_and_unpack(
     if !foreign {
         engine
             .containers()
-            .unpack_image(&report.image.target, &mut |digest, done| {
+            .unpack_image(&report.image.target, &mut |digest, event| {
                 let id = short_id(digest);
-                let status = if done {
-                    completed.insert(id.clone());
-                    Status::PullComplete
-                } else {
-                    Status::Extracting
-                };
-                progress(&Progress::layer(&id, status));
+                match event {
+                    LayerEvent::Extracting { done, total } => {
+                        progress(&Progress::bytes(&id, Status::Extracting, done, total))
+                    }
+                    LayerEvent::Done => {
+                        progress(&Progress::layer(&id, Status::PullComplete));
+                        completed.insert(id);
+                    }
+                }
             })
             .map_err(ApiError::from)?;
     }

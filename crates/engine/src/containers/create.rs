@@ -252,7 +252,7 @@ impl ContainerService {
     pub fn unpack_image(
         &self,
         target: &berth_image::store::Target,
-        on_layer: &mut dyn FnMut(&str, bool),
+        on_layer: &mut dyn FnMut(&str, berth_image::store::LayerEvent),
     ) -> Result<(), EngineError> {
         self.images.store().unpack_reporting(
             &self.snapshotter,

@@ -44,7 +44,7 @@ use crate::reference::Reference;
 pub use error::StoreError;
 pub use gc::{GcOptions, GcReport};
 pub use lease::{Lease, LeaseGuard, Resource};
-pub use unpack::CommitOptions;
+pub use unpack::{CommitOptions, LayerEvent};
 pub use walk::{Platform, Resolved, chain_ids};
 
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("image_records");

@@ -2,7 +2,7 @@
 //! container's changes as a new image, and collecting unused snapshots.
 
 use std::collections::BTreeSet;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 
 use super::{Image, ImageStore, Platform, Resource, StoreError, Target};
 use crate::content::{Ingester, Provider};
@@ -27,6 +27,41 @@ pub struct CommitOptions {
     pub container: Option<(String, serde_json::Value)>,
 }
 
+/// What [`ImageStore::unpack_reporting`] tells about one layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerEvent {
+    /// Extraction is under way: `done` of the layer blob's `total` bytes
+    /// (as stored, i.e. compressed) have been read. Sent once with
+    /// `done == 0` before the first byte, then every 2.5 % of the blob (at
+    /// least 256 KiB apart), and once with `done == total`.
+    Extracting { done: u64, total: u64 },
+    /// The layer's snapshot is committed.
+    Done,
+}
+
+/// A reader that reports how much of a layer blob has been read.
+struct Counting<'a, R> {
+    inner: R,
+    done: u64,
+    total: u64,
+    step: u64,
+    last: u64,
+    report: &'a mut dyn FnMut(u64, u64),
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        let at_end = n == 0 || self.done == self.total;
+        if self.done > self.last && (self.done - self.last >= self.step || at_end) {
+            self.last = self.done;
+            (self.report)(self.done, self.total.max(self.done));
+        }
+        Ok(n)
+    }
+}
+
 impl ImageStore {
     /// Unpacks every layer of `target` (resolved for `platform`) into a
     /// committed snapshot named by its chain id, checking each layer's
@@ -43,16 +78,17 @@ impl ImageStore {
         self.unpack_reporting(snapshotter, target, platform, opts, &mut |_, _| {})
     }
 
-    /// [`Self::unpack`], calling `on_layer(layer digest, false)` before a
-    /// layer is extracted and `(digest, true)` once its snapshot is
-    /// committed (layers already unpacked are not reported).
+    /// [`Self::unpack`], calling `on_layer(layer digest, event)` while a
+    /// layer is extracted ([`LayerEvent::Extracting`] with byte counts) and
+    /// once its snapshot is committed ([`LayerEvent::Done`]); layers already
+    /// unpacked are not reported.
     pub fn unpack_reporting(
         &self,
         snapshotter: &Snapshotter,
         target: &Target,
         platform: &Platform,
         opts: &ApplyOptions,
-        on_layer: &mut dyn FnMut(&str, bool),
+        on_layer: &mut dyn FnMut(&str, LayerEvent),
     ) -> Result<Option<String>, StoreError> {
         let resolved = self.resolve(target, platform)?;
         let chain = resolved.chain_ids();
@@ -72,19 +108,31 @@ impl ImageStore {
                     },
                     e => e.into(),
                 })?;
-                on_layer(&digest.to_string(), false);
+                let name = digest.to_string();
+                let total = desc.size();
+                on_layer(&name, LayerEvent::Extracting { done: 0, total });
+                let mut report =
+                    |done, total| on_layer(&name, LayerEvent::Extracting { done, total });
+                let counted = Counting {
+                    inner: blob,
+                    done: 0,
+                    total,
+                    step: (total / 40).max(256 << 10),
+                    last: 0,
+                    report: &mut report,
+                };
                 snapshotter.unpack_layer(
                     "",
                     parent.as_deref(),
                     chain_id,
-                    BufReader::with_capacity(1 << 20, blob),
+                    BufReader::with_capacity(1 << 20, counted),
                     &ApplyOptions {
                         compute_diff_id: true,
                         ..opts.clone()
                     },
                     Some(diff_id),
                 )?;
-                on_layer(&digest.to_string(), true);
+                on_layer(&name, LayerEvent::Done);
             }
             parent = Some(chain_id.clone());
         }

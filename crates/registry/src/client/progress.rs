@@ -99,7 +99,8 @@ impl Progress {
         }
     }
 
-    pub(crate) fn bytes(id: &str, status: Status, current: u64, total: u64) -> Progress {
+    /// An event about layer `id` with a byte count (`current` of `total`).
+    pub fn bytes(id: &str, status: Status, current: u64, total: u64) -> Progress {
         Progress {
             id: id.to_owned(),
             status,
