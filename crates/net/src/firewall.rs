@@ -16,8 +16,9 @@
 //! chain raw-prerouting { type filter hook prerouting priority -300; jump net-prerouting }
 //! chain forward     { type filter hook forward priority 0; policy accept;
 //!                     jump isolation-1; jump net-forward }
-//! chain from-bridges     # per network: iifname BR accept: no DNAT for containers, their
-//!                        # connections to published ports reach berth's relay (crate::proxy)
+//! chain from-bridges     # per non-internal network: iifname BR accept: no DNAT for
+//!                        # containers, their connections to published ports reach berth's
+//!                        # relay (crate::proxy)
 //! chain ports            # per container: [ip daddr H] tcp dport P dnat to C:Q
 //! chain net-prerouting   # per network: iifname BR ip daddr 127.0.0.0/8 drop (and saddr):
 //!                        # route_localnet must not open the host's loopback to containers
@@ -373,16 +374,20 @@ impl Firewall {
             // Containers reaching a published port (their own too: DNAT would send it back
             // to where it came from, source = destination, and the kernel drops that) go
             // to the port's relay instead, as with Docker's userland proxy. `accept` ends
-            // the nat prerouting chain: the `ports` jump after it is not taken.
-            objs.push(self.rule(
-                family,
-                "from-bridges",
-                Some(&tag),
-                vec![
-                    matches(meta(MetaKey::Iifname), Operator::EQ, br()),
-                    Statement::Accept(None),
-                ],
-            ));
+            // the nat prerouting chain: the `ports` jump after it is not taken. Not for
+            // internal networks: the relay would be their way out; their DNATed packets
+            // are dropped in `net-forward` as before.
+            if !net.internal {
+                objs.push(self.rule(
+                    family,
+                    "from-bridges",
+                    Some(&tag),
+                    vec![
+                        matches(meta(MetaKey::Iifname), Operator::EQ, br()),
+                        Statement::Accept(None),
+                    ],
+                ));
+            }
             objs.push(self.rule(
                 family,
                 "isolation-1",

@@ -478,6 +478,9 @@ async fn containers_reach_published_ports_through_the_relay() {
     let b = env.netns().await;
     env.attach(&n, &a, "10.213.20.2/24").await;
     env.attach(&other, &b, "10.213.21.2/24").await;
+    let sealed = env.network(22, true, true).await;
+    let c = env.netns().await;
+    env.attach(&sealed, &c, "10.213.22.2/24").await;
     tcp_server(&a, 7000, b"from netns ", Duration::from_secs(15));
     udp_server(&a, 7001, Duration::from_secs(15));
     // Bound to the gateway address, not every address: nothing opens on the host's other
@@ -492,6 +495,8 @@ async fn containers_reach_published_ports_through_the_relay() {
             mappings: vec![
                 PortMapping::tcp(Some(gw), port, 7000),
                 PortMapping::udp(Some(gw), port, 7001),
+                // Where the internal network's container could reach it.
+                PortMapping::tcp(Some(ip("10.213.22.1")), port, 7000),
             ],
         })
         .await
@@ -529,6 +534,16 @@ async fn containers_reach_published_ports_through_the_relay() {
     .expect("join")
     .expect("udp through the relay");
     assert_eq!(echoed, b"dgram");
+    // A container on an internal network does not get out through the relay: its packets
+    // are DNATed and dropped in forward. (A short timeout: success would be at once.)
+    let sealed_target = SocketAddr::new(ip("10.213.22.1"), port);
+    let from_internal = tokio::task::spawn_blocking(move || {
+        c.run(move || TcpStream::connect_timeout(&sealed_target, Duration::from_millis(500)))
+            .expect("run in netns")
+    })
+    .await
+    .expect("join");
+    assert!(from_internal.is_err(), "{from_internal:?}");
 
     // An open relayed connection is cut when the relay stops, and the port is free.
     let a2 = a.clone();
