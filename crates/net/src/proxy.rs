@@ -8,10 +8,18 @@
 //! container sees the proxy's address as the source instead of the client's.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::io::{IoSlice, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::libc;
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn, SockaddrIn6, SockaddrStorage,
+    recvmsg, sendmsg, setsockopt, sockopt,
+};
+use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Mutex;
 use tokio::task::{JoinHandle, JoinSet};
@@ -174,14 +182,24 @@ async fn tcp_relay(mut client: TcpStream, peer: SocketAddr, target: SocketAddr) 
 type Flows = Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>>;
 
 /// Relays datagrams, one upstream socket per client address; dropping it aborts the flows.
+/// On a wildcard address the socket learns each datagram's destination (`IP_PKTINFO`) and
+/// replies from it: the kernel's own choice of source (the address on the route back) would
+/// make a connected client drop the reply when it wrote to another host address.
 async fn udp_loop(socket: UdpSocket, target: SocketAddr) {
+    let pktinfo = match enable_pktinfo(&socket) {
+        Ok(on) => on,
+        Err(e) => {
+            tracing::debug!(%target, "proxy: IP_PKTINFO: {e}");
+            false
+        }
+    };
     let socket = Arc::new(socket);
     let flows: Flows = Arc::default();
     let mut replies = JoinSet::new();
     let mut buf = vec![0u8; 65535];
     loop {
-        let (n, client) = tokio::select! {
-            got = socket.recv_from(&mut buf) => match got {
+        let (n, client, local) = tokio::select! {
+            got = recv_to(&socket, &mut buf, pktinfo) => match got {
                 Ok(got) => got,
                 Err(e) => {
                     tracing::debug!(%target, "proxy receive: {e}");
@@ -212,7 +230,7 @@ async fn udp_loop(socket: UdpSocket, target: SocketAddr) {
                 replies.spawn(udp_replies(
                     Arc::clone(&up),
                     Arc::clone(&socket),
-                    client,
+                    (client, local),
                     Arc::clone(&flows),
                 ));
                 up
@@ -222,15 +240,132 @@ async fn udp_loop(socket: UdpSocket, target: SocketAddr) {
     }
 }
 
+/// Relays the container's replies to `client` (from `local`, the address it wrote to,
+/// when known) until the flow is idle for [`UDP_IDLE`].
 async fn udp_replies(
     upstream: Arc<UdpSocket>,
     socket: Arc<UdpSocket>,
-    client: SocketAddr,
+    (client, local): (SocketAddr, Option<IpAddr>),
     flows: Flows,
 ) {
     let mut buf = vec![0u8; 65535];
     while let Ok(Ok(n)) = tokio::time::timeout(UDP_IDLE, upstream.recv(&mut buf)).await {
-        let _ = socket.send_to(&buf[..n], client).await;
+        let data = &buf[..n];
+        let sent = match local {
+            Some(local) => {
+                socket
+                    .async_io(Interest::WRITABLE, || {
+                        send_from(socket.as_raw_fd(), data, client, local)
+                    })
+                    .await
+            }
+            None => socket.send_to(data, client).await,
+        };
+        if let Err(e) = sent {
+            tracing::debug!(%client, "proxy reply: {e}");
+        }
     }
     flows.lock().await.remove(&client);
+}
+
+/// Turns on `IP_PKTINFO` / `IPV6_RECVPKTINFO` when `socket` is bound to a wildcard
+/// address; whether it did.
+fn enable_pktinfo(socket: &UdpSocket) -> std::io::Result<bool> {
+    match socket.local_addr()? {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            setsockopt(socket, sockopt::Ipv4PacketInfo, &true)?;
+            Ok(true)
+        }
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            setsockopt(socket, sockopt::Ipv6RecvPacketInfo, &true)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// One datagram: its length, sender and (with `pktinfo`) the local address it was sent to.
+async fn recv_to(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    pktinfo: bool,
+) -> std::io::Result<(usize, SocketAddr, Option<IpAddr>)> {
+    if !pktinfo {
+        let (n, from) = socket.recv_from(buf).await?;
+        return Ok((n, from, None));
+    }
+    socket
+        .async_io(Interest::READABLE, || recvmsg_to(socket.as_raw_fd(), buf))
+        .await
+}
+
+fn recvmsg_to(fd: RawFd, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, Option<IpAddr>)> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!(libc::in6_pktinfo);
+    let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut space), MsgFlags::MSG_DONTWAIT)?;
+    let mut local = None;
+    for c in msg.cmsgs()? {
+        match c {
+            ControlMessageOwned::Ipv4PacketInfo(info) => {
+                local = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    info.ipi_addr.s_addr,
+                ))));
+            }
+            ControlMessageOwned::Ipv6PacketInfo(info) => {
+                local = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+            }
+            _ => {}
+        }
+    }
+    let from = msg
+        .address
+        .as_ref()
+        .and_then(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| SocketAddr::V4((*v4).into()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
+        })
+        .ok_or_else(|| std::io::Error::other("datagram without a source address"))?;
+    Ok((msg.bytes, from, local))
+}
+
+/// `sendto(client)` with the source address set to `local` (a pktinfo control message).
+fn send_from(fd: RawFd, data: &[u8], client: SocketAddr, local: IpAddr) -> std::io::Result<usize> {
+    let iov = [IoSlice::new(data)];
+    let sent = match (client, local) {
+        (SocketAddr::V4(to), IpAddr::V4(src)) => {
+            let info = libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from(src).to_be(),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            sendmsg(
+                fd,
+                &iov,
+                &[ControlMessage::Ipv4PacketInfo(&info)],
+                MsgFlags::MSG_DONTWAIT,
+                Some(&SockaddrIn::from(to)),
+            )
+        }
+        (SocketAddr::V6(to), IpAddr::V6(src)) => {
+            let info = libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: src.octets(),
+                },
+                ipi6_ifindex: 0,
+            };
+            sendmsg(
+                fd,
+                &iov,
+                &[ControlMessage::Ipv6PacketInfo(&info)],
+                MsgFlags::MSG_DONTWAIT,
+                Some(&SockaddrIn6::from(to)),
+            )
+        }
+        // A socket of one family never hears of the other's addresses.
+        _ => Err(nix::errno::Errno::EAFNOSUPPORT),
+    };
+    Ok(sent?)
 }

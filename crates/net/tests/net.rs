@@ -494,7 +494,8 @@ async fn containers_reach_published_ports_through_the_relay() {
             container_ip: ip("10.213.20.2"),
             mappings: vec![
                 PortMapping::tcp(Some(gw), port, 7000),
-                PortMapping::udp(Some(gw), port, 7001),
+                // On every address: the relay replies from the address written to.
+                PortMapping::udp(None, port, 7001),
                 // Where the internal network's container could reach it.
                 PortMapping::tcp(Some(ip("10.213.22.1")), port, 7000),
             ],
@@ -521,11 +522,14 @@ async fn containers_reach_published_ports_through_the_relay() {
     let b2 = b.clone();
     let echoed = tokio::task::spawn_blocking(move || {
         b2.run(move || {
+            // Connected: a reply from another address (b's own gateway, the kernel's
+            // choice on the way back) would be dropped.
             let udp = UdpSocket::bind("0.0.0.0:0")?;
             udp.set_read_timeout(Some(Duration::from_secs(2)))?;
-            udp.send_to(b"dgram", target)?;
+            udp.connect(target)?;
+            udp.send(b"dgram")?;
             let mut buf = [0u8; 64];
-            let (len, _) = udp.recv_from(&mut buf)?;
+            let len = udp.recv(&mut buf)?;
             Ok::<_, std::io::Error>(buf[..len].to_vec())
         })
         .expect("run in netns")
@@ -579,6 +583,8 @@ async fn containers_reach_published_ports_through_the_relay() {
         "{cut:?}"
     );
     let again = TcpListener::bind(target).expect("port free after stop");
+    drop(again);
+    let again = UdpSocket::bind(("0.0.0.0", port)).expect("udp port free after stop");
     drop(again);
     let dump = env.driver.firewall().dump().expect("dump");
     assert!(!dump.contains("dnat to"), "{dump}");

@@ -7,7 +7,8 @@
 //! A container on a bridge network gets a network namespace pinned at
 //! `<exec-root>/netns/<id>` when it starts (so it outlives berthd, as the
 //! container does), one veth per network, an address from IPAM, DNAT rules
-//! for its published ports (berth's own nftables table), and, on
+//! for its published ports (berth's own nftables table) with a relay in
+//! berthd for connections from containers to those ports (hairpin), and, on
 //! user-defined networks, an embedded DNS server at 127.0.0.11 that answers
 //! the names, aliases and short ids of the containers it shares a network
 //! with. All of it goes when the container stops.
