@@ -7,8 +7,10 @@
 //! 1. two containers talk over a user network by container name and alias;
 //! 2. a published port served by busybox httpd, fetched with curl from the
 //!    host on 127.0.0.1;
-//! 3. `--volumes-from` (named and anonymous volumes, `:ro`);
-//! 4. a named volume keeps its data across containers and across a daemon
+//! 3. a published port reached from containers (its own and another one)
+//!    through the bridge's gateway address (hairpin);
+//! 4. `--volumes-from` (named and anonymous volumes, `:ro`);
+//! 5. a named volume keeps its data across containers and across a daemon
 //!    restart (last: it restarts the daemon).
 //!
 //! dockerd runs with its own temp data root, exec root, pid file and socket,
@@ -161,6 +163,47 @@ fn published_port(p: &mut dyn Peer) {
         .unwrap_or_else(|e| panic!("{}: port {port} still taken after rm: {e}", p.name()));
 }
 
+/// Hairpin: `-p <gateway>::80` (the default bridge's gateway, so nothing
+/// listens on the host's other addresses); the container itself and another
+/// one on the bridge get the page from `<gateway>:<host port>`.
+fn published_port_from_containers(p: &mut dyn Peer) {
+    let gw = ok(
+        p,
+        &[
+            "network",
+            "inspect",
+            "bridge",
+            "--format",
+            "{{(index .IPAM.Config 0).Gateway}}",
+        ],
+    );
+    let gw = gw.trim().to_owned();
+    httpd(
+        p,
+        "judge-hair",
+        &["-p", &format!("{gw}::80")],
+        "judge-hairpin",
+    );
+    let mapping = ok(p, &["port", "judge-hair", "80"]);
+    let port = mapping
+        .lines()
+        .next()
+        .and_then(|l| l.trim().rsplit_once(':'))
+        .map(|(_, port)| port.to_owned())
+        .unwrap_or_else(|| panic!("{}: docker port: {mapping:?}", p.name()));
+    // httpd may need a moment to listen: tried for 5 s. (Not `wget -T`:
+    // Debian's busybox 1.35 crashes with it.)
+    let fetch = format!(
+        "i=0; until timeout 5 wget -qO- http://{gw}:{port}/; do i=$((i+1)); \
+         [ $i -ge 50 ] && {{ echo FAIL; break; }}; sleep 0.1; done"
+    );
+    let own = ok(p, &["exec", "judge-hair", "sh", "-c", &fetch]);
+    assert_eq!(own.trim(), "judge-hairpin", "{}: own port", p.name());
+    let other = ok(p, &["run", "--rm", IMAGE, "sh", "-c", &fetch]);
+    assert_eq!(other.trim(), "judge-hairpin", "{}: from another", p.name());
+    ok(p, &["rm", "-f", "judge-hair"]);
+}
+
 /// `--volumes-from` a stopped container: its named and anonymous volumes,
 /// writable, and read-only with `:ro`.
 fn volumes_from(p: &mut dyn Peer) {
@@ -257,6 +300,10 @@ type Scenario = fn(&mut dyn Peer);
 const SCENARIOS: &[(&str, Scenario)] = &[
     ("user network by name and alias", user_network_by_name),
     ("published port fetched with curl", published_port),
+    (
+        "published port reached from containers through the gateway",
+        published_port_from_containers,
+    ),
     ("--volumes-from", volumes_from),
     (
         "named volume across containers and a daemon restart",

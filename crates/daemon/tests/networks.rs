@@ -760,3 +760,76 @@ fn nothing_leaks_across_a_killed_daemon() {
         assert!(out.contains("inet 10."), "run {i}: {out}");
     }
 }
+
+/// `wget` inside container `name` of `http://<ip>:<port>/`; the body, or the error.
+fn wget_in(d: &Daemon, name: &str, ip: &str, port: u16) -> Result<String, String> {
+    let url = format!("http://{ip}:{port}/");
+    // Not `wget -T`: Debian's busybox 1.35 wget crashes with it.
+    let out = d.docker(&["exec", name, "timeout", "10", "wget", "-qO-", &url]);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn containers_reach_published_ports_through_the_gateway() {
+    if !root() {
+        return;
+    }
+    let mut d = daemon_with_busybox();
+    d.docker_ok(&["network", "create", "hairnet"]);
+    let (port, uport, lport) = (free_port(), free_port(), free_port());
+    httpd(&d, "hp", &["-p", &format!("{port}:80")], "hello-bridge");
+    httpd(
+        &d,
+        "hpu",
+        &[
+            "--network",
+            "hairnet",
+            "-p",
+            &format!("{uport}:80"),
+            "-p",
+            &format!("127.0.0.1:{lport}:80"),
+        ],
+        "hello-user",
+    );
+    // Both serve (DNAT from 127.0.0.1, unchanged).
+    assert_eq!(http_get(port).trim(), "hello-bridge");
+    assert_eq!(http_get(uport).trim(), "hello-user");
+    let gw = inspect(&d, "container", "hp")["NetworkSettings"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ugw = inspect(&d, "network", "hairnet")["IPAM"]["Config"][0]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A container reaches its own published port through its gateway, on the default
+    // bridge and on a user network.
+    assert_eq!(wget_in(&d, "hp", &gw, port).unwrap(), "hello-bridge");
+    assert_eq!(wget_in(&d, "hpu", &ugw, uport).unwrap(), "hello-user");
+    // Another container reaches them too, from its own network or another one.
+    d.docker_ok(&["run", "-d", "--name", "cli", "busybox", "sleep", "60"]);
+    assert_eq!(wget_in(&d, "cli", &gw, port).unwrap(), "hello-bridge");
+    assert_eq!(wget_in(&d, "cli", &gw, uport).unwrap(), "hello-user");
+    assert_eq!(wget_in(&d, "hpu", &ugw, port).unwrap(), "hello-bridge");
+    // A port published on 127.0.0.1 only is not reachable from containers (their
+    // 127.0.0.1 is their own), as with Docker.
+    assert!(wget_in(&d, "hpu", &ugw, lport).is_err());
+
+    // After a daemon restart the relays are back.
+    d.kill9();
+    d.spawn();
+    assert_eq!(wget_in(&d, "hp", &gw, port).unwrap(), "hello-bridge");
+    assert_eq!(wget_in(&d, "cli", &gw, uport).unwrap(), "hello-user");
+
+    // Removal closes the listeners and takes the rules away: the ports are free.
+    d.docker_ok(&["rm", "-f", "hp", "hpu", "cli"]);
+    assert_eq!(container_rules(&d), 0);
+    for p in [port, uport, lport] {
+        std::net::TcpListener::bind(("127.0.0.1", p)).expect("port free again after rm");
+    }
+    assert!(netns_files(&d).is_empty());
+}

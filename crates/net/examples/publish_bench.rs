@@ -1,5 +1,6 @@
 //! Published-port paths side by side: direct to the container address, nftables DNAT
-//! from 127.0.0.1, and the userland proxy from 127.0.0.1. Run as root through
+//! from 127.0.0.1, the userland proxy from 127.0.0.1, and berth's relay for a container
+//! reaching its own published port through its gateway (hairpin). Run as root through
 //! `bench/net-publish.sh`. Traffic stays on this machine (loopback and a namespace this
 //! program creates); everything it makes is removed at the end, also on error.
 
@@ -129,32 +130,53 @@ async fn run(
     sink(ns.run(|| TcpListener::bind("0.0.0.0:7000"))??);
     let lo = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let dnat_port = free_port()?;
-    let _held = driver
+    let gw: IpAddr = "10.213.99.1".parse()?;
+    let hairpin_port = free_port()?;
+    let relay = driver
         .publish(PublishRules {
             owner: "bench".into(),
             container_ip: ctr,
-            mappings: vec![PortMapping::tcp(lo, dnat_port, 7000)],
+            mappings: vec![
+                PortMapping::tcp(lo, dnat_port, 7000),
+                PortMapping::tcp(Some(gw), hairpin_port, 7000),
+            ],
         })
         .await?;
     let proxy_port = free_port()?;
     let proxy = UserlandProxy::start(&PortMapping::tcp(lo, proxy_port, 7000), ctr).await?;
+    // (name, target, from inside the container's namespace)
     let paths = [
-        ("direct (container ip)", SocketAddr::new(ctr, 7000)),
+        ("direct (container ip)", SocketAddr::new(ctr, 7000), false),
         (
             "nftables DNAT 127.0.0.1",
             SocketAddr::new(Ipv4Addr::LOCALHOST.into(), dnat_port),
+            false,
         ),
         (
             "userland proxy 127.0.0.1",
             SocketAddr::new(Ipv4Addr::LOCALHOST.into(), proxy_port),
+            false,
+        ),
+        (
+            "relay, container->gateway",
+            SocketAddr::new(gw, hairpin_port),
+            true,
         ),
     ];
     println!("{:<26} {:>12} {:>16}", "path", "MiB/s", "µs per connect");
     let mut rows = Vec::new();
-    for (name, target) in paths {
-        let (tp, lat) = tokio::task::spawn_blocking(move || -> std::io::Result<(f64, f64)> {
+    for (name, target, inside) in paths {
+        let measure = move || -> std::io::Result<(f64, f64)> {
             let _ = bulk(target, 16 * MIB)?; // warm-up
             Ok((bulk(target, mb * MIB)?, connects(target, conns)?))
+        };
+        let ns = ns.clone();
+        let (tp, lat) = tokio::task::spawn_blocking(move || {
+            if inside {
+                ns.run(measure).map_err(std::io::Error::other)?
+            } else {
+                measure()
+            }
         })
         .await??;
         println!("{name:<26} {tp:>12.0} {lat:>16.1}");
@@ -166,5 +188,6 @@ async fn run(
         rows[2].1 / rows[1].1
     );
     proxy.stop().await;
+    relay.stop().await;
     Ok(())
 }

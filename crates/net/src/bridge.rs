@@ -12,6 +12,7 @@ use crate::firewall::{Firewall, FirewallConfig, NetworkRules, PublishRules};
 use crate::link::{Netlink, check_ifname, mac_from_ip};
 use crate::netns::NetNs;
 use crate::ports::PortReservation;
+use crate::proxy::UserlandProxy;
 use crate::sysctl;
 
 /// berth's default bridge name (never `docker0`).
@@ -275,17 +276,20 @@ impl BridgeDriver {
         self.host.detach_from_bridge(host_veth).await
     }
 
-    /// Reserves the host ports and installs the DNAT rules for a container. Keep the
-    /// returned reservation as long as the ports are published. `rules.owner` keys the
-    /// rules: publishing again for the same owner replaces them (drop the old reservation
-    /// first), so use one owner per (container, network) pair.
-    pub async fn publish(&self, rules: PublishRules) -> Result<PortReservation> {
+    /// Reserves the host ports, relays what containers send to them (TCP connections and
+    /// UDP datagrams coming in through a bridge, which the DNAT rules leave alone) to the
+    /// container, and installs the DNAT rules for everything else. Keep the returned proxy
+    /// as long as the ports are published and stop it on unpublish. `rules.owner` keys the
+    /// rules: publishing again for the same owner replaces them (stop the old proxy first),
+    /// so use one owner per (container, network) pair. Needs a tokio runtime.
+    pub async fn publish(&self, rules: PublishRules) -> Result<UserlandProxy> {
         let held = PortReservation::reserve(&rules.mappings)?;
+        let proxy = UserlandProxy::relay(held, rules.container_ip)?;
         self.fw(move |fw| fw.publish(&rules)).await?;
-        Ok(held)
+        Ok(proxy)
     }
 
-    /// Removes a container's DNAT rules (drop its reservation too). Idempotent.
+    /// Removes a container's DNAT rules (stop its proxy too). Idempotent.
     pub async fn unpublish(&self, owner: &str) -> Result<()> {
         let owner = owner.to_string();
         self.fw(move |fw| fw.unpublish(&owner)).await

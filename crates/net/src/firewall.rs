@@ -9,12 +9,16 @@
 //!
 //! Layout (per family):
 //! ```text
-//! chain prerouting  { type nat hook prerouting priority -100; fib daddr type local jump ports }
+//! chain prerouting  { type nat hook prerouting priority -100; jump from-bridges;
+//!                     fib daddr type local jump ports }
 //! chain output      { type nat hook output priority -100;     fib daddr type local jump ports }
 //! chain postrouting { type nat hook postrouting priority 100; jump net-postrouting }
 //! chain raw-prerouting { type filter hook prerouting priority -300; jump net-prerouting }
 //! chain forward     { type filter hook forward priority 0; policy accept;
 //!                     jump isolation-1; jump net-forward }
+//! chain from-bridges     # per non-internal network: iifname BR accept: no DNAT for
+//!                        # containers, their connections to published ports reach berth's
+//!                        # relay (crate::proxy)
 //! chain ports            # per container: [ip daddr H] tcp dport P dnat to C:Q
 //! chain net-prerouting   # per network: iifname BR ip daddr 127.0.0.0/8 drop (and saddr):
 //!                        # route_localnet must not open the host's loopback to containers
@@ -322,6 +326,7 @@ impl Firewall {
                 Some((NfChainType::Filter, NfHook::Forward, 0)),
             ));
             for regular in [
+                "from-bridges",
                 "net-prerouting",
                 "ports",
                 "net-postrouting",
@@ -340,6 +345,7 @@ impl Firewall {
             ] {
                 objs.push(self.flush_chain(family, base));
             }
+            objs.push(self.rule(family, "prerouting", None, vec![jump("from-bridges")]));
             objs.push(self.rule(
                 family,
                 "prerouting",
@@ -365,6 +371,23 @@ impl Firewall {
         let br = || s(net.bridge.clone());
         let mut objs = Vec::new();
         for family in FAMILIES {
+            // Containers reaching a published port (their own too: DNAT would send it back
+            // to where it came from, source = destination, and the kernel drops that) go
+            // to the port's relay instead, as with Docker's userland proxy. `accept` ends
+            // the nat prerouting chain: the `ports` jump after it is not taken. Not for
+            // internal networks: the relay would be their way out; their DNATed packets
+            // are dropped in `net-forward` as before.
+            if !net.internal {
+                objs.push(self.rule(
+                    family,
+                    "from-bridges",
+                    Some(&tag),
+                    vec![
+                        matches(meta(MetaKey::Iifname), Operator::EQ, br()),
+                        Statement::Accept(None),
+                    ],
+                ));
+            }
             objs.push(self.rule(
                 family,
                 "isolation-1",

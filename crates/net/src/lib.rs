@@ -9,10 +9,13 @@
 //!   bridge-port isolation, idempotent cleanup of everything a network made.
 //! - [`ipam`]: pure, serde-serialisable address management (subnets, ip-range, gateway,
 //!   static/dynamic addresses, overlap detection, default pools starting at 10.88.0.0/16).
-//! - [`ports`]: port mappings and host-port reservations (conflict detection).
+//! - [`ports`]: port mappings and host-port reservations (conflict detection); the
+//!   reserved sockets also take what containers send to published ports.
 //! - [`firewall`]: nftables rules in berth's own `ip`/`ip6` tables: DNAT for published
-//!   ports (also from 127.0.0.1), isolation between bridges, internal networks.
-//! - [`proxy`]: the userland TCP/UDP proxy alternative to DNAT.
+//!   ports (also from 127.0.0.1; not for traffic from bridges), isolation between bridges,
+//!   internal networks.
+//! - [`proxy`]: the userland TCP/UDP proxy: relays containers' connections to published
+//!   ports (hairpin), and is the alternative to DNAT.
 //! - [`dns`]: the embedded DNS server at 127.0.0.11:53 and `/etc/resolv.conf` content.
 //! - [`sysctl`]: the per-interface sysctls used above.
 //!
@@ -33,13 +36,13 @@
 //!     ifname: "eth0".into(),
 //!     mac: None,
 //! }).await?;
-//! let held = driver.publish(PublishRules {
+//! let relay = driver.publish(PublishRules {
 //!     owner: "ctr1".into(), container_ip: ip,
 //!     mappings: vec![PortMapping::tcp(None, 8080, 80)],
 //! }).await?;
 //! // … container runs with ns.path() as its network namespace …
 //! driver.unpublish("ctr1").await?;
-//! drop(held);
+//! relay.stop().await;
 //! driver.detach(&ep.host_veth).await?;
 //! ipam.release("net1", ip);
 //! ns.delete()?;

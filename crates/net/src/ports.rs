@@ -3,12 +3,17 @@
 //! Publishing a port first *reserves* it: berth binds the host address and port itself and
 //! holds the socket for as long as the mapping lives (as Docker does), so a port already in
 //! use fails with [`NetError::PortInUse`] naming it, and nothing else can take it later.
+//! The held sockets are also where traffic that the DNAT rules leave alone (from
+//! containers, through a bridge) arrives: [`crate::proxy::UserlandProxy::relay`] relays it.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, socket};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, listen, setsockopt,
+    socket, sockopt,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NetError, Result};
@@ -135,39 +140,85 @@ impl fmt::Display for PortMapping {
     }
 }
 
-/// Host ports held by berth (bound, not listening) so nobody else can take them.
+/// One reserved host port: the bound socket and where it maps to in the container.
+#[derive(Debug)]
+pub struct HeldPort {
+    pub protocol: Protocol,
+    /// The bound host address and port.
+    pub host: SocketAddr,
+    /// The port in the container.
+    pub container_port: u16,
+    /// The bound socket (TCP: listening).
+    pub socket: OwnedFd,
+}
+
+/// Host ports held by berth so nobody else can take them: UDP sockets bound, TCP sockets
+/// bound and listening (nothing is accepted until
+/// [`crate::proxy::UserlandProxy::relay`] takes them over and relays what comes in).
 #[derive(Debug, Default)]
 pub struct PortReservation {
-    sockets: Vec<OwnedFd>,
+    held: Vec<HeldPort>,
 }
 
 impl PortReservation {
     /// Binds every host port of `mappings`; the first one in use fails the whole call
     /// with [`NetError::PortInUse`].
     pub fn reserve(mappings: &[PortMapping]) -> Result<PortReservation> {
-        let mut held = PortReservation::default();
+        let mut reservation = PortReservation::default();
         for m in mappings {
             m.validate()?;
-            for (host_port, _) in m.pairs() {
-                held.sockets
-                    .push(reserve_one(m.protocol, m.bind_ip(), host_port)?);
+            for (host_port, container_port) in m.pairs() {
+                reservation.held.push(HeldPort {
+                    protocol: m.protocol,
+                    host: SocketAddr::new(m.bind_ip(), host_port),
+                    container_port,
+                    socket: reserve_one(m.protocol, m.bind_ip(), host_port)
+                        .and_then(|fd| listen_tcp(m.protocol, m.bind_ip(), host_port, fd))?,
+                });
             }
         }
-        Ok(held)
+        Ok(reservation)
     }
 
     /// How many ports are held.
     pub fn len(&self) -> usize {
-        self.sockets.len()
+        self.held.len()
     }
 
     /// True when nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.sockets.is_empty()
+        self.held.is_empty()
+    }
+
+    /// The held ports.
+    pub fn ports(&self) -> &[HeldPort] {
+        &self.held
+    }
+
+    /// The held ports, to hand over to a proxy.
+    pub fn into_ports(self) -> Vec<HeldPort> {
+        self.held
     }
 }
 
-/// Binds (without SO_REUSEADDR, without listening) `ip:port`.
+/// TCP: `listen()` on a socket from [`reserve_one`].
+fn listen_tcp(proto: Protocol, ip: IpAddr, port: u16, fd: OwnedFd) -> Result<OwnedFd> {
+    if proto == Protocol::Tcp {
+        listen(&fd, Backlog::MAXCONN).map_err(|e| NetError::PortInUse {
+            proto,
+            host_ip: ip,
+            port,
+            source: e.into(),
+        })?;
+    }
+    Ok(fd)
+}
+
+/// Binds (without listening) `ip:port`. TCP sockets get `SO_REUSEADDR`, which on Linux
+/// still fails next to a listening socket or a socket bound without it, but not next to
+/// the `TIME_WAIT` leftovers of connections relayed by an earlier listener on the port
+/// (a restarted daemon re-reserves it at once). UDP sockets do not: there it would let two
+/// sockets share the port.
 pub fn reserve_one(proto: Protocol, ip: IpAddr, port: u16) -> Result<OwnedFd> {
     let in_use = |source: std::io::Error| NetError::PortInUse {
         proto,
@@ -185,6 +236,9 @@ pub fn reserve_one(proto: Protocol, ip: IpAddr, port: u16) -> Result<OwnedFd> {
         Protocol::Udp => SockType::Datagram,
     };
     let fd = socket(family, ty, SockFlag::SOCK_CLOEXEC, None).map_err(|e| in_use(e.into()))?;
+    if proto == Protocol::Tcp {
+        setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| in_use(e.into()))?;
+    }
     use std::os::fd::AsRawFd;
     let bound = match SocketAddr::new(ip, port) {
         SocketAddr::V4(a) => bind(fd.as_raw_fd(), &SockaddrIn::from(a)),

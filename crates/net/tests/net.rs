@@ -397,7 +397,7 @@ async fn dnat_from_localhost_reaches_the_container() {
         ],
     };
     let held = env.driver.publish(rules.clone()).await.expect("publish");
-    assert_eq!(held.len(), 2);
+    assert_eq!(held.local_addrs().len(), 2);
     let dump = env.driver.firewall().dump().expect("dump");
     assert!(dump.contains("dnat to 10.213.17.2:7000"), "{dump}");
     // route_localnet is on for the bridge, so loopback addresses from it are dropped.
@@ -447,10 +447,147 @@ async fn dnat_from_localhost_reaches_the_container() {
         .unpublish("ctr-dnat")
         .await
         .expect("unpublish is idempotent");
-    drop(held);
+    held.stop().await;
     let dump = env.driver.firewall().dump().expect("dump");
     assert!(!dump.contains("dnat to"), "{dump}");
     assert!(fetch(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port), 11, b"x").is_err());
+}
+
+/// Runs `fetch` inside `ns` off the runtime's threads (the relay runs on them).
+async fn fetch_in_blocking(
+    ns: &NetNs,
+    target: SocketAddr,
+    greeting_len: usize,
+    msg: &'static [u8],
+) -> std::io::Result<Vec<u8>> {
+    let ns = ns.clone();
+    tokio::task::spawn_blocking(move || fetch_in(&ns, target, greeting_len, msg))
+        .await
+        .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_reach_published_ports_through_the_relay() {
+    if !root_ok() {
+        return;
+    }
+    let mut env = Env::new();
+    let n = env.network(20, true, false).await;
+    let other = env.network(21, true, false).await;
+    let a = env.netns().await;
+    let b = env.netns().await;
+    env.attach(&n, &a, "10.213.20.2/24").await;
+    env.attach(&other, &b, "10.213.21.2/24").await;
+    let sealed = env.network(22, true, true).await;
+    let c = env.netns().await;
+    env.attach(&sealed, &c, "10.213.22.2/24").await;
+    tcp_server(&a, 7000, b"from netns ", Duration::from_secs(15));
+    udp_server(&a, 7001, Duration::from_secs(15));
+    // Bound to the gateway address, not every address: nothing opens on the host's other
+    // interfaces during the test.
+    let gw = ip("10.213.20.1");
+    let port = free_port();
+    let relay = env
+        .driver
+        .publish(PublishRules {
+            owner: "ctr-hairpin".to_string(),
+            container_ip: ip("10.213.20.2"),
+            mappings: vec![
+                PortMapping::tcp(Some(gw), port, 7000),
+                // On every address: the relay replies from the address written to.
+                PortMapping::udp(None, port, 7001),
+                // Where the internal network's container could reach it.
+                PortMapping::tcp(Some(ip("10.213.22.1")), port, 7000),
+            ],
+        })
+        .await
+        .expect("publish");
+    let dump = env.driver.firewall().dump().expect("dump");
+    assert!(
+        dump.contains(&format!("iifname \"{}\" accept", n.bridge)),
+        "{dump}"
+    );
+    let target = SocketAddr::new(gw, port);
+    // The container reaches its own published port (DNAT would send it back to itself,
+    // source = destination, and the kernel drops that) ...
+    let got = fetch_in_blocking(&a, target, 11, b"self")
+        .await
+        .expect("own published port");
+    assert_eq!(got, b"from netns self");
+    // ... and so does a container on another (isolated) network, through the host.
+    let got = fetch_in_blocking(&b, target, 11, b"other")
+        .await
+        .expect("published port from another network");
+    assert_eq!(got, b"from netns other");
+    let b2 = b.clone();
+    let echoed = tokio::task::spawn_blocking(move || {
+        b2.run(move || {
+            // Connected: a reply from another address (b's own gateway, the kernel's
+            // choice on the way back) would be dropped.
+            let udp = UdpSocket::bind("0.0.0.0:0")?;
+            udp.set_read_timeout(Some(Duration::from_secs(2)))?;
+            udp.connect(target)?;
+            udp.send(b"dgram")?;
+            let mut buf = [0u8; 64];
+            let len = udp.recv(&mut buf)?;
+            Ok::<_, std::io::Error>(buf[..len].to_vec())
+        })
+        .expect("run in netns")
+    })
+    .await
+    .expect("join")
+    .expect("udp through the relay");
+    assert_eq!(echoed, b"dgram");
+    // A container on an internal network does not get out through the relay: its packets
+    // are DNATed and dropped in forward. (A short timeout: success would be at once.)
+    let sealed_target = SocketAddr::new(ip("10.213.22.1"), port);
+    let from_internal = tokio::task::spawn_blocking(move || {
+        c.run(move || TcpStream::connect_timeout(&sealed_target, Duration::from_millis(500)))
+            .expect("run in netns")
+    })
+    .await
+    .expect("join");
+    assert!(from_internal.is_err(), "{from_internal:?}");
+
+    // An open relayed connection is cut when the relay stops, and the port is free.
+    let a2 = a.clone();
+    let open = tokio::task::spawn_blocking(move || {
+        a2.run(move || -> std::io::Result<TcpStream> {
+            let mut s = TcpStream::connect_timeout(&target, Duration::from_millis(1500))?;
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            let mut greeting = [0u8; 11];
+            s.read_exact(&mut greeting)?;
+            Ok(s)
+        })
+        .expect("run in netns")
+    })
+    .await
+    .expect("join")
+    .expect("open a relayed connection");
+    env.driver
+        .unpublish("ctr-hairpin")
+        .await
+        .expect("unpublish");
+    relay.stop().await;
+    let mut open = open;
+    let mut rest = Vec::new();
+    let cut = tokio::task::spawn_blocking(move || open.read_to_end(&mut rest))
+        .await
+        .expect("join");
+    // Closed (or reset), not left hanging until the read timeout.
+    assert!(
+        matches!(&cut, Ok(0))
+            || cut
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{cut:?}"
+    );
+    let again = TcpListener::bind(target).expect("port free after stop");
+    drop(again);
+    let again = UdpSocket::bind(("0.0.0.0", port)).expect("udp port free after stop");
+    drop(again);
+    let dump = env.driver.firewall().dump().expect("dump");
+    assert!(!dump.contains("dnat to"), "{dump}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

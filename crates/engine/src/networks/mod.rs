@@ -7,7 +7,8 @@
 //! A container on a bridge network gets a network namespace pinned at
 //! `<exec-root>/netns/<id>` when it starts (so it outlives berthd, as the
 //! container does), one veth per network, an address from IPAM, DNAT rules
-//! for its published ports (berth's own nftables table), and, on
+//! for its published ports (berth's own nftables table) with a relay in
+//! berthd for connections from containers to those ports (hairpin), and, on
 //! user-defined networks, an embedded DNS server at 127.0.0.11 that answers
 //! the names, aliases and short ids of the containers it shares a network
 //! with. All of it goes when the container stops.
@@ -28,6 +29,7 @@ use berth_net::firewall::{FirewallConfig, PublishRules};
 use berth_net::ipam::{Family, Ipam, IpamConfig, SubnetRequest};
 use berth_net::netns::NetNs;
 use berth_net::ports::PortReservation;
+use berth_net::proxy::UserlandProxy;
 use serde::{Deserialize, Serialize};
 
 pub use berth_net::ipam::AddressPool;
@@ -307,7 +309,8 @@ pub struct Running {
 #[derive(Debug, Default)]
 struct Live {
     dns: Option<DnsServer>,
-    ports: Option<PortReservation>,
+    /// The published ports' reservations, relaying what containers send to them.
+    ports: Option<UserlandProxy>,
 }
 
 /// Names a container answers to on one network, and its addresses there.
@@ -1232,7 +1235,11 @@ impl NetworkService {
             if let Some(dns) = live.dns {
                 dns.stop().await;
             }
-            drop(live.ports);
+            if let Some(ports) = live.ports {
+                // Closes the listeners and the relayed connections before returning: the
+                // host ports are free once the container is gone.
+                ports.stop().await;
+            }
         }
         let pinned = self.netns_dir.join(id).exists();
         if !pinned && endpoints.values().all(|e| e.endpoint_id.is_empty()) {
@@ -1378,9 +1385,23 @@ impl NetworkService {
             }
             if !published.is_empty() {
                 let mappings: Vec<_> = published.iter().map(ports::mapping).collect();
-                match PortReservation::reserve(&mappings) {
-                    Ok(held) => {
-                        lock(&self.live).entry(id.clone()).or_default().ports = Some(held);
+                // The address join published them to: the first bridge endpoint's.
+                let target = eps
+                    .iter()
+                    .filter(|(net, ep)| {
+                        self.get(&ep.network_id)
+                            .or_else(|_| self.get(net))
+                            .is_ok_and(|n| n.driver == "bridge")
+                    })
+                    .find_map(|(_, ep)| ep.ip.or(ep.ipv6));
+                let relayed = PortReservation::reserve(&mappings).and_then(|held| match target {
+                    Some(ip) => UserlandProxy::relay(held, ip),
+                    // Nothing to relay to: hold the ports all the same.
+                    None => Ok(UserlandProxy::hold(held)),
+                });
+                match relayed {
+                    Ok(relay) => {
+                        lock(&self.live).entry(id.clone()).or_default().ports = Some(relay);
                     }
                     Err(e) => {
                         tracing::warn!(container = %id, error = %e, "reserve published ports again")
