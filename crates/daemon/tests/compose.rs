@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{Daemon, busybox_archive, free_port, root};
@@ -20,18 +20,15 @@ struct Project<'a> {
 
 impl Project<'_> {
     fn run(&self, args: &[&str]) -> Output {
-        Command::new("docker-compose")
+        self.d
+            .client_cmd("docker-compose")
             .arg("-p")
             .arg(&self.name)
             .args(args)
             .current_dir(&self.dir)
-            .env("DOCKER_HOST", format!("unix://{}", self.d.sock.display()))
-            .env("DOCKER_CONFIG", self.d.dir.path().join("docker-config"))
             // compose 1.x reads image inspect's ContainerConfig when it
             // recreates; dockerd, like berthd, shows it only below 1.45.
             .env("COMPOSE_API_VERSION", "1.44")
-            .env_remove("DOCKER_CONTEXT")
-            .stdin(Stdio::null())
             .output()
             .unwrap()
     }

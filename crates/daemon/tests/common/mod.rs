@@ -139,15 +139,22 @@ impl Daemon {
         self.child.as_ref().unwrap().id() as i32
     }
 
-    /// The docker CLI against this daemon, with its own empty config dir.
-    pub fn docker_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("docker");
-        c.args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+    /// `program` (a Docker client: docker, docker-compose) against this
+    /// daemon, with its own empty config dir and no stdin.
+    pub fn client_cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
             .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
             .env_remove("DOCKER_CONTEXT")
             .env_remove("DOCKER_API_VERSION")
             .stdin(Stdio::null());
+        c
+    }
+
+    /// The docker CLI against this daemon (see [`Daemon::client_cmd`]).
+    pub fn docker_cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.client_cmd("docker");
+        c.args(args);
         c
     }
 
