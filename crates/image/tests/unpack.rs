@@ -47,6 +47,14 @@ fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
+/// A temp dir with an image store and a snapshotter in it.
+fn stores() -> (tempfile::TempDir, ImageStore, Snapshotter) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(tmp.path()).unwrap();
+    let snaps = Snapshotter::open(&tmp.path().join("snapshots"), store.db().clone(), None).unwrap();
+    (tmp, store, snaps)
+}
+
 /// Unmounts on drop, so a failed assertion leaves no mount behind.
 struct Mounted(PathBuf);
 
@@ -69,9 +77,7 @@ fn unpack_change_commit_diff_and_gc() {
     if !root_ok() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let store = ImageStore::open(tmp.path()).unwrap();
-    let snaps = Snapshotter::open(&tmp.path().join("snapshots"), store.db().clone(), None).unwrap();
+    let (tmp, store, snaps) = stores();
     let host = Platform::host();
     let base = archive::import(
         &store,
@@ -210,9 +216,7 @@ fn a_layer_that_does_not_match_its_diff_id_is_not_unpacked() {
     if !root_ok() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let store = ImageStore::open(tmp.path()).unwrap();
-    let snaps = Snapshotter::open(&tmp.path().join("snapshots"), store.db().clone(), None).unwrap();
+    let (_tmp, store, snaps) = stores();
     // A docker-archive whose gzip layer's content differs from the
     // config's diff_id (only checkable once decompressed, at unpack).
     let layer = tar_of(&[("a", "1")]);
@@ -268,9 +272,7 @@ fn unpack_reports_bytes_per_layer() {
     if !root_ok() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let store = ImageStore::open(tmp.path()).unwrap();
-    let snaps = Snapshotter::open(&tmp.path().join("snapshots"), store.db().clone(), None).unwrap();
+    let (_tmp, store, snaps) = stores();
     let host = Platform::host();
     // ~3 MiB that does not compress away: several progress steps.
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
