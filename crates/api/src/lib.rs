@@ -26,6 +26,7 @@ use berth_engine::Engine;
 use berth_engine::system::HostInfo;
 
 pub use error::ApiError;
+pub use routes::ClientSocket;
 
 /// What handlers share.
 #[derive(Debug, Clone)]

@@ -131,11 +131,14 @@ async fn serve(
         let app = berth_api::app(state.clone());
         let mut rx = stop_rx.clone();
         servers.spawn(async move {
-            axum::serve(listener, app.into_make_service())
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                })
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<berth_api::ClientSocket>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await
         });
     }
     if let Some(tls) = &tls {

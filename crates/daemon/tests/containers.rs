@@ -928,6 +928,30 @@ fn attach_with_logs_and_over_a_websocket() {
     assert_eq!(&body[8..14], b"first\n");
     assert_eq!(body[14], 2, "stderr frame: {body:?}");
 
+    // The same upgraded (docker-py's way): nothing after the 101 answer
+    // until the client has read it, so one read gets the answer alone (a
+    // client that then reads the raw socket loses nothing).
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /containers/talker/attach?logs=1&stream=0&stdout=1&stderr=1 HTTP/1.1\r\n\
+         Host: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let mut first = vec![0u8; 8192];
+    let n = s.read(&mut first).unwrap();
+    let head = String::from_utf8_lossy(&first[..n]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.ends_with("\r\n\r\n"),
+        "more than the answer in one read: {head:?}"
+    );
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert_eq!(&rest[..14], b"\x01\0\0\0\0\0\0\x06first\n", "{rest:?}");
+
     // The websocket: handshake, then the log and the live output.
     let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -16,6 +16,7 @@ mod progress;
 pub mod stats;
 /// Hijacked stdio streams.
 mod stream;
+pub use stream::ClientSocket;
 /// `/_ping`, `/version`, `/info`, and what is not there yet.
 pub mod system;
 /// `/volumes/…`.

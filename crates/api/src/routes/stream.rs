@@ -11,8 +11,10 @@ use axum::response::Response;
 use berth_engine::containers::shim::read_frame;
 use berth_shim::proto::Frame;
 use bytes::Bytes;
+use std::os::fd::{AsRawFd, RawFd};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::UnixStream;
+
+use tokio::net::{UnixListener, UnixStream};
 
 use crate::error::ApiError;
 use crate::version::ApiVersion;
@@ -88,10 +90,22 @@ where
     let wants_upgrade = req.headers().contains_key(header::UPGRADE);
     let ct = HeaderValue::from_static(content_type(tty, v));
     if wants_upgrade {
+        let fd = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<ClientSocket>>()
+            .map(|c| c.0.0);
         let on = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             match on.await {
-                Ok(up) => f(Box::new(hyper_util::rt::TokioIo::new(up))).await,
+                Ok(up) => {
+                    // A client that reads the 101 answer through a buffered
+                    // reader and then switches to the raw socket (docker-py
+                    // does) would lose output that came in the same read.
+                    if let Some(fd) = fd {
+                        until_read(fd).await;
+                    }
+                    f(Box::new(hyper_util::rt::TokioIo::new(up))).await
+                }
                 Err(e) => tracing::debug!(error = %e, "upgrade failed"),
             }
         });
@@ -118,6 +132,38 @@ where
     let mut r = Response::new(Body::from_stream(body));
     r.headers_mut().insert(header::CONTENT_TYPE, ct);
     Ok(r)
+}
+
+/// The socket of a client connection (berthd's UNIX-socket listeners), for
+/// [`hijack`] to see when the client has read the 101 answer. Serve the app
+/// with `into_make_service_with_connect_info::<ClientSocket>()`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSocket(RawFd);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, UnixListener>>
+    for ClientSocket
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, UnixListener>) -> Self {
+        ClientSocket(stream.io().as_raw_fd())
+    }
+}
+
+/// Waits until the client on `fd` has read everything sent to it, or 50 ms.
+/// `fd` must be the open socket of the connection being served.
+async fn until_read(fd: RawFd) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(50);
+    loop {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ) on a socket writes one int, the bytes
+        // its peer has not read yet. `fd` is the connection's socket, open
+        // while the upgraded connection that owns it is alive (the caller
+        // holds it).
+        let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+        if r != 0 || queued <= 0 || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
 }
 
 /// Copies the shim's frames to the client (Docker frames, or raw with a
