@@ -63,6 +63,25 @@ fn blob_of_several_read_chunks_whole_and_range() {
     assert!(body(&mut r) == data[500_000..=1_100_000], "range differs");
 }
 
+/// A blob of no bytes: nothing to map, an empty 200, and every range
+/// unsatisfiable.
+#[test]
+fn empty_blob_whole_head_and_range() {
+    let (_d, s, a) = setup();
+    let d = push_blob(&a, &s, "lib/empty", b"");
+    let url = s.url(&format!("/v2/lib/empty/blobs/{d}"));
+    let r = a.head(&url).call().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-length").as_deref(), Some("0"));
+    let mut r = a.get(&url).call().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-length").as_deref(), Some("0"));
+    assert!(body(&mut r).is_empty());
+    let r = a.get(&url).header("Range", "bytes=0-").call().unwrap();
+    assert_eq!(r.status(), 416);
+    assert_eq!(header(&r, "content-range").as_deref(), Some("bytes */0"));
+}
+
 #[test]
 fn monolithic_blob_head_get_range_delete() {
     let (_d, s, a) = setup();
