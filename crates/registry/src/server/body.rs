@@ -178,10 +178,12 @@ fn map_window(file: &std::fs::File, pos: u64, n: usize) -> io::Result<Bytes> {
     // for writing or truncates it. Removal (gc, or a second commit of the same
     // digest renaming over it) only unlinks the name: the mapping keeps the
     // inode and its pages until it is dropped. So the mapped bytes stay as
-    // they were, and no access raises SIGBUS (which needs the file truncated
-    // under the mapping, or a read error on a page reclaimed after the
-    // populate below). Someone outside berth truncating a file under `blobs/`
-    // would break this, as it breaks the store's content addressing anyway.
+    // they were and within the file: no access faults with SIGBUS. (The one
+    // way left is a disk read error on a page reclaimed after the populate
+    // below and read again; over plain HTTP only the kernel reads the
+    // mapping, in writev, where that is EFAULT and not a signal; rustls
+    // reads it in user space.) Someone outside berth truncating a file under
+    // `blobs/` would break this, as it breaks content addressing anyway.
     let map = unsafe { memmap2::MmapOptions::new().offset(pos).len(n).map(file)? };
     map.advise(memmap2::Advice::PopulateRead)?;
     Ok(Bytes::from_owner(map))
