@@ -33,8 +33,9 @@ fn base_answers_with_api_version() {
     assert_eq!(code(&mut r), "NAME_UNKNOWN");
 }
 
-/// The server reads a blob in chunks of 512 KiB: a whole blob of several,
-/// and a range that starts inside one and ends two chunks later.
+/// A blob of several 512 KiB chunks where the server reads it (one 2 MiB
+/// window where it maps it, as here; body.rs tests both ways): the whole
+/// blob, and a range that starts inside a chunk and ends two chunks later.
 #[test]
 fn blob_of_several_read_chunks_whole_and_range() {
     let (_d, s, a) = setup();
