@@ -33,8 +33,9 @@ fn base_answers_with_api_version() {
     assert_eq!(code(&mut r), "NAME_UNKNOWN");
 }
 
-/// The server reads a blob in chunks of 512 KiB: a whole blob of several,
-/// and a range that starts inside one and ends two chunks later.
+/// A blob of several 512 KiB chunks where the server reads it (one 2 MiB
+/// window where it maps it, as here; body.rs tests both ways): the whole
+/// blob, and a range that starts inside a chunk and ends two chunks later.
 #[test]
 fn blob_of_several_read_chunks_whole_and_range() {
     let (_d, s, a) = setup();
@@ -61,6 +62,25 @@ fn blob_of_several_read_chunks_whole_and_range() {
     );
     assert_eq!(header(&r, "content-length").as_deref(), Some("600001"));
     assert!(body(&mut r) == data[500_000..=1_100_000], "range differs");
+}
+
+/// A blob of no bytes: nothing to map, an empty 200, and every range
+/// unsatisfiable.
+#[test]
+fn empty_blob_whole_head_and_range() {
+    let (_d, s, a) = setup();
+    let d = push_blob(&a, &s, "lib/empty", b"");
+    let url = s.url(&format!("/v2/lib/empty/blobs/{d}"));
+    let r = a.head(&url).call().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-length").as_deref(), Some("0"));
+    let mut r = a.get(&url).call().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-length").as_deref(), Some("0"));
+    assert!(body(&mut r).is_empty());
+    let r = a.get(&url).header("Range", "bytes=0-").call().unwrap();
+    assert_eq!(r.status(), 416);
+    assert_eq!(header(&r, "content-range").as_deref(), Some("bytes */0"));
 }
 
 #[test]
