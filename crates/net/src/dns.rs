@@ -71,6 +71,9 @@ pub struct DnsServer {
     tasks: Vec<JoinHandle<()>>,
     udp: SocketAddr,
     tcp: SocketAddr,
+    /// The UDP socket, shared with the queries being answered: closed when this no longer
+    /// upgrades.
+    udp_socket: std::sync::Weak<UdpSocket>,
 }
 
 impl Drop for DnsServer {
@@ -116,7 +119,7 @@ impl DnsServer {
             None => bind(),
         }
         .map_err(|e| err("bind", e))?;
-        let udp = UdpSocket::from_std(udp).map_err(|e| err("register UDP socket", e))?;
+        let udp = Arc::new(UdpSocket::from_std(udp).map_err(|e| err("register UDP socket", e))?);
         let tcp = TcpListener::from_std(tcp).map_err(|e| err("register TCP socket", e))?;
         let udp_addr = udp.local_addr().map_err(|e| err("local address", e))?;
         let tcp_addr = tcp.local_addr().map_err(|e| err("local address", e))?;
@@ -124,6 +127,7 @@ impl DnsServer {
             resolver: Box::new(resolver),
             cfg,
         });
+        let udp_socket = Arc::downgrade(&udp);
         let tasks = vec![
             tokio::spawn(serve_udp(udp, Arc::clone(&shared))),
             tokio::spawn(serve_tcp(tcp, shared)),
@@ -132,6 +136,7 @@ impl DnsServer {
             tasks,
             udp: udp_addr,
             tcp: tcp_addr,
+            udp_socket,
         })
     }
 
@@ -144,6 +149,11 @@ impl DnsServer {
         }
         for t in tasks {
             let _ = t.await;
+        }
+        // The queries still being answered hold the UDP socket until their abort lands.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.udp_socket.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
@@ -158,17 +168,19 @@ impl DnsServer {
     }
 }
 
-async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>) {
-    let socket = Arc::new(socket);
+async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
     let mut buf = vec![0u8; 4096];
+    // The queries being answered: aborted with this task (dropping the set).
+    let mut queries = tokio::task::JoinSet::new();
     loop {
         let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
             continue;
         };
+        while queries.try_join_next().is_some() {}
         let query = buf[..n].to_vec();
         let shared = Arc::clone(&shared);
         let socket = Arc::clone(&socket);
-        tokio::spawn(async move {
+        queries.spawn(async move {
             if let Some(reply) = answer(&shared, &query).await {
                 let reply = truncate_for_udp(reply);
                 let _ = socket.send_to(&reply, peer).await;
