@@ -30,6 +30,7 @@
 //! The calls are synchronous (they run `nft`): from async code use `spawn_blocking`.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -98,6 +99,27 @@ pub struct PublishRules {
 pub struct Firewall {
     cfg: FirewallConfig,
     ready: Mutex<bool>,
+    /// The containers' port rules (`ctr:` tags) and their handles: filled by one listing
+    /// at the first publish or unpublish, then kept from nft's echo of what publish adds,
+    /// so that publish and unpublish run one nft process each instead of two. None until
+    /// that listing. Held for the whole of a publish or unpublish.
+    ports: Mutex<Option<PortRules>>,
+}
+
+/// One rule in berth's table, as nft names it for a delete.
+#[derive(Debug, Clone)]
+struct RuleRef {
+    family: NfFamily,
+    chain: String,
+    handle: u32,
+}
+
+/// Port rules by tag.
+type PortRules = HashMap<String, Vec<RuleRef>>;
+
+/// Tag of the port rules of container (publish owner) `owner`.
+fn ports_tag(owner: &str) -> String {
+    format!("ctr:{owner}")
 }
 
 const FAMILIES: [NfFamily; 2] = [NfFamily::IP, NfFamily::IP6];
@@ -168,6 +190,7 @@ impl Firewall {
         Firewall {
             cfg,
             ready: Mutex::new(false),
+            ports: Mutex::new(None),
         }
     }
 
@@ -494,8 +517,9 @@ impl Firewall {
     /// ports first ([`crate::ports::PortReservation`]). Replaces the owner's earlier rules.
     pub fn publish(&self, rules: &PublishRules) -> Result<()> {
         self.ensure()?;
-        let tag = format!("ctr:{}", rules.owner);
-        self.remove_tagged(&tag)?;
+        let tag = ports_tag(&rules.owner);
+        let mut known = self.ports_known()?;
+        self.remove_ports(&mut known, &tag)?;
         let family = if rules.container_ip.is_ipv4() {
             NfFamily::IP
         } else {
@@ -539,12 +563,58 @@ impl Firewall {
                 objs.push(self.rule(family, "ports", Some(&tag), expr));
             }
         }
-        self.apply(&format!("publish ports of {}", rules.owner), objs)
+        let added = self.apply_echo(&format!("publish ports of {}", rules.owner), objs)?;
+        if let Some(map) = known.as_mut() {
+            for (t, r) in added {
+                map.entry(t).or_default().push(r);
+            }
+        }
+        Ok(())
     }
 
     /// Removes every port rule of container `owner`. Idempotent.
     pub fn unpublish(&self, owner: &str) -> Result<()> {
-        self.remove_tagged(&format!("ctr:{owner}"))
+        let mut known = self.ports_known()?;
+        self.remove_ports(&mut known, &ports_tag(owner))
+    }
+
+    /// The port-rule cache, listed once if it is not yet.
+    fn ports_known(&self) -> Result<std::sync::MutexGuard<'_, Option<PortRules>>> {
+        let mut known = self
+            .ports
+            .lock()
+            .map_err(|_| self.err("port rules", "lock poisoned".to_string()))?;
+        if known.is_none() {
+            let mut map = PortRules::new();
+            for (tag, r) in self.list_rules(|t| t.starts_with("ctr:"))? {
+                map.entry(tag).or_default().push(r);
+            }
+            *known = Some(map);
+        }
+        Ok(known)
+    }
+
+    /// Deletes the rules of `tag` that `known` holds. A handle that is gone (the table
+    /// was changed behind berth's back) makes it list the ruleset again and retry once.
+    fn remove_ports(&self, known: &mut Option<PortRules>, tag: &str) -> Result<()> {
+        let refs = known
+            .as_mut()
+            .and_then(|m| m.remove(tag))
+            .unwrap_or_default();
+        if refs.is_empty() {
+            return Ok(());
+        }
+        let op = format!("remove rules tagged {tag}");
+        if self.delete_rules(&op, &refs).is_ok() {
+            return Ok(());
+        }
+        let mut map = PortRules::new();
+        for (t, r) in self.list_rules(|t| t.starts_with("ctr:"))? {
+            map.entry(t).or_default().push(r);
+        }
+        let refs = map.remove(tag).unwrap_or_default();
+        *known = Some(map);
+        self.delete_rules(&op, &refs)
     }
 
     /// Deletes berth's tables in both families (everything it ever added). Idempotent.
@@ -568,6 +638,9 @@ impl Firewall {
             }
         }
         *ready = false;
+        if let Ok(mut known) = self.ports.lock() {
+            *known = None;
+        }
         Ok(())
     }
 
@@ -604,24 +677,52 @@ impl Firewall {
     }
 
     fn remove_tagged(&self, tag: &str) -> Result<()> {
-        // One listing of the whole ruleset (one nft process instead of one
-        // per family), filtered to berth's table.
-        let text = self.run_nft("list", &["-j", "list", "ruleset"], None)?;
-        let listing: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| self.err("list ruleset", format!("bad JSON from nft: {e}")))?;
+        let refs: Vec<RuleRef> = self
+            .list_rules(|t| t == tag)?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        self.delete_rules(&format!("remove rules tagged {tag}"), &refs)
+    }
+
+    /// The rules of berth's table whose comment passes `want`, with that comment. One
+    /// listing of the whole ruleset (one nft process instead of one per family).
+    fn list_rules(&self, want: impl Fn(&str) -> bool) -> Result<Vec<(String, RuleRef)>> {
+        let text = self.run_nft("list", &["-j", "-a", "list", "ruleset"], None)?;
+        self.rules_in(&text, "list ruleset", want)
+    }
+
+    /// The rules in nft JSON output `text` (a listing, or the echo of an add) that are in
+    /// berth's table and whose comment passes `want`.
+    fn rules_in(
+        &self,
+        text: &str,
+        op: &str,
+        want: impl Fn(&str) -> bool,
+    ) -> Result<Vec<(String, RuleRef)>> {
+        let listing: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| self.err(op, format!("bad JSON from nft: {e}")))?;
         let items = listing
             .get("nftables")
             .and_then(|v| v.as_array())
             .cloned()
             .unwrap_or_default();
-        let mut objs = Vec::new();
+        let mut out = Vec::new();
         for item in items {
-            let Some(rule) = item.get("rule") else {
+            // A listing has {"rule": …}; an echo {"add": {"rule": …}}.
+            let Some(rule) = item
+                .get("rule")
+                .or_else(|| item.get("add").and_then(|a| a.get("rule")))
+            else {
                 continue;
             };
-            if rule.get("table").and_then(|t| t.as_str()) != Some(self.cfg.table.as_str())
-                || rule.get("comment").and_then(|c| c.as_str()) != Some(tag)
-            {
+            if rule.get("table").and_then(|t| t.as_str()) != Some(self.cfg.table.as_str()) {
+                continue;
+            }
+            let Some(tag) = rule.get("comment").and_then(|c| c.as_str()) else {
+                continue;
+            };
+            if !want(tag) {
                 continue;
             }
             let family = match rule.get("family").and_then(|f| f.as_str()) {
@@ -635,23 +736,53 @@ impl Firewall {
             ) else {
                 continue;
             };
-            let handle =
-                u32::try_from(handle).map_err(|e| self.err("remove rules", e.to_string()))?;
-            objs.push(NfObject::CmdObject(NfCmd::Delete(NfListObject::Rule(
-                Rule {
+            let handle = u32::try_from(handle).map_err(|e| self.err(op, e.to_string()))?;
+            out.push((
+                tag.to_string(),
+                RuleRef {
                     family,
-                    table: self.table(),
-                    chain: Cow::Owned(chain.to_string()),
-                    expr: Cow::Owned(Vec::new()),
-                    handle: Some(handle),
-                    index: None,
-                    comment: None,
+                    chain: chain.to_string(),
+                    handle,
                 },
-            ))));
+            ));
         }
-        if objs.is_empty() {
+        Ok(out)
+    }
+
+    /// Deletes `refs` in one transaction (nothing to do: no nft process).
+    fn delete_rules(&self, op: &str, refs: &[RuleRef]) -> Result<()> {
+        if refs.is_empty() {
             return Ok(());
         }
-        self.apply(&format!("remove rules tagged {tag}"), objs)
+        let objs = refs
+            .iter()
+            .map(|r| {
+                NfObject::CmdObject(NfCmd::Delete(NfListObject::Rule(Rule {
+                    family: r.family,
+                    table: self.table(),
+                    chain: Cow::Owned(r.chain.clone()),
+                    expr: Cow::Owned(Vec::new()),
+                    handle: Some(r.handle),
+                    index: None,
+                    comment: None,
+                })))
+            })
+            .collect();
+        self.apply(op, objs)
+    }
+
+    /// [`Self::apply`], returning the `ctr:` rules it added with their handles (nft's
+    /// `--echo --handle`).
+    fn apply_echo(
+        &self,
+        op: &str,
+        objects: Vec<NfObject<'static>>,
+    ) -> Result<Vec<(String, RuleRef)>> {
+        let batch = Nftables {
+            objects: objects.into(),
+        };
+        let json = serde_json::to_string(&batch).map_err(|e| self.err(op, e.to_string()))?;
+        let out = self.run_nft(op, &["-j", "-e", "-a", "-f", "-"], Some(json.as_bytes()))?;
+        self.rules_in(&out, op, |t| t.starts_with("ctr:"))
     }
 }
