@@ -473,14 +473,14 @@ async fn containers_reach_published_ports_through_the_relay() {
     }
     let mut env = Env::new();
     let n = env.network(20, true, false).await;
-    let other = env.network(21, true, false).await;
+    let other = env.network(26, true, false).await;
     let a = env.netns().await;
     let b = env.netns().await;
     env.attach(&n, &a, "10.213.20.2/24").await;
-    env.attach(&other, &b, "10.213.21.2/24").await;
-    let sealed = env.network(22, true, true).await;
+    env.attach(&other, &b, "10.213.26.2/24").await;
+    let sealed = env.network(27, true, true).await;
     let c = env.netns().await;
-    env.attach(&sealed, &c, "10.213.22.2/24").await;
+    env.attach(&sealed, &c, "10.213.27.2/24").await;
     tcp_server(&a, 7000, b"from netns ", Duration::from_secs(15));
     udp_server(&a, 7001, Duration::from_secs(15));
     // Bound to the gateway address, not every address: nothing opens on the host's other
@@ -497,7 +497,7 @@ async fn containers_reach_published_ports_through_the_relay() {
                 // On every address: the relay replies from the address written to.
                 PortMapping::udp(None, port, 7001),
                 // Where the internal network's container could reach it.
-                PortMapping::tcp(Some(ip("10.213.22.1")), port, 7000),
+                PortMapping::tcp(Some(ip("10.213.27.1")), port, 7000),
             ],
         })
         .await
@@ -540,7 +540,7 @@ async fn containers_reach_published_ports_through_the_relay() {
     assert_eq!(echoed, b"dgram");
     // A container on an internal network does not get out through the relay: its packets
     // are DNATed and dropped in forward. (A short timeout: success would be at once.)
-    let sealed_target = SocketAddr::new(ip("10.213.22.1"), port);
+    let sealed_target = SocketAddr::new(ip("10.213.27.1"), port);
     let from_internal = tokio::task::spawn_blocking(move || {
         c.run(move || TcpStream::connect_timeout(&sealed_target, Duration::from_millis(500)))
             .expect("run in netns")
@@ -770,9 +770,9 @@ async fn released_veth_goes_with_its_namespace() {
         return;
     }
     let mut env = Env::new();
-    let n = env.network(22, true, false).await;
+    let n = env.network(25, true, false).await;
     let a = env.netns().await;
-    let ep = env.attach(&n, &a, "10.213.22.2/24").await;
+    let ep = env.attach(&n, &a, "10.213.25.2/24").await;
     let nl = env.driver.netlink();
     let bridge = nl.require_link(&n.bridge).await.expect("bridge");
     assert_eq!(
