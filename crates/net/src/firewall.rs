@@ -563,8 +563,13 @@ impl Firewall {
                 objs.push(self.rule(family, "ports", Some(&tag), expr));
             }
         }
+        let expected = objs.len();
         let added = self.apply_echo(&format!("publish ports of {}", rules.owner), objs)?;
-        if let Some(map) = known.as_mut() {
+        if added.len() != expected {
+            // An nft that does not echo what it added: list again next time rather
+            // than miss these rules at unpublish.
+            *known = None;
+        } else if let Some(map) = known.as_mut() {
             for (t, r) in added {
                 map.entry(t).or_default().push(r);
             }
