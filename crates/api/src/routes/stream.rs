@@ -2,6 +2,7 @@
 //! between the client and the shim stream.
 
 use std::future::Future;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 
 use axum::body::Body;
@@ -11,9 +12,7 @@ use axum::response::Response;
 use berth_engine::containers::shim::read_frame;
 use berth_shim::proto::Frame;
 use bytes::Bytes;
-use std::os::fd::{AsRawFd, RawFd};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::error::ApiError;
