@@ -117,9 +117,12 @@ struct RuleRef {
 /// Port rules by tag.
 type PortRules = HashMap<String, Vec<RuleRef>>;
 
+/// Prefix of the tags of containers' port rules.
+const PORTS_TAG: &str = "ctr:";
+
 /// Tag of the port rules of container (publish owner) `owner`.
 fn ports_tag(owner: &str) -> String {
-    format!("ctr:{owner}")
+    format!("{PORTS_TAG}{owner}")
 }
 
 const FAMILIES: [NfFamily; 2] = [NfFamily::IP, NfFamily::IP6];
@@ -590,13 +593,18 @@ impl Firewall {
             .lock()
             .map_err(|_| self.err("port rules", "lock poisoned".to_string()))?;
         if known.is_none() {
-            let mut map = PortRules::new();
-            for (tag, r) in self.list_rules(|t| t.starts_with("ctr:"))? {
-                map.entry(tag).or_default().push(r);
-            }
-            *known = Some(map);
+            *known = Some(self.list_ports()?);
         }
         Ok(known)
+    }
+
+    /// Every container's port rules, from one listing.
+    fn list_ports(&self) -> Result<PortRules> {
+        let mut map = PortRules::new();
+        for (tag, r) in self.list_rules(|t| t.starts_with(PORTS_TAG))? {
+            map.entry(tag).or_default().push(r);
+        }
+        Ok(map)
     }
 
     /// Deletes the rules of `tag` that `known` holds. A handle that is gone (the table
@@ -613,10 +621,7 @@ impl Firewall {
         if self.delete_rules(&op, &refs).is_ok() {
             return Ok(());
         }
-        let mut map = PortRules::new();
-        for (t, r) in self.list_rules(|t| t.starts_with("ctr:"))? {
-            map.entry(t).or_default().push(r);
-        }
+        let mut map = self.list_ports()?;
         let refs = map.remove(tag).unwrap_or_default();
         *known = Some(map);
         self.delete_rules(&op, &refs)
@@ -788,6 +793,6 @@ impl Firewall {
         };
         let json = serde_json::to_string(&batch).map_err(|e| self.err(op, e.to_string()))?;
         let out = self.run_nft(op, &["-j", "-e", "-a", "-f", "-"], Some(json.as_bytes()))?;
-        self.rules_in(&out, op, |t| t.starts_with("ctr:"))
+        self.rules_in(&out, op, |t| t.starts_with(PORTS_TAG))
     }
 }
