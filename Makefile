@@ -41,11 +41,24 @@ deps:
 deps-test:
 	scripts/install-deps.sh test
 
+# berth-shim-monitor, the part of the shim that stays resident for a
+# container's life, has no C library dependency: it is linked against musl
+# where Rust's musl target is installed (scripts/install-deps.sh tries), a
+# third of the resident memory of a static glibc program, and put beside
+# berth-shim, which executes it.
+MUSL := $(shell uname -m)-unknown-linux-musl
+MONITOR_TARGET := $(shell rustup target list --installed 2>/dev/null | grep -qx $(MUSL) && echo $(MUSL) || echo $(TARGET))
 build:
 	LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/$(MULTIARCH) \
 	RUSTFLAGS="-C target-feature=+crt-static" \
 	$(CARGO) build --release --locked --target $(TARGET) -p berth-runtime-cli \
-		-p berth-daemon -p berth-shim -p berth-cli
+		-p berth-daemon -p berth-shim -p berth-cli \
+		--bin berth-runtime --bin berthd --bin berth-shim --bin berth
+	RUSTFLAGS="-C target-feature=+crt-static" \
+	$(CARGO) build --release --locked --target $(MONITOR_TARGET) -p berth-shim \
+		--no-default-features --bin berth-shim-monitor
+	@[ $(MONITOR_TARGET) = $(TARGET) ] || \
+		install -m 0755 target/$(MONITOR_TARGET)/release/berth-shim-monitor $(RELEASE_BIN)/berth-shim-monitor
 
 # The installed binary is made immutable: no process, root included, may
 # open it for writing, so berth-runtime needs no re-exec to protect itself
@@ -56,6 +69,7 @@ install: build
 	@chattr +i $(PREFIX)/bin/berth-runtime || echo "install: chattr +i failed; berth-runtime will re-execute from a read-only view of itself instead"
 	install -D -m 0755 $(RELEASE_BIN)/berthd $(PREFIX)/bin/berthd
 	install -D -m 0755 $(RELEASE_BIN)/berth-shim $(PREFIX)/bin/berth-shim
+	install -D -m 0755 $(RELEASE_BIN)/berth-shim-monitor $(PREFIX)/bin/berth-shim-monitor
 	install -D -m 0755 $(RELEASE_BIN)/berth $(PREFIX)/bin/berth
 
 ## test: the whole suite, as root: format, lints, unit and integration

@@ -150,6 +150,8 @@ bk run --rm --network none bb /bin/true || die "docker run fails on berthd"
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # PSS: pages shared by N processes (the same binary's text) count 1/N each.
 pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+# Private (USS): pages no other process maps, what one more container costs.
+uss_kb() { awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s + 0}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 containerd_pid() { pgrep -P "$DOCKERD_PID" -f containerd | head -1; }
 
 # --- 4 (first, while idle) --------------------------------------------------------
@@ -213,15 +215,17 @@ log "$N sequential create+start over the API, each daemon"
 CS_DOCKER=$(create_start "$WORK/docker.sock" "$N" "$WORK/docker-ids")
 CS_BERTH=$(create_start "$WORK/berth.sock" "$N" "$WORK/berth-ids")
 sleep 2
-shim_mem() {   # pattern → "count avg_rss_kb avg_pss_kb"
-  local rss=0 pss=0 n=0 p
+shim_mem() {   # pattern → "count avg_rss_kb avg_pss_kb avg_uss_kb"
+  local rss=0 pss=0 uss=0 n=0 p
   for p in $(pgrep -f "$1"); do
-    rss=$(( rss + $(rss_kb "$p") )); pss=$(( pss + $(pss_kb "$p") )); n=$(( n + 1 ))
+    rss=$(( rss + $(rss_kb "$p") )); pss=$(( pss + $(pss_kb "$p") ))
+    uss=$(( uss + $(uss_kb "$p") )); n=$(( n + 1 ))
   done
-  [ "$n" -gt 0 ] && echo "$n $(( rss / n )) $(( pss / n ))" || echo "0 0 0"
+  [ "$n" -gt 0 ] && echo "$n $(( rss / n )) $(( pss / n )) $(( uss / n ))" || echo "0 0 0 0"
 }
-read -r NB SHIM_BERTH PSS_BERTH < <(shim_mem "berth-shim $WORK/berth/exec")
-read -r ND SHIM_DOCKER PSS_DOCKER < <(shim_mem "containerd-shim.*$WORK/docker/exec")
+# A running container's berth-shim is berth-shim-monitor (berth-shim executes it).
+read -r NB SHIM_BERTH PSS_BERTH USS_BERTH < <(shim_mem "berth-shim-monitor $WORK/berth/exec")
+read -r ND SHIM_DOCKER PSS_DOCKER USS_DOCKER < <(shim_mem "containerd-shim.*$WORK/docker/exec")
 LOADED_BERTH=$(rss_kb "$BERTHD_PID")
 LOADED_DOCKER=$(( $(rss_kb "$DOCKERD_PID") + ${CTD:+$(rss_kb "$CTD")}+0 ))
 
@@ -234,5 +238,6 @@ printf '%-46s %12s %12s %10s %s\n' "  (the docker CLI alone, ms)" "$CLI_MS" "$CL
 printf '%-46s %12s %12s %10s %s\n' "create+start over the API, $N sequential (ms each)" "$CS_DOCKER" "$CS_BERTH" "$(ratio "$CS_BERTH" "$CS_DOCKER")" "berthd <= 20"
 printf '%-46s %12s %12s %10s %s\n' "supervisor RSS per container (KiB, $ND/$NB shims)" "$SHIM_DOCKER" "$SHIM_BERTH" "$(ratio "$SHIM_BERTH" "$SHIM_DOCKER")" "berth-shim <= 512"
 printf '%-46s %12s %12s %10s %s\n' "supervisor PSS per container (KiB)" "$PSS_DOCKER" "$PSS_BERTH" "$(ratio "$PSS_BERTH" "$PSS_DOCKER")" ""
+printf '%-46s %12s %12s %10s %s\n' "supervisor private memory per container (KiB)" "$USS_DOCKER" "$USS_BERTH" "$(ratio "$USS_BERTH" "$USS_DOCKER")" ""
 printf '%-46s %12s %12s %10s %s\n' "idle daemon RSS (KiB; dockerd+containerd)" "$IDLE_DOCKER" "$IDLE_BERTH" "$(ratio "$IDLE_BERTH" "$IDLE_DOCKER")" "berthd <= 15360"
 printf '%-46s %12s %12s %10s %s\n' "daemon RSS with $N running (KiB)" "$LOADED_DOCKER" "$LOADED_BERTH" "$(ratio "$LOADED_BERTH" "$LOADED_DOCKER")" ""

@@ -9,10 +9,18 @@
 //!
 //! **Spawn**: berthd runs `berth-shim <state-dir>` with stdout piped. The
 //! shim forks once: the child becomes the shim (new session, subreaper),
-//! creates the container (its init waits for `start`), binds the socket and
-//! reports to the parent, which prints one line, [`ready_line`] or
-//! [`error_line`], and exits 0 or 1. berthd reads that line and reaps the
-//! parent; the shim itself is not berthd's child.
+//! creates the container through the runtime library (its init waits for
+//! `start`), binds the socket and reports to the parent, which prints one
+//! line, [`ready_line`] or [`error_line`], and exits 0 or 1. berthd reads
+//! that line and reaps the parent; the shim itself is not berthd's child.
+//! Having reported, the child executes [`MONITOR`] (a small program without
+//! the runtime library in it) with a [`Handoff`]: the same process, still
+//! the init's parent, serves the container for the rest of its life.
+//!
+//! **Lifecycle** is berthd's, through the runtime library: it starts the
+//! container, signals it, and deletes the runtime's state once the shim
+//! has reported the exit. The shim keeps the init's stdio, the log and the
+//! exit status; it runs execs through `berth-shim --exec` ([`ExecJob`]).
 //!
 //! **Socket**: each connection sends one [`Request`] as a JSON line and gets
 //! one [`Reply`] as a JSON line. After `Reply::Ok` to [`Request::Attach`] or
@@ -87,8 +95,6 @@ pub struct LogLine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    /// Start the created container. Reply: `Ok` or `Error`.
-    Start,
     /// Reply: `State`.
     State,
     /// Reply `Exited` once the container has exited (at once if it has).
@@ -112,20 +118,14 @@ pub enum Request {
         /// Columns.
         width: u16,
     },
-    /// Send a signal to the init (or to every process with `all`).
-    Kill {
-        /// Signal number.
-        signal: i32,
-        /// Every process of the container.
-        all: bool,
-    },
     /// Run a process in the container. Reply `Ok` once it runs (or `Error`),
     /// then a stream that ends with its `Frame::Exit`.
     Exec {
         /// berthd's exec id (for `Resize`).
         exec_id: String,
-        /// The process (args, env, cwd, user, capabilities, terminal).
-        process: Box<oci_spec::runtime::Process>,
+        /// The process (args, env, cwd, user, capabilities, terminal): an
+        /// OCI `process` object, passed to the runtime as it is.
+        process: serde_json::Value,
         /// Connect the client's bytes to the process's stdin.
         stdin: bool,
         /// Initial terminal size (rows, columns) when `process.terminal`.
@@ -153,15 +153,57 @@ pub enum Reply {
 /// The container as the shim sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShimState {
-    /// `created`, `running`, `paused` or `stopped`.
+    /// `running` until the init has exited, then `stopped` (whether it
+    /// was started, or is paused, is the runtime's to say).
     pub status: String,
     /// The init's host pid.
     pub pid: i32,
-    /// When `start` ran (RFC 3339, nanoseconds).
-    pub started_at: Option<String>,
     /// Set once the container has exited.
     pub exit: Option<ExitStatus>,
 }
+
+/// What `berth-shim` hands to `berth-shim-monitor` when it executes it
+/// (the monitor's second argument, as JSON): the descriptors it keeps
+/// open across the exec and what it learnt creating the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handoff {
+    /// The container init's host pid (the monitor's child).
+    pub init_pid: i32,
+    /// The bound, listening [`SOCKET`].
+    pub listener: i32,
+    /// Read ends of the container's stdout and stderr (a terminal: its
+    /// master, as stdout).
+    pub out: [Option<i32>; 2],
+    /// Write end of the container's stdin (a terminal: its master).
+    pub stdin: Option<i32>,
+    /// The terminal master, for resizes.
+    pub master: Option<i32>,
+    /// The cgroup file whose `oom_kill N` line counts OOM kills.
+    pub oom_file: Option<PathBuf>,
+    /// Its count when the container was created.
+    pub oom_base: u64,
+}
+
+/// An exec for `berth-shim --exec <file>`: the monitor writes it to a file
+/// in the state directory and runs berth-shim with the process's stdio on
+/// fds 0-2 and a report pipe on fd 3, where it writes [`ready_line`]'s
+/// `ok <helper pid> <process pid>` or an [`error_line`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecJob {
+    /// The runtime's state root.
+    pub root: PathBuf,
+    /// The container's runtime id.
+    pub id: String,
+    /// The OCI process.
+    pub process: serde_json::Value,
+    /// Where the runtime sends the terminal master, for a terminal.
+    pub console_socket: Option<PathBuf>,
+    /// As [`ShimConfig::seccomp_cache`].
+    pub seccomp_cache: Option<PathBuf>,
+}
+
+/// The file of the monitor's program, beside `berth-shim`.
+pub const MONITOR: &str = "berth-shim-monitor";
 
 /// How the container (or an exec'd process) ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,19 +360,18 @@ mod tests {
 
     #[test]
     fn requests_are_tagged_json_lines() {
-        let line = to_line(&Request::Kill {
-            signal: 15,
-            all: false,
-        });
-        assert_eq!(line, b"{\"op\":\"kill\",\"signal\":15,\"all\":false}\n");
-        let back: Request = serde_json::from_slice(&line).expect("parse");
+        let req = Request::Resize {
+            exec_id: None,
+            height: 24,
+            width: 80,
+        };
+        let line = to_line(&req);
         assert_eq!(
-            back,
-            Request::Kill {
-                signal: 15,
-                all: false
-            }
+            line,
+            b"{\"op\":\"resize\",\"exec_id\":null,\"height\":24,\"width\":80}\n"
         );
+        let back: Request = serde_json::from_slice(&line).expect("parse");
+        assert_eq!(back, req);
         let r: Reply = serde_json::from_str("{\"reply\":\"ok\"}").expect("parse");
         assert_eq!(r, Reply::Ok);
     }

@@ -1,16 +1,27 @@
 //! Start-up: fork once, create the container in the child, report to the
-//! parent (which prints the report for berthd and exits).
+//! parent (which prints the report for berthd and exits); the child then
+//! executes the monitor.
 
+use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use berth_runtime::container::{CreateOptions, create};
-use berth_shim::proto::{self, ShimConfig};
+use berth_shim::proto::{self, Handoff, ShimConfig};
+use berth_shim::stdio::{self, Ends};
 use nix::unistd::{ForkResult, fork};
 
-use crate::server::Shim;
-use crate::stdio;
+/// A created container, about to be handed to the monitor.
+struct Created {
+    monitor: PathBuf,
+    init_pid: i32,
+    ends: Ends,
+    listener: std::os::unix::net::UnixListener,
+    oom_file: Option<PathBuf>,
+    oom_base: u64,
+}
 
 /// Runs the shim; returns the parent's exit code (the child never returns).
 pub fn run(dir: &Path) -> i32 {
@@ -72,16 +83,18 @@ pub fn run(dir: &Path) -> i32 {
             drop(rd);
             let mut wr = std::fs::File::from(wr);
             match setup(dir, cfg) {
-                Ok(shim) => {
-                    // Creating the container parsed the whole spec; give
-                    // that memory back before settling down for the
-                    // container's life.
-                    // SAFETY: malloc_trim only releases free heap pages.
-                    unsafe { libc::malloc_trim(0) };
-                    let line = proto::ready_line(std::process::id() as i32, shim.init_pid());
+                Ok(created) => {
+                    let line = proto::ready_line(std::process::id() as i32, created.init_pid);
                     let _ = wr.write_all(line.as_bytes());
                     drop(wr);
-                    shim.serve()
+                    let init = created.init_pid;
+                    let e = become_monitor(dir, created);
+                    // Nobody would serve the container: end it (berthd
+                    // finds the shim gone and cleans up).
+                    eprintln!("berth-shim: {e}");
+                    // SAFETY: kill(2) on this process's own child, not reaped.
+                    unsafe { libc::kill(init, libc::SIGKILL) };
+                    std::process::exit(1)
                 }
                 Err(e) => {
                     for f in [proto::SOCKET, proto::PID_FILE, "console.sock"] {
@@ -95,9 +108,53 @@ pub fn run(dir: &Path) -> i32 {
     }
 }
 
+/// Executes the monitor in this process (still the init's parent, still
+/// the subreaper); returns only on failure.
+fn become_monitor(dir: &Path, c: Created) -> String {
+    let raw = |fd: &Option<OwnedFd>| fd.as_ref().map(|f| f.as_raw_fd());
+    let handoff = Handoff {
+        init_pid: c.init_pid,
+        listener: c.listener.as_raw_fd(),
+        out: [raw(&c.ends.out[0]), raw(&c.ends.out[1])],
+        stdin: raw(&c.ends.stdin),
+        master: raw(&c.ends.master),
+        oom_file: c.oom_file,
+        oom_base: c.oom_base,
+    };
+    let fds = [Some(handoff.listener), handoff.out[0], handoff.out[1]]
+        .into_iter()
+        .chain([handoff.stdin, handoff.master]);
+    for fd in fds.flatten() {
+        // SAFETY: fcntl(F_SETFD) on descriptors this process owns (kept
+        // alive by `c` until the exec).
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+            return format!("keep fd {fd} open: {}", std::io::Error::last_os_error());
+        }
+    }
+    let json = serde_json::to_string(&handoff).unwrap_or_default();
+    let (Ok(prog), Ok(dir), Ok(json)) = (
+        CString::new(c.monitor.as_os_str().as_bytes()),
+        CString::new(dir.as_os_str().as_bytes()),
+        CString::new(json),
+    ) else {
+        return "a path with a NUL byte".into();
+    };
+    let argv0 = CString::from(c"berth-shim-monitor");
+    match nix::unistd::execv(&prog, &[argv0, dir, json]) {
+        Ok(never) => match never {},
+        Err(e) => format!("execute {}: {e}", c.monitor.display()),
+    }
+}
+
 /// The child's set-up: its own session and stdio, the container created,
 /// the socket bound.
-fn setup(dir: &Path, cfg: ShimConfig) -> Result<Shim, String> {
+fn setup(dir: &Path, cfg: ShimConfig) -> Result<Created, String> {
+    // The monitor is looked for before anything is created.
+    let monitor = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(proto::MONITOR)))
+        .filter(|m| m.is_file())
+        .ok_or_else(|| format!("{} is missing beside berth-shim", proto::MONITOR))?;
     let _ = nix::unistd::setsid();
     // Sockets are bound by relative name in the state directory: its full
     // path can be longer than a socket address allows.
@@ -114,14 +171,18 @@ fn setup(dir: &Path, cfg: ShimConfig) -> Result<Shim, String> {
     let start = berth_runtime::state::proc_stat(pid as i32).map_or(0, |(_, s)| s);
     std::fs::write(dir.join(proto::PID_FILE), format!("{pid} {start}\n"))
         .map_err(|e| format!("write {}: {e}", proto::PID_FILE))?;
-    // SIGCHLD arrives through a signalfd; the runtime unblocks every
-    // signal in the container's processes before they exec.
-    let sigfd = crate::server::child_signals().map_err(|e| format!("signalfd: {e}"))?;
+    // SIGCHLD stays blocked (across the exec too) for the monitor's
+    // signalfd; the runtime unblocks every signal in the container's
+    // processes before they exec.
+    berth_shim::monitor::block_child_signals().map_err(|e| format!("sigprocmask: {e}"))?;
 
     let prepared = if cfg.tty {
         stdio::console(Path::new("console.sock"))
     } else {
-        stdio::pipes(cfg.open_stdin)
+        stdio::pipes(cfg.open_stdin).and_then(|(prepared, child)| {
+            stdio::install(&child)?;
+            Ok(prepared)
+        })
     }
     .map_err(|e| format!("container stdio: {e}"))?;
     let opts = CreateOptions {
@@ -154,6 +215,19 @@ fn setup(dir: &Path, cfg: ShimConfig) -> Result<Shim, String> {
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("socket: {e}"))?;
-    let _ = log.as_raw_fd();
-    Shim::new(dir, cfg, container.record.pid, ends, listener, sigfd, log)
+    let oom_file = berth_runtime::container::oom_kill_file(&cfg.runtime_root, &cfg.id)
+        .ok()
+        .flatten();
+    let oom_base = oom_file
+        .as_deref()
+        .and_then(berth_runtime::container::read_oom_kills)
+        .unwrap_or(0);
+    Ok(Created {
+        monitor,
+        init_pid: container.record.pid,
+        ends,
+        listener,
+        oom_file,
+        oom_base,
+    })
 }

@@ -1,5 +1,5 @@
-//! The container's stdio: pipes (or a console socket for a terminal) put
-//! on fds 0-2 while the runtime library forks, then taken back.
+//! A process's stdio: pipes (or a console socket for a terminal) whose
+//! child ends become its fds 0-2, and the ends the shim keeps.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
 /// What the shim keeps of a process's stdio.
+#[derive(Debug)]
 pub struct Ends {
     /// stdout and stderr read ends (with a terminal: the master, once).
     pub out: [Option<OwnedFd>; 2],
@@ -18,8 +19,9 @@ pub struct Ends {
 }
 
 /// How stdio is being prepared for one create or exec.
+#[derive(Debug)]
 pub enum Prepared {
-    /// Pipes; the child ends are on fds 0-2 until [`restore`].
+    /// Pipes; the shim's ends (the child's come with them from [`pipes`]).
     Pipes {
         out: [OwnedFd; 2],
         stdin: Option<OwnedFd>,
@@ -35,7 +37,8 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from)
 }
 
-fn dup_onto(fd: impl AsFd, target: RawFd) -> std::io::Result<()> {
+/// Puts `fd` on descriptor `target` (0-2) of this process.
+pub fn dup_onto(fd: impl AsFd, target: RawFd) -> std::io::Result<()> {
     // SAFETY: dup2 onto 0-2 replaces the shim's own stdio, which it
     // restores afterwards; no Rust object owns those descriptors.
     let r = unsafe { libc::dup2(fd.as_fd().as_raw_fd(), target) };
@@ -53,9 +56,9 @@ fn dev_null() -> std::io::Result<OwnedFd> {
         .into())
 }
 
-/// Sets up stdio for a process without a terminal: its fds 0-2 become pipe
-/// ends (stdin /dev/null unless `stdin`).
-pub fn pipes(stdin: bool) -> std::io::Result<Prepared> {
+/// Stdio for a process without a terminal: the shim's ends, and the
+/// child's fds 0-2 (stdin /dev/null unless `stdin`).
+pub fn pipes(stdin: bool) -> std::io::Result<(Prepared, [OwnedFd; 3])> {
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (in_r, in_w) = if stdin {
@@ -64,13 +67,20 @@ pub fn pipes(stdin: bool) -> std::io::Result<Prepared> {
     } else {
         (dev_null()?, None)
     };
-    dup_onto(&in_r, 0)?;
-    dup_onto(&out_w, 1)?;
-    dup_onto(&err_w, 2)?;
-    Ok(Prepared::Pipes {
+    let prepared = Prepared::Pipes {
         out: [out_r, err_r],
         stdin: in_w,
-    })
+    };
+    Ok((prepared, [in_r, out_w, err_w]))
+}
+
+/// Makes `child` this process's fds 0-2 (for the runtime library, whose
+/// processes inherit them).
+pub fn install(child: &[OwnedFd; 3]) -> std::io::Result<()> {
+    for (fd, target) in child.iter().zip(0..) {
+        dup_onto(fd, target)?;
+    }
+    Ok(())
 }
 
 /// A console socket at `path` for a process with a terminal.
@@ -105,9 +115,21 @@ pub fn finish(p: Prepared, size: Option<(u16, u16)>) -> std::io::Result<Ends> {
             })
         }
         Prepared::Console { listener, path } => {
+            // The runtime has sent the master (or failed) by now: do not
+            // wait long for a connection that is not coming.
+            let mut pfd = [rustix::event::PollFd::new(
+                &listener,
+                rustix::event::PollFlags::IN,
+            )];
+            let timeout = rustix::event::Timespec {
+                tv_sec: 5,
+                tv_nsec: 0,
+            };
+            if rustix::event::poll(&mut pfd, Some(&timeout))? == 0 {
+                return Err(std::io::Error::other("the runtime sent no terminal"));
+            }
             let (conn, _) = listener.accept()?;
-            let master = berth_runtime::process::console::recv_master(conn.as_fd())
-                .map_err(std::io::Error::other)?;
+            let master = receive_fd(&conn)?;
             let _ = std::fs::remove_file(&path);
             if let Some((h, w)) = size {
                 resize(&master, h, w)?;
@@ -122,6 +144,29 @@ pub fn finish(p: Prepared, size: Option<(u16, u16)>) -> std::io::Result<Ends> {
             })
         }
     }
+}
+
+/// The descriptor a peer sent over `conn` (SCM_RIGHTS), close-on-exec.
+fn receive_fd(conn: &impl AsFd) -> std::io::Result<OwnedFd> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut ancillary = RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 64];
+    recvmsg(
+        conn,
+        &mut [std::io::IoSliceMut::new(&mut byte)],
+        &mut ancillary,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    let mut received = None;
+    for message in ancillary.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = message {
+            for fd in fds {
+                received.get_or_insert(fd);
+            }
+        }
+    }
+    received.ok_or_else(|| std::io::Error::other("the console socket carried no terminal"))
 }
 
 /// The console socket path, when one is used.

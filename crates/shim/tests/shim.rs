@@ -25,7 +25,7 @@ fn exit_codes_reach_wait_and_exit_json() {
             Reply::State(s) => s,
             other => panic!("{other:?}"),
         };
-        assert_eq!(state.status, "created");
+        assert_eq!(state.status, "running");
         assert_eq!(Some(state.pid), ct.init_pid);
         let exit = ct.run_to_exit();
         assert_eq!(exit.code, code, "{args:?}");
@@ -47,7 +47,7 @@ fn kill_ends_the_container_with_128_plus_signal() {
         other => panic!("{other:?}"),
     };
     assert_eq!(state.status, "running");
-    assert!(state.started_at.is_some());
+    assert!(state.exit.is_none());
     // Two waiters, both answered.
     let waiters: Vec<_> = (0..2)
         .map(|_| {
@@ -56,13 +56,7 @@ fn kill_ends_the_container_with_128_plus_signal() {
             s
         })
         .collect();
-    assert_eq!(
-        ct.request(&Request::Kill {
-            signal: 9,
-            all: false
-        }),
-        Reply::Ok
-    );
+    ct.kill(9, false);
     for s in waiters {
         let mut line = String::new();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(s), &mut line).unwrap();
@@ -200,13 +194,7 @@ fn without_stdin_once_a_client_eof_leaves_stdin_open() {
     b.send(b"second\n");
     b.read_until("second\n");
     a.read_until("second\n");
-    assert_eq!(
-        ct.request(&Request::Kill {
-            signal: 9,
-            all: false
-        }),
-        Reply::Ok
-    );
+    ct.kill(9, false);
     assert_eq!(a.until_exit().code, 137);
     ct.assert_clean_exit();
 }
@@ -245,17 +233,14 @@ fn a_tty_container_is_resized_through_its_master() {
     ct.assert_clean_exit();
 }
 
-fn process(args: &[&str], terminal: bool) -> Box<oci_spec::runtime::Process> {
-    Box::new(
-        serde_json::from_value(json!({
-            "terminal": terminal,
-            "user": {"uid": 0, "gid": 0},
-            "args": args,
-            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
-            "cwd": "/"
-        }))
-        .unwrap(),
-    )
+fn process(args: &[&str], terminal: bool) -> serde_json::Value {
+    json!({
+        "terminal": terminal,
+        "user": {"uid": 0, "gid": 0},
+        "args": args,
+        "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+        "cwd": "/"
+    })
 }
 
 #[test]
@@ -371,17 +356,7 @@ fn the_shim_outlives_its_spawner_and_keeps_logging() {
     ct.ready();
     let (pid, _) = ct.pid_file();
     // The process that spawned it has exited; it is nobody's child here.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let ppid: u32 = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_ne!(ppid, std::process::id());
+    assert_ne!(ppid(pid), std::process::id() as i32);
     // Start, and hang up: nobody listens any more.
     ct.start();
     assert!(ct.shim_alive());
@@ -472,13 +447,7 @@ fn idle_rss_of_the_shim() {
     eprintln!("berth-shim idle VmRSS (this build): {rss} KiB");
     // A debug build is several times the size of a release one.
     assert!(rss < 8 * 1024, "shim RSS {rss} KiB");
-    assert_eq!(
-        ct.request(&Request::Kill {
-            signal: 9,
-            all: true
-        }),
-        Reply::Ok
-    );
+    ct.kill(9, true);
     assert!(matches!(a.frame(), Some(Frame::Exit(_))));
     ct.assert_clean_exit();
 }
@@ -518,4 +487,47 @@ fn an_oom_kill_is_reported() {
     assert!(exit.oom_killed, "{exit:?}");
     assert_eq!(exit.code, 137);
     ct.assert_clean_exit();
+}
+
+#[test]
+fn the_resident_shim_is_the_monitor_and_the_inits_parent() {
+    if !require_root() {
+        return;
+    }
+    let mut ct = Ct::new(&["sleep", "1000"], |_, _| {});
+    ct.ready();
+    let (pid, _) = ct.pid_file();
+    // The same process, now running the monitor's program (berth-shim
+    // executed it after creating the container).
+    assert!(
+        wait_until(|| std::fs::read_link(format!("/proc/{pid}/exe"))
+            .is_ok_and(|e| e.ends_with("berth-shim-monitor"))),
+        "{:?}",
+        std::fs::read_link(format!("/proc/{pid}/exe"))
+    );
+    assert_eq!(
+        ppid(ct.init_pid.unwrap()),
+        pid,
+        "the init's parent is the shim"
+    );
+    // It still serves: an exec (through berth-shim --exec) and the exit.
+    ct.start();
+    let mut e = ct.stream(&Request::Exec {
+        exec_id: "m".into(),
+        process: process(&["sh", "-c", "echo $PPID"], false),
+        stdin: false,
+        console_size: None,
+    });
+    assert_eq!(e.until_exit().code, 0);
+    let mut a = ct.attach(false);
+    ct.kill(9, false);
+    assert_eq!(a.until_exit().code, 137);
+    ct.assert_clean_exit();
+}
+
+/// The parent pid of `pid`.
+fn ppid(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields = stat.rsplit_once(')').unwrap().1;
+    fields.split_whitespace().nth(1).unwrap().parse().unwrap()
 }

@@ -296,14 +296,17 @@ impl ContainerService {
             run.exit_code = Some(126);
             ExecStarted::Failed(e, tty)
         };
-        let process = match self.exec_process(&container, &st.config) {
+        let process = match self
+            .exec_process(&container, &st.config)
+            .and_then(process_json)
+        {
             Ok(p) => p,
             Err(e) => return failed(e),
         };
         let stream = Shim::new(self.paths.bundle(&container))
             .call_ok(&Request::Exec {
                 exec_id: id.clone(),
-                process: Box::new(process),
+                process,
                 stdin: st.config.attach_stdin,
                 console_size: st.config.console_size.map(|[h, w]| (h, w)),
             })
@@ -458,12 +461,12 @@ impl ContainerService {
             ..Default::default()
         };
         let run = async {
-            let process = self.exec_process(id, &cfg)?;
+            let process = process_json(self.exec_process(id, &cfg)?)?;
             let exec_id = names::new_id()?;
             let mut s = Shim::new(self.paths.bundle(id))
                 .call_ok(&Request::Exec {
                     exec_id,
-                    process: Box::new(process),
+                    process,
                     stdin: false,
                     console_size: None,
                 })
@@ -491,4 +494,9 @@ impl ContainerService {
             Err(_) => (-1, format!("Health check exceeded timeout ({timeout:?})")),
         }
     }
+}
+
+/// An OCI process as the shim takes it.
+fn process_json(p: oci_spec::runtime::Process) -> Result<serde_json::Value, EngineError> {
+    serde_json::to_value(&p).map_err(|e| EngineError::Internal(format!("encode the process: {e}")))
 }

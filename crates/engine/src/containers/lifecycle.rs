@@ -390,12 +390,7 @@ impl ContainerService {
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
-                let _ = shim
-                    .call(&Request::Kill {
-                        signal: libc::SIGKILL,
-                        all: true,
-                    })
-                    .await;
+                let _ = self.runtime_kill(&id, libc::SIGKILL, true).await;
                 return Err(e);
             }
         };
@@ -411,13 +406,8 @@ impl ContainerService {
         // The monitor's wait is sent before the process can exit.
         let wait = shim.send(&Request::Wait).await;
         self.spawn_monitor(id.clone(), shim_pid, Some(wait));
-        if let Err(e) = shim.call_ok(&Request::Start).await {
-            let _ = shim
-                .call(&Request::Kill {
-                    signal: libc::SIGKILL,
-                    all: true,
-                })
-                .await;
+        if let Err(e) = self.runtime_start(&id).await {
+            let _ = self.runtime_kill(&id, libc::SIGKILL, true).await;
             return Err(EngineError::StartFailed(e.to_string()));
         }
         self.event(&rec, "start", &[]);
@@ -578,12 +568,28 @@ impl ContainerService {
         }
     }
 
-    /// Sends `signal` through the shim (to every process with `all`).
+    /// Sends `signal` to the container's init (to every process with `all`).
     async fn signal(&self, r: &Record, signal: i32, all: bool) -> Result<(), EngineError> {
-        Shim::new(self.paths.bundle(&r.id))
-            .call_ok(&Request::Kill { signal, all })
+        self.runtime_kill(&r.id, signal, all).await
+    }
+
+    /// The runtime library's kill, off the async threads.
+    async fn runtime_kill(&self, id: &str, signal: i32, all: bool) -> Result<(), EngineError> {
+        let (root, id) = (self.paths.runtime_root.clone(), id.to_owned());
+        tokio::task::spawn_blocking(move || berth_runtime::container::kill(&root, &id, signal, all))
             .await
-            .map(drop)
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+            .map_err(|e| EngineError::Conflict(e.to_string()))
+    }
+
+    /// The runtime library's start (the created init released; its
+    /// parent is the shim), off the async threads.
+    async fn runtime_start(&self, id: &str) -> Result<(), EngineError> {
+        let (root, id) = (self.paths.runtime_root.clone(), id.to_owned());
+        tokio::task::spawn_blocking(move || berth_runtime::container::start(&root, &id))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+            .map_err(|e| EngineError::StartFailed(e.to_string()))
     }
 
     /// Waits up to `timeout` for `id` to stop being live.

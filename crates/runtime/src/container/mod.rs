@@ -20,7 +20,7 @@ pub use exec::{ExecOptions, ExecOutcome, exec};
 pub use kill::kill;
 pub use pause::{pause, resume};
 pub use start::{start, start_loaded};
-pub use update::{oom_kills, stats, update};
+pub use update::{oom_kill_file, oom_kills, read_oom_kills, stats, update};
 
 use crate::cgroups::{AnyCgroups, CgroupManager, CgroupRoots};
 use crate::error::Result;

@@ -45,22 +45,33 @@ pub fn stats(root: &Path, id: &str) -> Result<Stats> {
 /// (v1 `memory.oom_control` `oom_kill`, v2 `memory.events` `oom_kill`),
 /// for `events`; 0 when unknown.
 pub fn oom_kills(root: &Path, id: &str) -> Result<u64> {
+    Ok(oom_kill_file(root, id)?
+        .as_deref()
+        .and_then(read_oom_kills)
+        .unwrap_or(0))
+}
+
+/// The cgroup file that counts the container's OOM kills (see
+/// [`oom_kills`]), for a reader that does not load the container each time.
+pub fn oom_kill_file(root: &Path, id: &str) -> Result<Option<std::path::PathBuf>> {
     let c = Container::load(root, id)?;
     let Some(cg) = c.cgroups()? else {
-        return Ok(0);
+        return Ok(None);
     };
     for dir in cg.paths() {
         for file in ["memory.oom_control", "memory.events"] {
-            if let Ok(text) = std::fs::read_to_string(dir.join(file)) {
-                let n = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("oom_kill "))
-                    .and_then(|v| v.trim().parse().ok());
-                if let Some(n) = n {
-                    return Ok(n);
-                }
+            let path = dir.join(file);
+            if read_oom_kills(&path).is_some() {
+                return Ok(Some(path));
             }
         }
     }
-    Ok(0)
+    Ok(None)
+}
+
+/// The `oom_kill` count in such a file.
+pub fn read_oom_kills(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let value = text.lines().find_map(|l| l.strip_prefix("oom_kill "))?;
+    value.trim().parse().ok()
 }

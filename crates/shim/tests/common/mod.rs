@@ -271,8 +271,14 @@ impl Ct {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("reply {line:?}: {e}"))
     }
 
+    /// Starts the container as berthd does: through the runtime library.
     pub fn start(&self) {
-        assert_eq!(self.request(&Request::Start), Reply::Ok);
+        berth_runtime::container::start(&self.root, &self.id).unwrap();
+    }
+
+    /// Signals the container as berthd does: through the runtime library.
+    pub fn kill(&self, signal: i32, all: bool) {
+        berth_runtime::container::kill(&self.root, &self.id, signal, all).unwrap();
     }
 
     pub fn wait(&self) -> ExitStatus {
@@ -337,7 +343,8 @@ impl Ct {
             .collect()
     }
 
-    /// After the exit: the shim went away and left nothing behind.
+    /// After the exit: the shim went away, and the runtime's delete (as
+    /// berthd's) finds the container stopped and leaves nothing behind.
     pub fn assert_clean_exit(&self) -> ExitStatus {
         assert!(
             wait_until(|| !self.shim_alive()),
@@ -346,6 +353,8 @@ impl Ct {
         );
         let exit: ExitStatus =
             serde_json::from_slice(&fs::read(self.state.join(proto::EXIT_FILE)).unwrap()).unwrap();
+        berth_runtime::container::delete(&self.root, &self.id, false)
+            .expect("delete after the exit");
         assert!(!self.root.join(&self.id).exists(), "runtime state left");
         assert!(cgroup_dirs(&self.id).is_empty(), "cgroups left");
         assert!(!self.state.join(proto::SOCKET).exists(), "socket left");
@@ -356,15 +365,7 @@ impl Ct {
 impl Drop for Ct {
     fn drop(&mut self) {
         if self.shim_alive() {
-            if let Ok(mut s) = UnixStream::connect(self.state.join(proto::SOCKET)) {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                let _ = s.write_all(&proto::to_line(&Request::Kill {
-                    signal: 9,
-                    all: true,
-                }));
-                let mut b = [0u8; 256];
-                let _ = s.read(&mut b);
-            }
+            let _ = berth_runtime::container::kill(&self.root, &self.id, 9, true);
             let deadline = Instant::now() + Duration::from_secs(10);
             while self.shim_alive() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));

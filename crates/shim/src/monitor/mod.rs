@@ -1,22 +1,31 @@
-//! The event loop: container output to the log and to attached clients,
-//! client stdin to the container, requests on the socket, child exits.
+//! berth-shim-monitor: the event loop that serves a container once
+//! berth-shim has created it. Container output to the log and to attached
+//! clients, client stdin to the container, requests on the socket, child
+//! exits; execs through `berth-shim --exec`. No runtime library here: this
+//! is the part of the shim that stays resident.
+
+mod logs;
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_runtime::container::{ExecOptions, ExecOutcome};
-use berth_shim::proto::{self, ExitStatus, Frame, Reply, Request, ShimConfig, ShimState};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::logs::LogWriter;
+use crate::proto::{
+    self, ExecJob, ExitStatus, Frame, Handoff, Reply, Request, ShimConfig, ShimState,
+};
 use crate::stdio::{self, Ends};
+use logs::LogWriter;
 
 /// Most bytes queued for one client before it is dropped as too slow.
 const MAX_CLIENT_BUF: usize = 8 << 20;
@@ -27,12 +36,55 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// How long the shim waits for clients to take their last bytes.
 const LINGER: Duration = Duration::from_secs(3);
 
-/// Blocks SIGCHLD and returns a signalfd for it.
-pub fn child_signals() -> nix::Result<SignalFd> {
+fn child_set() -> SigSet {
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
-    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+    set
+}
+
+/// Blocks SIGCHLD (the mask survives the exec of the monitor, and a
+/// SIGCHLD that comes before its signalfd exists stays pending).
+pub fn block_child_signals() -> nix::Result<()> {
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&child_set()), None)
+}
+
+/// Blocks SIGCHLD and returns a signalfd for it.
+fn child_signals() -> nix::Result<SignalFd> {
+    block_child_signals()?;
+    SignalFd::with_flags(&child_set(), SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+}
+
+/// The monitor's program: takes over what the handoff names and serves
+/// until the container has exited (then exits the process).
+pub fn run(dir: &Path, handoff: &str) -> Result<Infallible, String> {
+    let h: Handoff = serde_json::from_str(handoff).map_err(|e| format!("bad handoff: {e}"))?;
+    let own = |fd: Option<i32>| -> Option<OwnedFd> {
+        let fd = fd?;
+        // SAFETY: berth-shim left this descriptor open for the monitor and
+        // names it once in the handoff; nothing else here owns it. It is
+        // made close-on-exec again so that exec helpers do not inherit it.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            Some(OwnedFd::from_raw_fd(fd))
+        }
+    };
+    let listener = own(Some(h.listener)).map(UnixListener::from);
+    let ends = Ends {
+        out: [own(h.out[0]), own(h.out[1])],
+        stdin: own(h.stdin),
+        master: own(h.master),
+    };
+    let cfg: ShimConfig = std::fs::read(dir.join(proto::CONFIG))
+        .map_err(|e| format!("read {}: {e}", proto::CONFIG))
+        .and_then(|b| {
+            serde_json::from_slice(&b).map_err(|e| format!("bad {}: {e}", proto::CONFIG))
+        })?;
+    let sigfd = child_signals().map_err(|e| format!("signalfd: {e}"))?;
+    let listener = listener.ok_or("no listener")?;
+    let mut shim = Shim::new(dir, cfg, &h, ends, listener, sigfd)?;
+    // The init may have exited before the exec: its SIGCHLD is pending.
+    shim.reap();
+    shim.serve()
 }
 
 fn now() -> String {
@@ -92,11 +144,10 @@ struct Exec {
 }
 
 /// The shim's whole state.
-pub struct Shim {
+struct Shim {
     dir: PathBuf,
     cfg: ShimConfig,
     init_pid: i32,
-    started_at: Option<String>,
     exit_raw: Option<(i32, Instant)>,
     exit: Option<ExitStatus>,
     ends: Ends,
@@ -108,8 +159,8 @@ pub struct Shim {
     sigfd: SignalFd,
     conns: Vec<Option<Conn>>,
     execs: HashMap<String, Exec>,
+    oom_file: Option<PathBuf>,
     oom_base: u64,
-    shim_log: OwnedFd,
     done_at: Option<Instant>,
 }
 
@@ -126,14 +177,13 @@ enum Src {
 
 impl Shim {
     /// The shim of a container just created.
-    pub fn new(
+    fn new(
         dir: &Path,
         cfg: ShimConfig,
-        init_pid: i32,
+        h: &Handoff,
         ends: Ends,
         listener: UnixListener,
         sigfd: SignalFd,
-        shim_log: OwnedFd,
     ) -> Result<Shim, String> {
         let log = match &cfg.log {
             Some(l) => Some(
@@ -142,12 +192,10 @@ impl Shim {
             ),
             None => None,
         };
-        let oom_base = berth_runtime::container::oom_kills(&cfg.runtime_root, &cfg.id).unwrap_or(0);
         Ok(Shim {
             dir: dir.to_owned(),
             cfg,
-            init_pid,
-            started_at: None,
+            init_pid: h.init_pid,
             exit_raw: None,
             exit: None,
             ends,
@@ -159,26 +207,20 @@ impl Shim {
             sigfd,
             conns: Vec::new(),
             execs: HashMap::new(),
-            oom_base,
-            shim_log,
+            oom_file: h.oom_file.clone(),
+            oom_base: h.oom_base,
             done_at: None,
         })
     }
 
-    /// The container init's pid.
-    pub fn init_pid(&self) -> i32 {
-        self.init_pid
-    }
-
     /// Serves until the container has exited and clients have their
     /// answers; then exits the process.
-    pub fn serve(mut self) -> ! {
+    fn serve(mut self) -> ! {
         loop {
             if let Some(t) = self.done_at {
                 let busy = self.conns.iter().flatten().any(|c| !c.out.is_empty());
                 if !busy || t.elapsed() > LINGER {
                     let _ = std::fs::remove_file(self.dir.join(proto::SOCKET));
-                    let _ = self.shim_log.as_raw_fd();
                     std::process::exit(0);
                 }
             }
@@ -379,23 +421,7 @@ impl Shim {
     }
 
     fn write_stdin(&mut self) {
-        let Some(fd) = &self.ends.stdin else {
-            self.stdin_buf.clear();
-            return;
-        };
-        match nix::unistd::write(fd, &self.stdin_buf) {
-            Ok(n) => {
-                self.stdin_buf.drain(..n);
-            }
-            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => {
-                self.stdin_buf.clear();
-                self.ends.stdin = None;
-            }
-        }
-        if self.stdin_buf.is_empty() && self.close_stdin && self.ends.master.is_none() {
-            self.ends.stdin = None;
-        }
+        feed_stdin(&mut self.ends, &mut self.stdin_buf, self.close_stdin);
     }
 
     fn conn_event(&mut self, i: usize, ev: i16) {
@@ -507,27 +533,9 @@ impl Shim {
                 return;
             }
         };
-        let root = self.cfg.runtime_root.clone();
         let id = self.cfg.id.clone();
         let mut role = Role::Done;
         let reply = match req {
-            Request::Start => {
-                if self.started_at.is_some() {
-                    Reply::Error {
-                        message: "the container was started already".into(),
-                    }
-                } else {
-                    match berth_runtime::container::start(&root, &id) {
-                        Ok(()) => {
-                            self.started_at = Some(now());
-                            Reply::Ok
-                        }
-                        Err(e) => Reply::Error {
-                            message: e.to_string(),
-                        },
-                    }
-                }
-            }
             Request::State => Reply::State(self.state()),
             Request::Wait => match &self.exit {
                 Some(s) => Reply::Exited(s.clone()),
@@ -579,27 +587,13 @@ impl Shim {
                     },
                 }
             }
-            Request::Kill { signal, all } => {
-                if self.exit_raw.is_some() {
-                    Reply::Error {
-                        message: format!("container {id} is not running"),
-                    }
-                } else {
-                    match berth_runtime::container::kill(&root, &id, signal, all) {
-                        Ok(()) => Reply::Ok,
-                        Err(e) => Reply::Error {
-                            message: e.to_string(),
-                        },
-                    }
-                }
-            }
             Request::Exec {
                 exec_id,
                 process,
                 stdin,
                 console_size,
             } => {
-                if self.exit_raw.is_some() || self.started_at.is_none() {
+                if self.exit_raw.is_some() {
                     Reply::Error {
                         message: format!("container {id} is not running"),
                     }
@@ -608,7 +602,7 @@ impl Shim {
                         message: format!("exec {exec_id} exists already"),
                     }
                 } else {
-                    match self.exec(&exec_id, *process, stdin, console_size) {
+                    match self.exec(&exec_id, process, stdin, console_size) {
                         Ok(mut e) => {
                             e.conn = Some(i);
                             if !rest.is_empty() && e.ends.stdin.is_some() {
@@ -641,73 +635,62 @@ impl Shim {
     }
 
     fn state(&self) -> ShimState {
-        let status = if self.exit.is_some() || self.exit_raw.is_some() {
-            "stopped".to_owned()
-        } else if self.started_at.is_none() {
-            "created".to_owned()
-        } else {
-            berth_runtime::container::state(&self.cfg.runtime_root, &self.cfg.id)
-                .map(|s| s.status.to_string())
-                .unwrap_or_else(|_| "running".into())
-        };
+        let stopped = self.exit.is_some() || self.exit_raw.is_some();
         ShimState {
-            status,
+            status: if stopped { "stopped" } else { "running" }.to_owned(),
             pid: self.init_pid,
-            started_at: self.started_at.clone(),
             exit: self.exit.clone(),
         }
     }
 
+    /// Runs an exec through `berth-shim --exec`; the process is running
+    /// when this returns.
     fn exec(
         &mut self,
         exec_id: &str,
-        mut process: oci_spec::runtime::Process,
+        mut process: serde_json::Value,
         stdin: bool,
         size: Option<(u16, u16)>,
     ) -> Result<Exec, String> {
-        let tty = process.terminal().unwrap_or(false);
+        let tty = process["terminal"].as_bool().unwrap_or(false);
         // The terminal has its size before the program runs.
-        if tty
-            && let Some((h, w)) = size
-            && let Ok(b) = oci_spec::runtime::BoxBuilder::default()
-                .height(u64::from(h))
-                .width(u64::from(w))
-                .build()
-        {
-            process.set_console_size(Some(b));
+        if tty && let Some((h, w)) = size {
+            process["consoleSize"] = serde_json::json!({ "height": h, "width": w });
         }
         let n: String = exec_id
             .chars()
             .filter(char::is_ascii_alphanumeric)
             .take(16)
             .collect();
-        let prepared = if tty {
-            stdio::console(Path::new(&format!("exec-{n}.sock")))
+        let (prepared, child) = if tty {
+            let p = stdio::console(Path::new(&format!("exec-{n}.sock")));
+            (p, None)
         } else {
-            stdio::pipes(stdin)
-        }
-        .map_err(|e| format!("exec stdio: {e}"))?;
-        let opts = ExecOptions {
+            match stdio::pipes(stdin) {
+                Ok((p, c)) => (Ok(p), Some(c)),
+                Err(e) => (Err(e), None),
+            }
+        };
+        let prepared = prepared.map_err(|e| format!("exec stdio: {e}"))?;
+        let job_file = PathBuf::from(format!("exec-{n}.json"));
+        let job = ExecJob {
+            root: self.cfg.runtime_root.clone(),
+            id: self.cfg.id.clone(),
             process,
-            detach: true,
-            pid_file: None,
             console_socket: stdio::console_path(&prepared),
-            preserve_fds: 0,
-            ignore_paused: false,
             seccomp_cache: self.cfg.seccomp_cache.clone(),
         };
-        let out = berth_runtime::container::exec(&self.cfg.runtime_root, &self.cfg.id, &opts);
-        let _ = stdio::restore(&self.shim_log);
-        let pid = match out {
-            Ok(ExecOutcome::Detached(pid)) => pid,
-            Ok(ExecOutcome::Exited(code)) => {
-                return Err(format!("exec exited at once with {code}"));
-            }
+        let ran = std::fs::write(&job_file, proto::to_line(&job))
+            .map_err(|e| format!("write {}: {e}", job_file.display()))
+            .and_then(|()| run_helper(&job_file, child));
+        let _ = std::fs::remove_file(&job_file);
+        let pid = match ran {
+            Ok(pid) => pid,
             Err(e) => {
                 if let Some(p) = stdio::console_path(&prepared) {
                     let _ = std::fs::remove_file(p);
                 }
-                return Err(e.to_string());
+                return Err(e);
             }
         };
         let mut ends = stdio::finish(prepared, size).map_err(|e| format!("exec stdio: {e}"))?;
@@ -753,25 +736,8 @@ impl Shim {
     }
 
     fn write_exec_stdin(&mut self, id: &str) {
-        let Some(e) = self.execs.get_mut(id) else {
-            return;
-        };
-        let Some(fd) = &e.ends.stdin else {
-            e.stdin_buf.clear();
-            return;
-        };
-        match nix::unistd::write(fd, &e.stdin_buf) {
-            Ok(n) => {
-                e.stdin_buf.drain(..n);
-            }
-            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => {
-                e.stdin_buf.clear();
-                e.ends.stdin = None;
-            }
-        }
-        if e.stdin_buf.is_empty() && e.close_stdin && e.ends.master.is_none() {
-            e.ends.stdin = None;
+        if let Some(e) = self.execs.get_mut(id) {
+            feed_stdin(&mut e.ends, &mut e.stdin_buf, e.close_stdin);
         }
     }
 
@@ -832,10 +798,11 @@ impl Shim {
         if let Some(l) = &mut self.log {
             l.flush();
         }
-        let root = self.cfg.runtime_root.clone();
-        let oom = berth_runtime::container::oom_kills(&root, &self.cfg.id)
-            .map(|n| n > self.oom_base)
-            .unwrap_or(false);
+        let oom = self
+            .oom_file
+            .as_deref()
+            .and_then(read_oom_kills)
+            .is_some_and(|n| n > self.oom_base);
         let status = ExitStatus {
             code,
             oom_killed: oom,
@@ -843,9 +810,6 @@ impl Shim {
         };
         if let Err(e) = write_exit(&self.dir, &status) {
             eprintln!("berth-shim: write {}: {e}", proto::EXIT_FILE);
-        }
-        if let Err(e) = berth_runtime::container::delete(&root, &self.cfg.id, true) {
-            eprintln!("berth-shim: delete the container: {e}");
         }
         for c in self.conns.iter_mut().flatten() {
             {
@@ -882,6 +846,97 @@ impl Shim {
         self.done_at = Some(Instant::now());
         let _ = self.stdin_claimed;
     }
+}
+
+/// Runs `berth-shim --exec job` (beside this program) with the process's
+/// stdio (`child`, or /dev/null for a terminal) and a report pipe on fd 3;
+/// the process's pid.
+fn run_helper(job: &Path, child: Option<[OwnedFd; 3]>) -> Result<i32, String> {
+    let helper = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("berth-shim")))
+        .ok_or("berth-shim is not found beside the monitor")?;
+    let (report_r, report_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let mut cmd = Command::new(&helper);
+    cmd.arg("--exec").arg(job);
+    match child {
+        Some([i, o, e]) => cmd.stdin(i).stdout(o).stderr(e),
+        None => cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    };
+    let w = report_w.as_raw_fd();
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls dup2 and fcntl, which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = if w == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(w, 3)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let status = cmd
+        .spawn()
+        .and_then(|mut c| {
+            drop(cmd);
+            c.wait()
+        })
+        .map_err(|e| format!("run {}: {e}", helper.display()))?;
+    drop(report_w);
+    let mut line = Vec::new();
+    let mut f = std::fs::File::from(report_r);
+    let mut b = [0u8; 512];
+    while let Ok(n @ 1..) = f.read(&mut b) {
+        line.extend_from_slice(&b[..n]);
+        if line.contains(&b'\n') {
+            break;
+        }
+    }
+    match proto::parse_spawn_line(&String::from_utf8_lossy(&line)) {
+        proto::Spawned::Ready { init_pid, .. } => Ok(init_pid),
+        proto::Spawned::Failed(m) if line.is_empty() => Err(format!("exec failed ({status}): {m}")),
+        proto::Spawned::Failed(m) => Err(m),
+    }
+}
+
+/// Writes what `buf` holds to a process's stdin; closes stdin on an error,
+/// and once `buf` is empty when `close` (a terminal's stays open).
+fn feed_stdin(ends: &mut Ends, buf: &mut Vec<u8>, close: bool) {
+    let Some(fd) = &ends.stdin else {
+        buf.clear();
+        return;
+    };
+    match nix::unistd::write(fd, buf) {
+        Ok(n) => {
+            buf.drain(..n);
+        }
+        Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+        Err(_) => {
+            buf.clear();
+            ends.stdin = None;
+        }
+    }
+    if buf.is_empty() && close && ends.master.is_none() {
+        ends.stdin = None;
+    }
+}
+
+/// The count of an `oom_kill N` line in a cgroup file.
+fn read_oom_kills(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn write_exit(dir: &Path, s: &ExitStatus) -> std::io::Result<()> {

@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 
-use berth_shim::proto::{LogConfig, LogLine};
+use crate::proto::{LogConfig, LogLine};
 
 /// Longest line kept whole; longer output is written in pieces (Docker
 /// splits at 16 KiB too).
