@@ -152,12 +152,20 @@ pub fn sha256(data: &[u8]) -> String {
 /// Pushes a blob with a single POST; returns its digest.
 pub fn push_blob(a: &ureq::Agent, s: &Server, repo: &str, data: &[u8]) -> String {
     let d = sha256(data);
-    let r = a
+    let mut r = a
         .post(s.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
         .header("Content-Type", "application/octet-stream")
         .send(data)
         .unwrap();
-    assert_eq!(r.status(), 201, "push blob to {repo}");
+    if r.status() != 201 {
+        // What the server said, for a failure seen once in CI (a 500).
+        let body = r.body_mut().read_to_string().unwrap_or_default();
+        panic!(
+            "push blob to {repo}: {} {body}\nserver log:\n{}",
+            r.status(),
+            s.logs()
+        );
+    }
     d
 }
 
