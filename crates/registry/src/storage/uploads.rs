@@ -148,12 +148,13 @@ impl Storage {
     /// dropped. Sessions a request is writing to are left alone.
     pub fn purge_uploads(&self, ttl: Duration) -> Result<Vec<String>, StorageError> {
         let now = SystemTime::now();
+        // Absent counts as idle; a time after `now` (made while this runs)
+        // does not.
         let idle = |path: &Path| -> bool {
-            fs::metadata(path)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| now.duration_since(t).ok())
-                .is_none_or(|age| age > ttl)
+            match fs::metadata(path).and_then(|m| m.modified()) {
+                Err(_) => true,
+                Ok(t) => now.duration_since(t).is_ok_and(|age| age > ttl),
+            }
         };
         let mut sessions = Vec::new();
         find_upload_dirs(&self.root.join("repositories"), &mut sessions)?;
@@ -164,7 +165,10 @@ impl Storage {
                 continue;
             };
             let data = self.ingest_data_path(&ingest_ref(&id));
-            if !(idle(&dir.join("startedat")) && idle(&data)) {
+            // A session whose `startedat` is still being written (its
+            // folder is new, the file not renamed in yet) is not stale:
+            // the folder's own age says so.
+            if !(idle(&dir) && idle(&dir.join("startedat")) && idle(&data)) {
                 live.insert(ingest_ref(&id));
                 continue;
             }
@@ -212,4 +216,43 @@ fn find_upload_dirs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), StorageErr
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_being_started_is_not_purged() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let storage = Storage::open(tmp.path()).expect("open");
+        let repo = RepoName::new("p").expect("name");
+        // Its folder exists, `startedat` not yet: what a purge running in
+        // the middle of start_upload sees.
+        let dir = storage.upload_dir(&repo, "0123456789abcdef0123456789abcdef");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let purged = storage
+            .purge_uploads(Duration::from_secs(3600))
+            .expect("purge");
+        assert!(purged.is_empty(), "{purged:?}");
+        assert!(dir.is_dir());
+        // Made after the purge read the clock (a time a little ahead):
+        // not idle either, whatever the time-to-live.
+        let ahead = SystemTime::now() + Duration::from_secs(5);
+        fs::File::open(&dir)
+            .and_then(|d| d.set_modified(ahead))
+            .expect("set mtime");
+        let purged = storage.purge_uploads(Duration::ZERO).expect("purge");
+        assert!(purged.is_empty(), "{purged:?}");
+        fs::File::open(&dir)
+            .and_then(|d| d.set_modified(SystemTime::now()))
+            .expect("set mtime");
+        // Idle past the time-to-live, it goes.
+        std::thread::sleep(Duration::from_millis(20));
+        let purged = storage
+            .purge_uploads(Duration::from_millis(10))
+            .expect("purge");
+        assert_eq!(purged, ["upload-0123456789abcdef0123456789abcdef"]);
+        assert!(!dir.exists());
+    }
 }

@@ -90,6 +90,11 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the server said (its log goes with
+        // the test's temporary folder).
+        if std::thread::panicking() {
+            eprintln!("--- server log ({}):\n{}", self.base, self.logs());
+        }
     }
 }
 
