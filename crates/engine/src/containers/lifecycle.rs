@@ -408,7 +408,7 @@ impl ContainerService {
         self.spawn_monitor(id.clone(), shim_pid, Some(wait));
         if let Err(e) = self.runtime_start(&id).await {
             let _ = self.runtime_kill(&id, libc::SIGKILL, true).await;
-            return Err(EngineError::StartFailed(e.to_string()));
+            return Err(e);
         }
         self.event(&rec, "start", &[]);
         if rec.config.healthcheck.is_some() {
