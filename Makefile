@@ -47,7 +47,7 @@ deps-test:
 # third of the resident memory of a static glibc program, and put beside
 # berth-shim, which executes it.
 MUSL := $(shell uname -m)-unknown-linux-musl
-MONITOR_TARGET = $(shell rustup target list --installed 2>/dev/null | grep -qx $(MUSL) && echo $(MUSL) || echo $(TARGET))
+MONITOR_TARGET = $(shell [ -d "$$(rustc --print sysroot)/lib/rustlib/$(MUSL)/lib" ] && echo $(MUSL) || echo $(TARGET))
 build:
 	LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/$(MULTIARCH) \
 	RUSTFLAGS="-C target-feature=+crt-static" \

@@ -15,8 +15,13 @@ const REPORT_FD: i32 = 3;
 
 /// Runs the job; 0 when the process runs.
 pub fn run(job: &Path) -> i32 {
-    // SAFETY: fd 3 is the report pipe the monitor put there for this
-    // program; nothing else in it owns fd 3.
+    // SAFETY: fcntl on a plain integer: fails unless fd 3 is open.
+    if unsafe { libc::fcntl(REPORT_FD, libc::F_GETFD) } < 0 {
+        eprintln!("berth-shim --exec: no report pipe on fd {REPORT_FD} (it is run by the monitor)");
+        return 2;
+    }
+    // SAFETY: fd 3 is open (checked) and is the report pipe the monitor
+    // put there for this program; nothing else in it owns fd 3.
     let mut report = unsafe { std::fs::File::from_raw_fd(REPORT_FD) };
     let (line, code) = match exec(job) {
         Ok(pid) => (proto::ready_line(std::process::id() as i32, pid), 0),

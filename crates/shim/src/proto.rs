@@ -10,12 +10,13 @@
 //! **Spawn**: berthd runs `berth-shim <state-dir>` with stdout piped. The
 //! shim forks once: the child becomes the shim (new session, subreaper),
 //! creates the container through the runtime library (its init waits for
-//! `start`), binds the socket and reports to the parent, which prints one
-//! line, [`ready_line`] or [`error_line`], and exits 0 or 1. berthd reads
+//! `start`) and binds the socket; the parent prints the one line it is
+//! sent, [`ready_line`] or [`error_line`], and exits 0 or 1. berthd reads
 //! that line and reaps the parent; the shim itself is not berthd's child.
-//! Having reported, the child executes [`MONITOR`] (a small program without
-//! the runtime library in it) with a [`Handoff`]: the same process, still
-//! the init's parent, serves the container for the rest of its life.
+//! The child then executes [`MONITOR`] (a small program without the
+//! runtime library in it) with a [`Handoff`]: the same process, still the
+//! init's parent, serves the container for the rest of its life, and it is
+//! the monitor that writes the report once it serves.
 //!
 //! **Lifecycle** is berthd's, through the runtime library: it starts the
 //! container, signals it, and deletes the runtime's state once the shim
@@ -169,6 +170,12 @@ pub struct ShimState {
 pub struct Handoff {
     /// The container init's host pid (the monitor's child).
     pub init_pid: i32,
+    /// Where the monitor writes the spawn report ([`ready_line`] or
+    /// [`error_line`]) once it serves, or has failed to.
+    pub report: i32,
+    /// The runtime's exec FIFO: while it exists the container is created,
+    /// not started, and execs are refused.
+    pub exec_fifo: PathBuf,
     /// The bound, listening [`SOCKET`].
     pub listener: i32,
     /// Read ends of the container's stdout and stderr (a terminal: its

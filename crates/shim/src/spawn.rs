@@ -19,6 +19,7 @@ struct Created {
     init_pid: i32,
     ends: Ends,
     listener: std::os::unix::net::UnixListener,
+    exec_fifo: PathBuf,
     oom_file: Option<PathBuf>,
     oom_base: u64,
 }
@@ -82,18 +83,16 @@ pub fn run(dir: &Path) -> i32 {
         Ok(ForkResult::Child) => {
             drop(rd);
             let mut wr = std::fs::File::from(wr);
-            match setup(dir, cfg) {
+            match setup(dir, cfg.clone()) {
                 Ok(created) => {
-                    let line = proto::ready_line(std::process::id() as i32, created.init_pid);
-                    let _ = wr.write_all(line.as_bytes());
-                    drop(wr);
+                    // The monitor reports on `wr` once it serves.
                     let init = created.init_pid;
-                    let e = become_monitor(dir, created);
-                    // Nobody would serve the container: end it (berthd
-                    // finds the shim gone and cleans up).
-                    eprintln!("berth-shim: {e}");
+                    let e = become_monitor(dir, created, &wr);
+                    // Nobody would serve the container: end it, and say why.
                     // SAFETY: kill(2) on this process's own child, not reaped.
                     unsafe { libc::kill(init, libc::SIGKILL) };
+                    let _ = berth_runtime::container::delete(&cfg.runtime_root, &cfg.id, true);
+                    let _ = wr.write_all(proto::error_line(&e).as_bytes());
                     std::process::exit(1)
                 }
                 Err(e) => {
@@ -110,10 +109,12 @@ pub fn run(dir: &Path) -> i32 {
 
 /// Executes the monitor in this process (still the init's parent, still
 /// the subreaper); returns only on failure.
-fn become_monitor(dir: &Path, c: Created) -> String {
+fn become_monitor(dir: &Path, c: Created, report: &std::fs::File) -> String {
     let raw = |fd: &Option<OwnedFd>| fd.as_ref().map(|f| f.as_raw_fd());
     let handoff = Handoff {
         init_pid: c.init_pid,
+        report: report.as_raw_fd(),
+        exec_fifo: c.exec_fifo,
         listener: c.listener.as_raw_fd(),
         out: [raw(&c.ends.out[0]), raw(&c.ends.out[1])],
         stdin: raw(&c.ends.stdin),
@@ -121,8 +122,9 @@ fn become_monitor(dir: &Path, c: Created) -> String {
         oom_file: c.oom_file,
         oom_base: c.oom_base,
     };
-    let fds = [Some(handoff.listener), handoff.out[0], handoff.out[1]]
+    let fds = [Some(handoff.report), Some(handoff.listener)]
         .into_iter()
+        .chain(handoff.out)
         .chain([handoff.stdin, handoff.master]);
     for fd in fds.flatten() {
         // SAFETY: fcntl(F_SETFD) on descriptors this process owns (kept
@@ -224,6 +226,7 @@ fn setup(dir: &Path, cfg: ShimConfig) -> Result<Created, String> {
         .unwrap_or(0);
     Ok(Created {
         monitor,
+        exec_fifo: container.dir.join(berth_runtime::state::EXEC_FIFO),
         init_pid: container.record.pid,
         ends,
         listener,

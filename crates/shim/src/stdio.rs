@@ -115,22 +115,9 @@ pub fn finish(p: Prepared, size: Option<(u16, u16)>) -> std::io::Result<Ends> {
             })
         }
         Prepared::Console { listener, path } => {
-            // The runtime has sent the master (or failed) by now: do not
-            // wait long for a connection that is not coming.
-            let mut pfd = [rustix::event::PollFd::new(
-                &listener,
-                rustix::event::PollFlags::IN,
-            )];
-            let timeout = rustix::event::Timespec {
-                tv_sec: 5,
-                tv_nsec: 0,
-            };
-            if rustix::event::poll(&mut pfd, Some(&timeout))? == 0 {
-                return Err(std::io::Error::other("the runtime sent no terminal"));
-            }
-            let (conn, _) = listener.accept()?;
-            let master = receive_fd(&conn)?;
+            let got = receive_master(&listener);
             let _ = std::fs::remove_file(&path);
+            let master = got?;
             if let Some((h, w)) = size {
                 resize(&master, h, w)?;
             }
@@ -144,6 +131,25 @@ pub fn finish(p: Prepared, size: Option<(u16, u16)>) -> std::io::Result<Ends> {
             })
         }
     }
+}
+
+/// The terminal master the runtime sends to a console socket.
+fn receive_master(listener: &UnixListener) -> std::io::Result<OwnedFd> {
+    // The runtime has sent the master (or failed) by now: do not wait long
+    // for a connection that is not coming.
+    let mut pfd = [rustix::event::PollFd::new(
+        listener,
+        rustix::event::PollFlags::IN,
+    )];
+    let timeout = rustix::event::Timespec {
+        tv_sec: 5,
+        tv_nsec: 0,
+    };
+    if rustix::event::poll(&mut pfd, Some(&timeout))? == 0 {
+        return Err(std::io::Error::other("the runtime sent no terminal"));
+    }
+    let (conn, _) = listener.accept()?;
+    receive_fd(&conn)
 }
 
 /// The descriptor a peer sent over `conn` (SCM_RIGHTS), close-on-exec.

@@ -508,6 +508,16 @@ fn the_resident_shim_is_the_monitor_and_the_inits_parent() {
         pid,
         "the init's parent is the shim"
     );
+    // Created, not started: no exec yet.
+    match ct.request(&Request::Exec {
+        exec_id: "early".into(),
+        process: process(&["true"], false),
+        stdin: false,
+        console_size: None,
+    }) {
+        Reply::Error { message } => assert!(message.contains("is not running"), "{message}"),
+        other => panic!("{other:?}"),
+    }
     // It still serves: an exec (through berth-shim --exec) and the exit.
     ct.start();
     let mut e = ct.stream(&Request::Exec {

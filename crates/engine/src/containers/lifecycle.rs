@@ -358,7 +358,13 @@ impl ContainerService {
         // A runtime leftover of a crash (same id) would make create fail.
         let _ = berth_runtime::container::delete(&self.paths.runtime_root, &id, true);
         let shim = Shim::new(bundle);
-        let (shim_pid, init_pid) = shim.spawn(&self.paths.shim, &cfg).await?;
+        let spawned = shim.spawn(&self.paths.shim, &cfg).await;
+        if spawned.is_err() {
+            // A shim that failed after creating the container (its
+            // monitor could not start) leaves the runtime's state.
+            let _ = berth_runtime::container::delete(&self.paths.runtime_root, &id, true);
+        }
+        let (shim_pid, init_pid) = spawned?;
         let shim_start = berth_runtime::state::proc_stat(shim_pid).map_or(0, |(_, start)| start);
         let started_at = now();
         let rec = self.records.update(&id, |rec| {
@@ -576,10 +582,18 @@ impl ContainerService {
     /// The runtime library's kill, off the async threads.
     async fn runtime_kill(&self, id: &str, signal: i32, all: bool) -> Result<(), EngineError> {
         let (root, id) = (self.paths.runtime_root.clone(), id.to_owned());
+        let shown = id.clone();
         tokio::task::spawn_blocking(move || berth_runtime::container::kill(&root, &id, signal, all))
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))?
-            .map_err(|e| EngineError::Conflict(e.to_string()))
+            .map_err(|e| match e {
+                // Exited, or its state already deleted by the exit's cleanup.
+                berth_runtime::RuntimeError::InvalidState { .. }
+                | berth_runtime::RuntimeError::NotFound(_) => {
+                    EngineError::Conflict(format!("container {shown} is not running"))
+                }
+                other => EngineError::Internal(other.to_string()),
+            })
     }
 
     /// The runtime library's start (the created init released; its

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -54,34 +55,54 @@ fn child_signals() -> nix::Result<SignalFd> {
     SignalFd::with_flags(&child_set(), SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
 }
 
-/// The monitor's program: takes over what the handoff names and serves
-/// until the container has exited (then exits the process).
+/// Takes ownership of a descriptor berth-shim left open for the monitor,
+/// and makes it close-on-exec again (exec helpers must not inherit it).
+fn inherited(fd: i32) -> Result<OwnedFd, String> {
+    // SAFETY: fcntl on a plain integer; F_SETFD fails (EBADF) on anything
+    // that is not an open descriptor, which is checked before owning it.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(format!("descriptor {fd} of the handoff is not open"));
+    }
+    // SAFETY: open (checked above), and named once in the handoff: nothing
+    // else in this process owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The monitor's program: takes over what the handoff names, reports to
+/// berth-shim's parent, and serves until the container has exited (then
+/// exits the process). On a failure before serving, the report says why
+/// and the container's init is killed: nobody would keep its stdio.
 pub fn run(dir: &Path, handoff: &str) -> Result<Infallible, String> {
     let h: Handoff = serde_json::from_str(handoff).map_err(|e| format!("bad handoff: {e}"))?;
-    let own = |fd: Option<i32>| -> Option<OwnedFd> {
-        let fd = fd?;
-        // SAFETY: berth-shim left this descriptor open for the monitor and
-        // names it once in the handoff; nothing else here owns it. It is
-        // made close-on-exec again so that exec helpers do not inherit it.
-        unsafe {
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            Some(OwnedFd::from_raw_fd(fd))
+    let mut report = std::fs::File::from(inherited(h.report)?);
+    let shim = (|| {
+        let own = |fd: Option<i32>| fd.map(inherited).transpose();
+        let listener = UnixListener::from(inherited(h.listener)?);
+        let ends = Ends {
+            out: [own(h.out[0])?, own(h.out[1])?],
+            stdin: own(h.stdin)?,
+            master: own(h.master)?,
+        };
+        let cfg: ShimConfig = std::fs::read(dir.join(proto::CONFIG))
+            .map_err(|e| format!("read {}: {e}", proto::CONFIG))
+            .and_then(|b| {
+                serde_json::from_slice(&b).map_err(|e| format!("bad {}: {e}", proto::CONFIG))
+            })?;
+        let sigfd = child_signals().map_err(|e| format!("signalfd: {e}"))?;
+        Shim::new(dir, cfg, &h, ends, listener, sigfd)
+    })();
+    let mut shim = match shim {
+        Ok(s) => s,
+        Err(e) => {
+            // SAFETY: kill(2) on this process's own child, not yet reaped.
+            unsafe { libc::kill(h.init_pid, libc::SIGKILL) };
+            let _ = report.write_all(proto::error_line(&e).as_bytes());
+            return Err(e);
         }
     };
-    let listener = own(Some(h.listener)).map(UnixListener::from);
-    let ends = Ends {
-        out: [own(h.out[0]), own(h.out[1])],
-        stdin: own(h.stdin),
-        master: own(h.master),
-    };
-    let cfg: ShimConfig = std::fs::read(dir.join(proto::CONFIG))
-        .map_err(|e| format!("read {}: {e}", proto::CONFIG))
-        .and_then(|b| {
-            serde_json::from_slice(&b).map_err(|e| format!("bad {}: {e}", proto::CONFIG))
-        })?;
-    let sigfd = child_signals().map_err(|e| format!("signalfd: {e}"))?;
-    let listener = listener.ok_or("no listener")?;
-    let mut shim = Shim::new(dir, cfg, &h, ends, listener, sigfd)?;
+    let line = proto::ready_line(std::process::id() as i32, h.init_pid);
+    let _ = report.write_all(line.as_bytes());
+    drop(report);
     // The init may have exited before the exec: its SIGCHLD is pending.
     shim.reap();
     shim.serve()
@@ -159,6 +180,7 @@ struct Shim {
     sigfd: SignalFd,
     conns: Vec<Option<Conn>>,
     execs: HashMap<String, Exec>,
+    exec_fifo: PathBuf,
     oom_file: Option<PathBuf>,
     oom_base: u64,
     done_at: Option<Instant>,
@@ -207,6 +229,7 @@ impl Shim {
             sigfd,
             conns: Vec::new(),
             execs: HashMap::new(),
+            exec_fifo: h.exec_fifo.clone(),
             oom_file: h.oom_file.clone(),
             oom_base: h.oom_base,
             done_at: None,
@@ -593,7 +616,9 @@ impl Shim {
                 stdin,
                 console_size,
             } => {
-                if self.exit_raw.is_some() {
+                // Created, not started (the runtime's FIFO is there), or
+                // exited: nothing to run a process in.
+                if self.exit_raw.is_some() || self.exec_fifo.exists() {
                     Reply::Error {
                         message: format!("container {id} is not running"),
                     }
@@ -680,7 +705,14 @@ impl Shim {
             console_socket: stdio::console_path(&prepared),
             seccomp_cache: self.cfg.seccomp_cache.clone(),
         };
-        let ran = std::fs::write(&job_file, proto::to_line(&job))
+        // The job holds the process's environment: 0600.
+        let ran = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&job_file)
+            .and_then(|mut f| f.write_all(&proto::to_line(&job)))
             .map_err(|e| format!("write {}: {e}", job_file.display()))
             .and_then(|()| run_helper(&job_file, child));
         let _ = std::fs::remove_file(&job_file);
@@ -693,7 +725,16 @@ impl Shim {
                 return Err(e);
             }
         };
-        let mut ends = stdio::finish(prepared, size).map_err(|e| format!("exec stdio: {e}"))?;
+        let mut ends = match stdio::finish(prepared, size) {
+            Ok(e) => e,
+            Err(e) => {
+                // Running without anyone to keep its stdio: end it.
+                // SAFETY: kill(2) on an exec'd process of this container,
+                // inherited by this subreaper and not reaped yet.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                return Err(format!("exec stdio: {e}"));
+            }
+        };
         if !stdin && ends.master.is_none() {
             ends.stdin = None;
         }
