@@ -38,7 +38,7 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Puts `fd` on descriptor `target` (0-2) of this process.
-pub fn dup_onto(fd: impl AsFd, target: RawFd) -> std::io::Result<()> {
+fn dup_onto(fd: impl AsFd, target: RawFd) -> std::io::Result<()> {
     // SAFETY: dup2 onto 0-2 replaces the shim's own stdio, which it
     // restores afterwards; no Rust object owns those descriptors.
     let r = unsafe { libc::dup2(fd.as_fd().as_raw_fd(), target) };
