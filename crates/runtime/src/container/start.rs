@@ -44,7 +44,17 @@ pub fn start_loaded(c: &Container) -> Result<()> {
     fifo.write_all(&[0])
         .context("release the container's init")?;
     drop(fifo);
-    std::fs::remove_file(&fifo_path).with_context(|| format!("remove {}", fifo_path.display()))?;
+    // Released: the container runs. A process that exits at once may have
+    // had its state deleted already by whoever handles its exit.
+    match std::fs::remove_file(&fifo_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(RuntimeError::io(
+                format!("remove {}", fifo_path.display()),
+                e,
+            ));
+        }
+        _ => {}
+    }
     let state = serde_json::to_vec(&c.record.view(Status::Running)).unwrap_or_default();
     if let Err(e) = hooks::run(c.record.spec.hooks().as_ref(), HookKind::Poststart, &state) {
         tracing::warn!("{e}");

@@ -356,14 +356,38 @@ fn enter_namespaces(cfg: &InitConfig<'_>, chan: &Channel) -> Result<Vec<OwnedFd>
     let must_fork = ns.has_new_or_joined(LinuxNamespaceType::Pid)
         || ns.has_new_or_joined(LinuxNamespaceType::Time);
     if must_fork {
+        // The intermediate and the init share the channel: the init must
+        // not say `Ready` before the runtime knows its pid (read first, the
+        // runtime would take the intermediate, which exits at once, for the
+        // init). It waits for the intermediate's byte, written once `Pid`
+        // is sent; EOF without it means the intermediate died first.
+        let (sent_r, sent_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
         match clone::fork(CloneFlags::empty())? {
             Forked::Parent(pid) => {
-                let _ = chan.send(&Msg::Pid(pid.as_raw()));
+                let code = match chan.send(&Msg::Pid(pid.as_raw())) {
+                    Ok(()) if nix::unistd::write(&sent_w, b"p") == Ok(1) => 0,
+                    _ => 1,
+                };
                 // SAFETY: the intermediate process ends here without running
                 // destructors that belong to the original parent.
-                unsafe { libc::_exit(0) }
+                unsafe { libc::_exit(code) }
             }
-            Forked::Child => {}
+            Forked::Child => {
+                drop(sent_w);
+                let mut b = [0u8; 1];
+                loop {
+                    match nix::unistd::read(sent_r.as_fd(), &mut b) {
+                        Ok(1) => break,
+                        Err(nix::Error::EINTR) => continue,
+                        Ok(_) | Err(_) => {
+                            return Err(RuntimeError::Child(
+                                "the intermediate process ended before reporting the init's pid"
+                                    .into(),
+                            ));
+                        }
+                    }
+                }
+            }
         }
     } else {
         chan.send(&Msg::Pid(nix::unistd::getpid().as_raw()))?;
