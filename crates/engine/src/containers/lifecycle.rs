@@ -118,6 +118,10 @@ impl Waiter {
     }
 }
 
+/// The receiving end of a start's "over" signal (see
+/// [`ContainerService::spawn_monitor`]).
+type Started = tokio::sync::oneshot::Receiver<()>;
+
 fn stop_signal(r: &Record) -> i32 {
     r.config
         .stop_signal
@@ -184,12 +188,17 @@ impl ContainerService {
             }
             _ => {}
         }
-        match self.launch(&r).await {
+        // The exit watcher of this run handles an exit only once this start
+        // is over (and its "start" event out): `done` drops at the end.
+        let (done, started) = tokio::sync::oneshot::channel::<()>();
+        let res = match self.launch(&r, started).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 let msg = e.to_string();
                 let code = start_error_code(&msg);
                 self.unmount_rootfs(&r.id);
+                // The exit watcher leaves this run's cleanup to this path.
+                let _ = berth_runtime::container::delete(&self.paths.runtime_root, &r.id, true);
                 let mut net = None;
                 let _ = self.records.update(&r.id, |rec| {
                     rec.state.status = if rec.has_been_started || by_policy {
@@ -217,13 +226,15 @@ impl ContainerService {
                 }
                 Err(e)
             }
-        }
+        };
+        drop(done);
+        res
     }
 
     /// Joins the container's networks, then [`Self::launch_in`]; a failure
     /// before the record says it runs undoes the networks here (after
     /// that, whoever clears the record's network state does).
-    async fn launch(self: &Arc<Self>, r: &Record) -> Result<(), EngineError> {
+    async fn launch(self: &Arc<Self>, r: &Record, started: Started) -> Result<(), EngineError> {
         let exposed: Vec<String> = r
             .config
             .exposed_ports
@@ -246,7 +257,9 @@ impl ContainerService {
             )
             .await?;
         let mut recorded = false;
-        let res = self.launch_in(r, joined.as_ref(), &mut recorded).await;
+        let res = self
+            .launch_in(r, joined.as_ref(), &mut recorded, started)
+            .await;
         if res.is_err()
             && !recorded
             && let Some(j) = &joined
@@ -264,6 +277,7 @@ impl ContainerService {
         r: &Record,
         joined: Option<&crate::networks::Joined>,
         recorded: &mut bool,
+        started: Started,
     ) -> Result<(), EngineError> {
         let id = r.id.clone();
         let bundle = self.paths.bundle(&id);
@@ -411,7 +425,7 @@ impl ContainerService {
         }
         // The monitor's wait is sent before the process can exit.
         let wait = shim.send(&Request::Wait).await;
-        self.spawn_monitor(id.clone(), shim_pid, Some(wait));
+        self.spawn_monitor(id.clone(), shim_pid, Some(wait), Some(started));
         if let Err(e) = self.runtime_start(&id).await {
             let _ = self.runtime_kill(&id, libc::SIGKILL, true).await;
             return Err(e);
@@ -425,16 +439,20 @@ impl ContainerService {
 
     /// Watches the shim of `id` until the container exits. `wait` is the
     /// connection of a `Wait` request already sent; without it one is sent.
+    /// With `started`, the exit is handled only once that start is over: a
+    /// process that exits at once must not have its runtime state deleted
+    /// under the start that released it, nor its "die" before its "start".
     pub(crate) fn spawn_monitor(
         self: &Arc<Self>,
         id: String,
         shim_pid: i32,
         wait: Option<Result<tokio::net::UnixStream, EngineError>>,
+        started: Option<Started>,
     ) {
         let svc = self.clone();
         tokio::spawn(async move {
             let shim = Shim::new(svc.paths.bundle(&id));
-            let started = std::time::Instant::now();
+            let ran = std::time::Instant::now();
             let res = async {
                 let mut conn = match wait {
                     Some(c) => c,
@@ -479,7 +497,12 @@ impl ContainerService {
                     })
                 }
             };
-            svc.on_exit(&id, shim_pid, status, started.elapsed()).await;
+            let ran = ran.elapsed();
+            if let Some(started) = started {
+                // Never sent: the start ends by dropping its end.
+                let _ = started.await;
+            }
+            svc.on_exit(&id, shim_pid, status, ran).await;
         });
     }
 
@@ -994,7 +1017,7 @@ impl ContainerService {
                     let shim_pid = r.state.shim.map(|(p, _)| p).unwrap_or(0);
                     if shim.alive().await {
                         tracing::info!(container = %r.id, "reattached to shim");
-                        self.spawn_monitor(r.id.clone(), shim_pid, None);
+                        self.spawn_monitor(r.id.clone(), shim_pid, None, None);
                         if r.config.healthcheck.is_some() {
                             self.spawn_health(r.id.clone(), shim_pid);
                         }
