@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # berthd vs Debian's dockerd (20.10, with its containerd), side by side in one run:
-#   1. `docker run --rm --network none IMG /bin/true` through the same docker CLI (hyperfine)
+#   1. `docker run --rm --network none IMG /bin/true` through the same docker CLI (hyperfine),
+#      and against bench/instant-daemon.py, a stand-in that answers at once: the CLI's floor
 #   2. N sequential create+start over the API with curl (ms per container)
 #   3. per-container supervisor RSS with N running containers (berth-shim vs containerd-shim)
 #   4. idle daemon RSS (berthd vs dockerd + containerd)
@@ -56,6 +57,7 @@ for p in "${HOST_PATHS[@]}"; do [ -e "$p" ] && PREEXIST+="$p "; done
 WORK=""
 DOCKERD_PID=""
 BERTHD_PID=""
+INSTANT_PID=""
 
 umount_under() {
   findmnt -rn -o TARGET 2>/dev/null | awk -v d="$1" 'index($0, d "/") == 1' \
@@ -84,6 +86,7 @@ cleanup() {
   fi
   stop_pid "$BERTHD_PID"
   stop_pid "$DOCKERD_PID"
+  stop_pid "$INSTANT_PID"
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
     # Shims whose command line names this run's work dir, and nothing else.
     for p in $(pgrep -f "$WORK" 2>/dev/null); do
@@ -132,11 +135,13 @@ DOCKERD_PID=$!
   --exec-root "$WORK/berth/exec" --pidfile "$WORK/berth/berthd.pid" \
   --config-file "$WORK/daemon.json" --log-level warn >"$WORK/berthd.log" 2>&1 &
 BERTHD_PID=$!
+python3 "$REPO/bench/instant-daemon.py" "$WORK/instant.sock" >"$WORK/instant.log" 2>&1 &
+INSTANT_PID=$!
 dk() { DOCKER_CONFIG=$WORK/home "$DOCKER_CLI" -H "unix://$WORK/docker.sock" "$@"; }
 bk() { DOCKER_CONFIG=$WORK/home "$DOCKER_CLI" -H "unix://$WORK/berth.sock" "$@"; }
 mkdir -p "$WORK/home"
 for _ in $(seq 1 300); do
-  dk version >/dev/null 2>&1 && bk version >/dev/null 2>&1 && break
+  [ -S "$WORK/instant.sock" ] && dk version >/dev/null 2>&1 && bk version >/dev/null 2>&1 && break
   kill -0 "$DOCKERD_PID" 2>/dev/null || die "dockerd died: $(tail -5 "$WORK/dockerd.log")"
   kill -0 "$BERTHD_PID" 2>/dev/null || die "berthd died: $(tail -5 "$WORK/berthd.log")"
   sleep 0.1
@@ -164,11 +169,12 @@ IDLE_DOCKER=$(( $(rss_kb "$DOCKERD_PID") + ${CTD:+$(rss_kb "$CTD")}+0 ))
 log "hyperfine: docker run --rm ($RUNS runs each)"
 hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/run.json" \
   -n dockerd "env DOCKER_CONFIG=$WORK/home $DOCKER_CLI -H unix://$WORK/docker.sock run --rm --network none bb /bin/true" \
-  -n berthd "env DOCKER_CONFIG=$WORK/home $DOCKER_CLI -H unix://$WORK/berth.sock run --rm --network none bb /bin/true" >&2
-read -r RUN_DOCKER RUN_BERTH < <(python3 - "$WORK/run.json" <<'PY'
+  -n berthd "env DOCKER_CONFIG=$WORK/home $DOCKER_CLI -H unix://$WORK/berth.sock run --rm --network none bb /bin/true" \
+  -n instant "env DOCKER_CONFIG=$WORK/home $DOCKER_CLI -H unix://$WORK/instant.sock run --rm --network none bb /bin/true" >&2
+read -r RUN_DOCKER RUN_BERTH RUN_INSTANT < <(python3 - "$WORK/run.json" <<'PY'
 import json, sys
 r = {x["command"]: x["mean"] * 1000 for x in json.load(open(sys.argv[1]))["results"]}
-print("%.1f %.1f" % (r["dockerd"], r["berthd"]))
+print("%.1f %.1f %.1f" % (r["dockerd"], r["berthd"], r["instant"]))
 PY
 )
 CLI_MS=$(python3 - "$DOCKER_CLI" <<'PY'
@@ -235,6 +241,8 @@ echo "berthd vs dockerd $(dk version -f '{{.Server.Version}}'), client $("$DOCKE
 printf '%-46s %12s %12s %10s %s\n' "measure" "dockerd" "berthd" "ratio" "target"
 printf '%-46s %12s %12s %10s %s\n' "docker run --rm --network none /bin/true (ms)" "$RUN_DOCKER" "$RUN_BERTH" "$(ratio "$RUN_BERTH" "$RUN_DOCKER")" "<= 0.1"
 printf '%-46s %12s %12s %10s %s\n' "  (the docker CLI alone, ms)" "$CLI_MS" "$CLI_MS" "" ""
+printf '%-46s %12s %12s %10s %s\n' "  (the same run, instant stand-in daemon, ms)" "$RUN_INSTANT" "$RUN_INSTANT" "" \
+  "0.1x leaves $(python3 -c "import sys; print(f'{float(sys.argv[1])/10-float(sys.argv[2]):.1f}')" "$RUN_DOCKER" "$RUN_INSTANT") ms"
 printf '%-46s %12s %12s %10s %s\n' "create+start over the API, $N sequential (ms each)" "$CS_DOCKER" "$CS_BERTH" "$(ratio "$CS_BERTH" "$CS_DOCKER")" "berthd <= 20"
 printf '%-46s %12s %12s %10s %s\n' "supervisor RSS per container (KiB, $ND/$NB shims)" "$SHIM_DOCKER" "$SHIM_BERTH" "$(ratio "$SHIM_BERTH" "$SHIM_DOCKER")" "berth-shim <= 512"
 printf '%-46s %12s %12s %10s %s\n' "supervisor PSS per container (KiB)" "$PSS_DOCKER" "$PSS_BERTH" "$(ratio "$PSS_BERTH" "$PSS_DOCKER")" ""
