@@ -167,10 +167,12 @@ IDLE_DOCKER=$(( $(rss_kb "$DOCKERD_PID") + ${CTD:+$(rss_kb "$CTD")}+0 ))
 
 # --- 1 ------------------------------------------------------------------------------
 log "hyperfine: docker run --rm ($RUNS runs each)"
+# The stand-in first: the kernel tears down each run's network namespace in
+# the background (a kworker), which would slow the runs that follow.
 hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/run.json" \
+  -n instant "env DOCKER_CONFIG=$WORK/home $DOCKER_CLI -H unix://$WORK/instant.sock run --rm --network none bb /bin/true" \
   -n dockerd "env DOCKER_CONFIG=$WORK/home $DOCKER_CLI -H unix://$WORK/docker.sock run --rm --network none bb /bin/true" \
-  -n berthd "env DOCKER_CONFIG=$WORK/home $DOCKER_CLI -H unix://$WORK/berth.sock run --rm --network none bb /bin/true" \
-  -n instant "env DOCKER_CONFIG=$WORK/home $DOCKER_CLI -H unix://$WORK/instant.sock run --rm --network none bb /bin/true" >&2
+  -n berthd "env DOCKER_CONFIG=$WORK/home $DOCKER_CLI -H unix://$WORK/berth.sock run --rm --network none bb /bin/true" >&2
 read -r RUN_DOCKER RUN_BERTH RUN_INSTANT < <(python3 - "$WORK/run.json" <<'PY'
 import json, sys
 r = {x["command"]: x["mean"] * 1000 for x in json.load(open(sys.argv[1]))["results"]}
