@@ -196,9 +196,8 @@ impl ContainerService {
             Err(e) => {
                 let msg = e.to_string();
                 let code = start_error_code(&msg);
-                self.unmount_rootfs(&r.id);
                 // The exit watcher leaves this run's cleanup to this path.
-                let _ = berth_runtime::container::delete(&self.paths.runtime_root, &r.id, true);
+                self.teardown(&r.id).await;
                 let mut net = None;
                 let _ = self.records.update(&r.id, |rec| {
                     rec.state.status = if rec.has_been_started || by_policy {
@@ -376,7 +375,7 @@ impl ContainerService {
         if spawned.is_err() {
             // A shim that failed after creating the container (its
             // monitor could not start) leaves the runtime's state.
-            let _ = berth_runtime::container::delete(&self.paths.runtime_root, &id, true);
+            self.runtime_delete(&id).await;
         }
         let (shim_pid, init_pid) = spawned?;
         let shim_start = berth_runtime::state::proc_stat(shim_pid).map_or(0, |(_, start)| start);
@@ -526,8 +525,7 @@ impl ContainerService {
                     .leave(id, &cur.networks, !cur.ports.is_empty())
                     .await;
             }
-            self.unmount_rootfs(id);
-            let _ = berth_runtime::container::delete(&self.paths.runtime_root, id, true);
+            self.teardown(id).await;
         }
         let rec = self.records.update(id, |r| {
             if r.state.shim.map(|(p, _)| p) != Some(shim_pid) {
@@ -627,6 +625,25 @@ impl ContainerService {
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))?
             .map_err(|e| EngineError::StartFailed(e.to_string()))
+    }
+
+    /// The runtime library's delete (what is left of the container killed,
+    /// its cgroups and state removed), off the async threads: it waits up
+    /// to 10 s for the processes to die.
+    async fn runtime_delete(&self, id: &str) {
+        let (root, id) = (self.paths.runtime_root.clone(), id.to_owned());
+        let _ = tokio::task::spawn_blocking(move || {
+            berth_runtime::container::delete(&root, &id, true)
+        })
+        .await;
+    }
+
+    /// A run's rootfs unmounted and its runtime state deleted, off the
+    /// async threads (an unmount can block, the delete waits).
+    async fn teardown(self: &Arc<Self>, id: &str) {
+        let (svc, owned) = (self.clone(), id.to_owned());
+        let _ = tokio::task::spawn_blocking(move || svc.unmount_rootfs(&owned)).await;
+        self.runtime_delete(id).await;
     }
 
     /// Waits up to `timeout` for `id` to stop being live.
@@ -934,29 +951,37 @@ impl ContainerService {
             Err(EngineError::NoSuchContainer(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        self.unmount_rootfs(id);
-        let _ = berth_runtime::container::delete(&self.paths.runtime_root, id, true);
+        self.teardown(id).await;
         if !rec.sandbox_key.is_empty() {
             self.networks
                 .leave(id, &rec.networks, !rec.ports.is_empty())
                 .await;
         }
-        if let Err(e) = self.snapshotter.remove(id)
-            && self.snapshotter.stat(id).is_ok()
-        {
+        // Off the async threads: deleting a writable layer deletes every
+        // file the container wrote.
+        let (svc, owned) = (self.clone(), id.to_owned());
+        let files = tokio::task::spawn_blocking(move || {
+            if let Err(e) = svc.snapshotter.remove(&owned)
+                && svc.snapshotter.stat(&owned).is_ok()
             {
-                let _ = self.records.update(id, |r| {
-                    r.state.status = Status::Dead;
-                    r.state.error = format!("remove snapshot: {e}");
-                    Ok(())
-                });
-                return Err(EngineError::Internal(format!(
-                    "could not remove the root filesystem of {id}: {e}"
-                )));
+                return Err(e.to_string());
             }
+            let _ = std::fs::remove_dir_all(svc.paths.bundle(&owned));
+            let _ = std::fs::remove_dir_all(svc.paths.data_dir(&owned));
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        if let Err(e) = files {
+            let _ = self.records.update(id, |r| {
+                r.state.status = Status::Dead;
+                r.state.error = format!("remove snapshot: {e}");
+                Ok(())
+            });
+            return Err(EngineError::Internal(format!(
+                "could not remove the root filesystem of {id}: {e}"
+            )));
         }
-        let _ = std::fs::remove_dir_all(self.paths.bundle(id));
-        let _ = std::fs::remove_dir_all(self.paths.data_dir(id));
         self.volumes.release(id, &rec.mount_points, volumes);
         self.records.remove(id)?;
         self.forget_slot(id);
