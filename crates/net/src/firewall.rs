@@ -6,6 +6,9 @@
 //! (Debian's `nftables` package): one atomic transaction per call, and the JSON schema is
 //! nft's documented, stable interface. Each rule carries a comment (`net:<id>` or
 //! `ctr:<id>`) so it can be found and removed later, by a fresh process too.
+//! Deleting rules by handle (a container's ports at its exit) goes over a netlink socket
+//! that berthd keeps open instead (crate::nfnl): `nft` waits for the kernel to free
+//! deleted rules as it closes its socket, 20-35 ms here; nft is the fallback.
 //!
 //! Layout (per family):
 //! ```text
@@ -48,6 +51,7 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NetError, Result};
+use crate::nfnl::{self, NfSocket, RuleHandle};
 use crate::ports::PortMapping;
 
 /// Where berth's rules go.
@@ -104,6 +108,9 @@ pub struct Firewall {
     /// so that publish and unpublish run one nft process each instead of two. None until
     /// that listing. Held for the whole of a publish or unpublish.
     ports: Mutex<Option<PortRules>>,
+    /// berthd's own nf_tables socket, kept open: rule deletions go through it (see
+    /// crate::nfnl for why). None when it could not be opened; nft does the work then.
+    netlink: Mutex<Option<NfSocket>>,
 }
 
 /// One rule in berth's table, as nft names it for a delete.
@@ -194,6 +201,9 @@ impl Firewall {
             cfg,
             ready: Mutex::new(false),
             ports: Mutex::new(None),
+            // Opened here, in the namespace of the caller (the host's): nothing later
+            // depends on which thread makes a call.
+            netlink: Mutex::new(NfSocket::open().ok()),
         }
     }
 
@@ -761,7 +771,7 @@ impl Firewall {
 
     /// Deletes `refs` in one transaction (nothing to do: no nft process).
     fn delete_rules(&self, op: &str, refs: &[RuleRef]) -> Result<()> {
-        if refs.is_empty() {
+        if refs.is_empty() || self.delete_over_netlink(refs) {
             return Ok(());
         }
         let objs = refs
@@ -779,6 +789,45 @@ impl Firewall {
             })
             .collect();
         self.apply(op, objs)
+    }
+
+    /// [`Self::delete_rules`] over the kept socket. False when it could not (the
+    /// socket, a family it does not know, or the kernel's refusal): nft then tries, and
+    /// its error is the one reported.
+    fn delete_over_netlink(&self, refs: &[RuleRef]) -> bool {
+        let Ok(mut guard) = self.netlink.lock() else {
+            return false;
+        };
+        if guard.is_none() {
+            *guard = NfSocket::open().ok();
+        }
+        let Some(sock) = guard.as_mut() else {
+            return false;
+        };
+        let mut rules = Vec::with_capacity(refs.len());
+        for r in refs {
+            let family = match r.family {
+                NfFamily::IP => nfnl::NFPROTO_IPV4,
+                NfFamily::IP6 => nfnl::NFPROTO_IPV6,
+                _ => return false,
+            };
+            rules.push(RuleHandle {
+                family,
+                chain: &r.chain,
+                handle: u64::from(r.handle),
+            });
+        }
+        match sock.delete_rules(&self.cfg.table, &rules) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(table = %self.cfg.table, error = %e, "rule deletion over netlink");
+                // Out of step after a timeout: a new socket next time.
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    *guard = None;
+                }
+                false
+            }
+        }
     }
 
     /// [`Self::apply`], returning the `ctr:` rules it added with their handles (nft's

@@ -57,6 +57,7 @@ pub mod firewall;
 pub mod ipam;
 pub mod link;
 pub mod netns;
+mod nfnl;
 pub mod ports;
 pub mod proxy;
 pub mod sysctl;
