@@ -632,10 +632,9 @@ impl ContainerService {
     /// to 10 s for the processes to die.
     async fn runtime_delete(&self, id: &str) {
         let (root, id) = (self.paths.runtime_root.clone(), id.to_owned());
-        let _ = tokio::task::spawn_blocking(move || {
-            berth_runtime::container::delete(&root, &id, true)
-        })
-        .await;
+        let _ =
+            tokio::task::spawn_blocking(move || berth_runtime::container::delete(&root, &id, true))
+                .await;
     }
 
     /// A run's rootfs unmounted and its runtime state deleted, off the
