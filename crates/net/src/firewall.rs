@@ -51,8 +51,8 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NetError, Result};
-use crate::nfnl::{self, NfSocket, RuleHandle};
-use crate::ports::PortMapping;
+use crate::nfnl::{self, AddError, DnatRule, NfSocket, RuleHandle};
+use crate::ports::{PortMapping, Protocol};
 
 /// Where berth's rules go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -539,6 +539,7 @@ impl Firewall {
             NfFamily::IP6
         };
         let mut objs = Vec::new();
+        let mut dnat = Vec::new();
         for m in &rules.mappings {
             m.validate()?;
             if let Some(h) = m.host_ip
@@ -574,6 +575,48 @@ impl Firewall {
                     flags: None,
                 })));
                 objs.push(self.rule(family, "ports", Some(&tag), expr));
+                dnat.push(DnatRule {
+                    chain: "ports",
+                    host_ip: m.host_ip.filter(|h| !h.is_unspecified()),
+                    l4proto: match m.protocol {
+                        Protocol::Tcp => libc::IPPROTO_TCP as u8,
+                        Protocol::Udp => libc::IPPROTO_UDP as u8,
+                    },
+                    host_port,
+                    to_ip: rules.container_ip,
+                    to_port: container_port,
+                    comment: &tag,
+                });
+            }
+        }
+        match self.add_over_netlink(&dnat) {
+            Ok(handles) => {
+                let map = known.get_or_insert_with(PortRules::new);
+                let entry = map.entry(tag.clone()).or_default();
+                for h in &handles {
+                    match h.and_then(|h| u32::try_from(h).ok()) {
+                        Some(handle) => entry.push(RuleRef {
+                            family,
+                            chain: "ports".to_string(),
+                            handle,
+                        }),
+                        // Added, handle unknown: list again next time.
+                        None => {
+                            *known = None;
+                            break;
+                        }
+                    }
+                }
+                return Ok(());
+            }
+            Err(AddError::Unknown(e)) => {
+                // Sent without an answer: whatever of it is there goes before nft adds.
+                tracing::warn!(table = %self.cfg.table, error = %e, "adding rules over netlink");
+                *known = Some(self.list_ports()?);
+                self.remove_ports(&mut known, &tag)?;
+            }
+            Err(AddError::NotAdded(e)) => {
+                tracing::debug!(table = %self.cfg.table, error = %e, "adding rules over netlink");
             }
         }
         let expected = objs.len();
@@ -789,6 +832,26 @@ impl Firewall {
             })
             .collect();
         self.apply(op, objs)
+    }
+
+    /// Adds `rules` over the kept socket; their handles. `NotAdded` when there is no
+    /// socket: nft then does it.
+    fn add_over_netlink(
+        &self,
+        rules: &[DnatRule],
+    ) -> std::result::Result<Vec<Option<u64>>, AddError> {
+        let no_socket = || AddError::NotAdded(std::io::ErrorKind::NotConnected.into());
+        let mut guard = self.netlink.lock().map_err(|_| no_socket())?;
+        if guard.is_none() {
+            *guard = NfSocket::open().ok();
+        }
+        let sock = guard.as_mut().ok_or_else(no_socket)?;
+        let res = sock.add_dnat_rules(&self.cfg.table, rules);
+        if let Err(AddError::Unknown(_)) = res {
+            // Out of step: a new socket next time.
+            *guard = None;
+        }
+        res
     }
 
     /// [`Self::delete_rules`] over the kept socket. False when it could not (the
