@@ -246,10 +246,7 @@ impl NfSocket {
                     continue;
                 }
                 if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE {
-                    handles[i] = attrs(payload.get(4..).unwrap_or_default())
-                        .find(|(t, _)| *t == NFTA_RULE_HANDLE)
-                        .and_then(|(_, v)| v.try_into().ok())
-                        .map(u64::from_be_bytes);
+                    handles[i] = echoed_handle(payload);
                 } else if kind == NLMSG_ERROR {
                     let code = payload
                         .get(..4)
@@ -274,10 +271,7 @@ impl NfSocket {
                 for (kind, seq, payload) in messages(&b[..n]) {
                     let i = seq.wrapping_sub(base) as usize;
                     if i < rules.len() && kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE {
-                        handles[i] = attrs(payload.get(4..).unwrap_or_default())
-                            .find(|(t, _)| *t == NFTA_RULE_HANDLE)
-                            .and_then(|(_, v)| v.try_into().ok())
-                            .map(u64::from_be_bytes);
+                        handles[i] = echoed_handle(payload);
                     }
                 }
             }
@@ -449,6 +443,14 @@ fn dnat_expressions(buf: &mut Vec<u8>, r: &DnatRule) {
     end_nest(buf, list);
 }
 
+/// The handle in the payload of an echoed NEWRULE (nfgenmsg, then attributes).
+fn echoed_handle(payload: &[u8]) -> Option<u64> {
+    attrs(payload.get(4..).unwrap_or_default())
+        .find(|(t, _)| *t == NFTA_RULE_HANDLE)
+        .and_then(|(_, v)| v.try_into().ok())
+        .map(u64::from_be_bytes)
+}
+
 /// The attributes in `buf`: (type without flags, payload).
 fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
@@ -527,15 +529,25 @@ mod tests {
         assert_eq!(&payload[32..40], &42u64.to_be_bytes());
     }
 
-    /// A table of the test's own, deleted when the test ends however it ends.
-    struct Table(String);
+    /// A table of the test's own (family, name), deleted when the test ends however it
+    /// ends.
+    struct Table(&'static str, String);
     impl Drop for Table {
         fn drop(&mut self) {
             // Not nft(): it asserts, and a panic while a failed test unwinds aborts.
             let _ = std::process::Command::new("nft")
-                .args(["delete", "table", "ip", &self.0])
+                .args(["delete", "table", self.0, &self.1])
                 .output();
         }
+    }
+
+    /// Root tests run with `BERTH_TEST_ROOT=1` (as `make test` does).
+    fn root() -> bool {
+        let on = std::env::var("BERTH_TEST_ROOT").as_deref() == Ok("1");
+        if !on {
+            eprintln!("skipped: set BERTH_TEST_ROOT=1 (as root)");
+        }
+        on
     }
 
     fn nft(args: &[&str]) -> String {
@@ -552,27 +564,21 @@ mod tests {
     }
 
     fn handles(table: &str) -> Vec<u64> {
-        nft(&["-a", "list", "chain", "ip", table, "c"])
-            .lines()
-            .filter(|l| l.contains("dnat to"))
-            .filter_map(|l| l.rsplit("# handle ").next()?.trim().parse().ok())
-            .collect()
+        listing("ip", table).into_iter().map(|(_, h)| h).collect()
     }
 
-    /// Root tests run with `BERTH_TEST_ROOT=1` (as `make test` does).
     #[test]
     fn deletes_rules_by_handle_and_names_a_missing_one() {
-        if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1") {
-            eprintln!("skipped: set BERTH_TEST_ROOT=1 (as root)");
+        if !root() {
             return;
         }
-        let t = Table(format!("bnl{:x}", std::process::id()));
-        nft(&["add", "table", "ip", &t.0]);
+        let t = Table("ip", format!("bnl{:x}", std::process::id()));
+        nft(&["add", "table", "ip", &t.1]);
         nft(&[
             "add",
             "chain",
             "ip",
-            &t.0,
+            &t.1,
             "c",
             "{ type nat hook prerouting priority -100; }",
         ]);
@@ -581,7 +587,7 @@ mod tests {
                 "add",
                 "rule",
                 "ip",
-                &t.0,
+                &t.1,
                 "c",
                 "tcp",
                 "dport",
@@ -591,7 +597,7 @@ mod tests {
                 "10.250.0.2:80",
             ]);
         }
-        let h = handles(&t.0);
+        let h = handles(&t.1);
         assert_eq!(h.len(), 3);
         let mut sock = NfSocket::open().expect("socket");
         let rule = |handle| RuleHandle {
@@ -599,19 +605,19 @@ mod tests {
             chain: "c",
             handle,
         };
-        sock.delete_rules(&t.0, &[rule(h[0]), rule(h[2])])
+        sock.delete_rules(&t.1, &[rule(h[0]), rule(h[2])])
             .expect("delete two");
-        assert_eq!(handles(&t.0), vec![h[1]]);
+        assert_eq!(handles(&t.1), vec![h[1]]);
         // Gone already: the kernel's ENOENT, and nothing else deleted.
         let err = sock
-            .delete_rules(&t.0, &[rule(h[1]), rule(h[0])])
+            .delete_rules(&t.1, &[rule(h[1]), rule(h[0])])
             .expect_err("a missing handle");
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
-        assert_eq!(handles(&t.0), vec![h[1]]);
+        assert_eq!(handles(&t.1), vec![h[1]]);
         // The socket is still in step for the next call.
-        sock.delete_rules(&t.0, &[rule(h[1])])
+        sock.delete_rules(&t.1, &[rule(h[1])])
             .expect("delete the last");
-        assert!(handles(&t.0).is_empty());
+        assert!(handles(&t.1).is_empty());
     }
 
     /// The rules of chain `c`, as nft prints them, with their handles.
@@ -630,13 +636,12 @@ mod tests {
     /// added by nft, and the echoed handles must be the ones nft lists.
     #[test]
     fn added_dnat_rules_read_back_as_nft_writes_them() {
-        if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1") {
-            eprintln!("skipped: set BERTH_TEST_ROOT=1 (as root)");
+        if !root() {
             return;
         }
         let name = format!("bna{:x}", std::process::id());
-        let v4 = Table(name.clone());
-        let v6 = Table6(name.clone());
+        let v4 = Table("ip", name.clone());
+        let v6 = Table("ip6", name.clone());
         let mut sock = NfSocket::open().expect("socket");
         for (family, host, to, nft_to) in [
             ("ip", "127.0.0.1", "10.250.0.2", "10.250.0.2:80"),
@@ -687,16 +692,6 @@ mod tests {
             }
         }
         drop((v4, v6));
-    }
-
-    struct Table6(String);
-    impl Drop for Table6 {
-        fn drop(&mut self) {
-            // Not nft(): it asserts, and a panic while a failed test unwinds aborts.
-            let _ = std::process::Command::new("nft")
-                .args(["delete", "table", "ip6", &self.0])
-                .output();
-        }
     }
 
     #[test]
