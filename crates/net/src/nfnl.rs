@@ -150,7 +150,7 @@ impl NfSocket {
             MsgFlags::empty(),
         )?;
         // One ack (or error) per rule message: seq first+1 ..= first+rules.len().
-        let wanted = first.wrapping_add(1)..=first.wrapping_add(rules.len() as u32);
+        let base = first.wrapping_add(1);
         let mut acked = 0;
         let mut rbuf = vec![0u8; 16384];
         while acked < rules.len() {
@@ -160,7 +160,7 @@ impl NfSocket {
                 MsgFlags::empty(),
             )?;
             for (kind, seq, payload) in messages(&rbuf[..n]) {
-                if kind != NLMSG_ERROR || !wanted.contains(&seq) {
+                if kind != NLMSG_ERROR || seq.wrapping_sub(base) as usize >= rules.len() {
                     continue;
                 }
                 let code = payload
