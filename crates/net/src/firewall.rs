@@ -6,9 +6,9 @@
 //! (Debian's `nftables` package): one atomic transaction per call, and the JSON schema is
 //! nft's documented, stable interface. Each rule carries a comment (`net:<id>` or
 //! `ctr:<id>`) so it can be found and removed later, by a fresh process too.
-//! Deleting rules by handle (a container's ports at its exit) goes over a netlink socket
-//! that berthd keeps open instead (crate::nfnl): `nft` waits for the kernel to free
-//! deleted rules as it closes its socket, 20-35 ms here; nft is the fallback.
+//! A container's port rules (added at its start, deleted by handle at its end) go over a
+//! netlink socket that berthd keeps open instead (crate::nfnl): `nft` waits for the kernel
+//! to free deleted rules as it closes its socket, 20-35 ms here; nft is the fallback.
 //!
 //! Layout (per family):
 //! ```text
