@@ -105,11 +105,12 @@ pub struct Firewall {
     ready: Mutex<bool>,
     /// The containers' port rules (`ctr:` tags) and their handles: filled by one listing
     /// at the first publish or unpublish, then kept from nft's echo of what publish adds,
-    /// so that publish and unpublish run one nft process each instead of two. None until
-    /// that listing. Held for the whole of a publish or unpublish.
+    /// so that a publish or an unpublish needs no listing. None until that listing. Held for
+    /// the whole of a publish or unpublish.
     ports: Mutex<Option<PortRules>>,
-    /// berthd's own nf_tables socket, kept open: rule deletions go through it (see
-    /// crate::nfnl for why). None when it could not be opened; nft does the work then.
+    /// berthd's own nf_tables socket, kept open: a container's port rules are added and
+    /// deleted through it (see crate::nfnl for why). None when it could not be opened (or
+    /// fell out of step); nft does the work then.
     netlink: Mutex<Option<NfSocket>>,
 }
 
@@ -840,33 +841,33 @@ impl Firewall {
         &self,
         rules: &[DnatRule],
     ) -> std::result::Result<Vec<Option<u64>>, AddError> {
-        let no_socket = || AddError::NotAdded(std::io::ErrorKind::NotConnected.into());
-        let mut guard = self.netlink.lock().map_err(|_| no_socket())?;
+        self.over_netlink(|sock| {
+            let res = sock.add_dnat_rules(&self.cfg.table, rules);
+            let in_step = !matches!(res, Err(AddError::Unknown(_)));
+            (res, in_step)
+        })
+        .unwrap_or_else(|| Err(AddError::NotAdded(std::io::ErrorKind::NotConnected.into())))
+    }
+
+    /// Runs `f` on the kept socket, opened again if an earlier call dropped it; None
+    /// without one. `f` says whether the socket is still in step with the kernel's replies
+    /// (after a timeout it is not, and the next call opens a new one).
+    fn over_netlink<T>(&self, f: impl FnOnce(&mut NfSocket) -> (T, bool)) -> Option<T> {
+        let mut guard = self.netlink.lock().ok()?;
         if guard.is_none() {
             *guard = NfSocket::open().ok();
         }
-        let sock = guard.as_mut().ok_or_else(no_socket)?;
-        let res = sock.add_dnat_rules(&self.cfg.table, rules);
-        if let Err(AddError::Unknown(_)) = res {
-            // Out of step: a new socket next time.
+        let (res, in_step) = f(guard.as_mut()?);
+        if !in_step {
             *guard = None;
         }
-        res
+        Some(res)
     }
 
     /// [`Self::delete_rules`] over the kept socket. False when it could not (the
     /// socket, a family it does not know, or the kernel's refusal): nft then tries, and
     /// its error is the one reported.
     fn delete_over_netlink(&self, refs: &[RuleRef]) -> bool {
-        let Ok(mut guard) = self.netlink.lock() else {
-            return false;
-        };
-        if guard.is_none() {
-            *guard = NfSocket::open().ok();
-        }
-        let Some(sock) = guard.as_mut() else {
-            return false;
-        };
         let mut rules = Vec::with_capacity(refs.len());
         for r in refs {
             let family = match r.family {
@@ -880,17 +881,14 @@ impl Firewall {
                 handle: u64::from(r.handle),
             });
         }
-        match sock.delete_rules(&self.cfg.table, &rules) {
-            Ok(()) => true,
+        self.over_netlink(|sock| match sock.delete_rules(&self.cfg.table, &rules) {
+            Ok(()) => (true, true),
             Err(e) => {
                 tracing::debug!(table = %self.cfg.table, error = %e, "rule deletion over netlink");
-                // Out of step after a timeout: a new socket next time.
-                if e.kind() == std::io::ErrorKind::WouldBlock {
-                    *guard = None;
-                }
-                false
+                (false, e.kind() != std::io::ErrorKind::WouldBlock)
             }
-        }
+        })
+        .unwrap_or(false)
     }
 
     /// [`Self::apply`], returning the `ctr:` rules it added with their handles (nft's

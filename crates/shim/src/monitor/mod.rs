@@ -415,15 +415,28 @@ impl Shim {
 
     /// Output of the container (stream 0 stdout, 1 stderr).
     fn read_output(&mut self, i: usize) {
-        let Some(fd) = &self.ends.out[i] else { return };
+        self.with_scratch(|s, buf| {
+            let Some(fd) = &s.ends.out[i] else { return };
+            match read_chunk(fd, buf) {
+                Ok([]) => s.ends.out[i] = None,
+                Ok(data) => s.output(i, data),
+                Err(e)
+                    if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
+                // EIO: the terminal's other side is closed.
+                Err(_) => s.ends.out[i] = None,
+            }
+        });
+    }
+
+    /// Runs `f` with the read buffer (see `read_chunk`), put back after.
+    /// A reader called while another holds it gets a buffer of its own
+    /// (an empty one would read as end of file).
+    fn with_scratch(&mut self, f: impl FnOnce(&mut Self, &mut [MaybeUninit<u8>])) {
         let mut buf = std::mem::take(&mut self.scratch);
-        match read_chunk(fd, &mut buf) {
-            Ok([]) => self.ends.out[i] = None,
-            Ok(data) => self.output(i, data),
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
-            // EIO: the terminal's other side is closed.
-            Err(_) => self.ends.out[i] = None,
+        if buf.is_empty() {
+            buf = Box::new_uninit_slice(READ_CHUNK);
         }
+        f(self, &mut buf);
         self.scratch = buf;
     }
 
@@ -482,9 +495,7 @@ impl Shim {
     }
 
     fn read_conn(&mut self, i: usize) {
-        let mut buf = std::mem::take(&mut self.scratch);
-        self.conn_input(i, &mut buf);
-        self.scratch = buf;
+        self.with_scratch(|s, buf| s.conn_input(i, buf));
     }
 
     fn conn_input(&mut self, i: usize, buf: &mut [MaybeUninit<u8>]) {
@@ -766,11 +777,15 @@ impl Shim {
     }
 
     fn read_exec_output(&mut self, id: &str, i: usize) {
+        self.with_scratch(|s, buf| s.exec_output(id, i, buf));
+    }
+
+    fn exec_output(&mut self, id: &str, i: usize, buf: &mut [MaybeUninit<u8>]) {
         let Some(e) = self.execs.get_mut(id) else {
             return;
         };
         let Some(fd) = &e.ends.out[i] else { return };
-        match read_chunk(fd, &mut self.scratch) {
+        match read_chunk(fd, buf) {
             Ok([]) => e.ends.out[i] = None,
             Ok(data) => {
                 let frame = if i == 1 {
