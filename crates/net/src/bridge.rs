@@ -206,9 +206,25 @@ impl BridgeDriver {
                 .or_else(|| req.addresses.first().map(|a| a.addr()));
             ip.map_or([0x02, 0x42, 0, 0, 0, 1], mac_from_ip)
         });
-        self.host
+        let made = self
+            .host
             .create_veth_into(&host_veth, &req.ifname, ns, Some(mac), net.mtu)
-            .await?;
+            .await;
+        if let Err(e) = made {
+            // The name is this endpoint's: a pair that has it is the one of the endpoint's
+            // previous run (a restart right after a stop), which the kernel deletes with the
+            // old namespace only some ms after `release`. Delete it now and make the new one.
+            let stale = matches!(&e, NetError::Link { source, .. }
+                if crate::link::errno_of(source) == Some(libc::EEXIST));
+            if !stale {
+                return Err(e);
+            }
+            tracing::debug!(veth = %host_veth, "replacing the veth of a previous run");
+            self.host.delete_link(&host_veth).await?;
+            self.host
+                .create_veth_into(&host_veth, &req.ifname, ns, Some(mac), net.mtu)
+                .await?;
+        }
         match self
             .attach_inner(net, ns, req, bridge, &host_veth, mac)
             .await

@@ -802,6 +802,43 @@ async fn released_veth_goes_with_its_namespace() {
         .expect("release when gone");
 }
 
+/// A restart right after a stop attaches the same endpoint (same veth name) while the
+/// previous run's pair may still exist: it goes with the old namespace only some ms after
+/// `release`. Here the old namespace is kept, so the old pair is certainly there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_replaces_the_veth_of_a_previous_run() {
+    if !root_ok() {
+        return;
+    }
+    let mut env = Env::new();
+    let n = env.network(26, true, false).await;
+    let old = env.netns().await;
+    let new = env.netns().await;
+    let req = EndpointRequest {
+        id: format!("restarted/{}", n.id),
+        addresses: vec![net("10.213.26.2/24")],
+        ifname: "eth0".to_string(),
+        mac: None,
+    };
+    let first = env.driver.attach(&n, &old, &req).await.expect("attach");
+    env.driver.release(&first.host_veth).await.expect("release");
+    let second = env
+        .driver
+        .attach(&n, &new, &req)
+        .await
+        .expect("attach again while the old pair exists");
+    assert_eq!(second.host_veth, first.host_veth);
+    let nl = env.driver.netlink();
+    let bridge = nl.require_link(&n.bridge).await.expect("bridge");
+    assert_eq!(
+        nl.ports_of(bridge).await.expect("ports"),
+        vec![second.host_veth.clone()]
+    );
+    tcp_server(&new, 7002, b"new run ", Duration::from_secs(10));
+    let got = fetch(SocketAddr::new(ip("10.213.26.2"), 7002), 8, b"ok").expect("reach it");
+    assert_eq!(got, b"new run ok");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_is_idempotent() {
     if !root_ok() {
