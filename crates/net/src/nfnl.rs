@@ -14,7 +14,7 @@
 //! `nft` process (5-7 ms). Everything else goes through `nft` (crate::firewall).
 
 use std::net::IpAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use nix::sys::socket::{
@@ -105,10 +105,7 @@ impl NfSocket {
             SockFlag::SOCK_CLOEXEC,
             SockProtocol::NetlinkNetFilter,
         )?;
-        bind(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
-            &NetlinkAddr::new(0, 0),
-        )?;
+        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))?;
         let secs = i64::try_from(REPLY_TIMEOUT.as_secs()).unwrap_or(5);
         setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(secs, 0))?;
         Ok(NfSocket { fd, seq: 1 })
@@ -121,59 +118,27 @@ impl NfSocket {
         table: &str,
         rules: &[RuleHandle],
     ) -> std::io::Result<()> {
-        if rules.is_empty() {
-            return Ok(());
-        }
-        self.drain();
-        let first = self.seq;
-        let mut buf = Vec::with_capacity(64 + rules.len() * 96);
-        batch_marker(&mut buf, NFNL_MSG_BATCH_BEGIN, self.next_seq());
-        for r in rules {
-            let at = begin_msg(
-                &mut buf,
-                (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELRULE,
-                NLM_F_REQUEST | NLM_F_ACK,
-                self.next_seq(),
-                r.family,
-                0,
-            );
-            put_str(&mut buf, NFTA_RULE_TABLE, table);
-            put_str(&mut buf, NFTA_RULE_CHAIN, r.chain);
-            put_attr(&mut buf, NFTA_RULE_HANDLE, &r.handle.to_be_bytes());
-            end_msg(&mut buf, at);
-        }
-        batch_marker(&mut buf, NFNL_MSG_BATCH_END, self.next_seq());
-        sendto(
-            std::os::fd::AsRawFd::as_raw_fd(&self.fd),
-            &buf,
-            &NetlinkAddr::new(0, 0),
-            MsgFlags::empty(),
-        )?;
-        // One ack (or error) per rule message: seq first+1 ..= first+rules.len().
-        let base = first.wrapping_add(1);
-        let mut acked = 0;
-        let mut rbuf = vec![0u8; 16384];
-        while acked < rules.len() {
-            let n = recv(
-                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
-                &mut rbuf,
-                MsgFlags::empty(),
-            )?;
-            for (kind, seq, payload) in messages(&rbuf[..n]) {
-                if kind != NLMSG_ERROR || seq.wrapping_sub(base) as usize >= rules.len() {
-                    continue;
-                }
-                let code = payload
-                    .get(..4)
-                    .and_then(|b| b.try_into().ok())
-                    .map_or(-libc::EPROTO, i32::from_ne_bytes);
-                if code != 0 {
-                    return Err(std::io::Error::from_raw_os_error(-code));
-                }
-                acked += 1;
-            }
-        }
-        Ok(())
+        self.transact(
+            rules.len(),
+            |buf, i, seq| {
+                let r = &rules[i];
+                let at = begin_msg(
+                    buf,
+                    (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELRULE,
+                    NLM_F_REQUEST | NLM_F_ACK,
+                    seq,
+                    r.family,
+                    0,
+                );
+                put_str(buf, NFTA_RULE_TABLE, table);
+                put_str(buf, NFTA_RULE_CHAIN, r.chain);
+                put_attr(buf, NFTA_RULE_HANDLE, &r.handle.to_be_bytes());
+                end_msg(buf, at);
+                Ok(())
+            },
+            |_, _, _| {},
+        )
+        .map_err(|(AddError::NotAdded(e) | AddError::Unknown(e))| e)
     }
 
     /// Adds `rules` to `table` (all in the family of `to_ip`, which must match the
@@ -184,99 +149,116 @@ impl NfSocket {
         table: &str,
         rules: &[DnatRule],
     ) -> Result<Vec<Option<u64>>, AddError> {
-        if rules.is_empty() {
-            return Ok(Vec::new());
+        let mut handles = vec![None; rules.len()];
+        self.transact(
+            rules.len(),
+            |buf, i, seq| {
+                let r = &rules[i];
+                let comment = r.comment.as_bytes();
+                let len = u8::try_from(comment.len() + 1).map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "rule comment longer than 254 bytes",
+                    )
+                })?;
+                let family = if r.to_ip.is_ipv4() {
+                    NFPROTO_IPV4
+                } else {
+                    NFPROTO_IPV6
+                };
+                let at = begin_msg(
+                    buf,
+                    (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE,
+                    NLM_F_REQUEST | NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK | NLM_F_ECHO,
+                    seq,
+                    family,
+                    0,
+                );
+                put_str(buf, NFTA_RULE_TABLE, table);
+                put_str(buf, NFTA_RULE_CHAIN, r.chain);
+                dnat_expressions(buf, r);
+                let mut udata = vec![UDATA_RULE_COMMENT, len];
+                udata.extend_from_slice(comment);
+                udata.push(0);
+                put_attr(buf, NFTA_RULE_USERDATA, &udata);
+                end_msg(buf, at);
+                Ok(())
+            },
+            |i, kind, payload| {
+                if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE {
+                    handles[i] = echoed_handle(payload);
+                }
+            },
+        )?;
+        Ok(handles)
+    }
+
+    /// One batch of `count` messages, the i-th written by `write(buf, i, seq)` with the
+    /// NLM_F_ACK flag and sequence number `seq`; then the kernel's answers, until each
+    /// message has its ack. `reply(i, type, payload)` sees the other answers to message i
+    /// (echoes), including any that come after the acks. The batch is atomic: a refusal
+    /// (the first error ack) means none of it was done.
+    fn transact(
+        &mut self,
+        count: usize,
+        mut write: impl FnMut(&mut Vec<u8>, usize, u32) -> std::io::Result<()>,
+        mut reply: impl FnMut(usize, u16, &[u8]),
+    ) -> Result<(), AddError> {
+        if count == 0 {
+            return Ok(());
         }
         self.drain();
-        let first = self.seq;
-        let mut buf = Vec::with_capacity(64 + rules.len() * 400);
+        let mut buf = Vec::with_capacity(64 + count * 400);
         batch_marker(&mut buf, NFNL_MSG_BATCH_BEGIN, self.next_seq());
-        for r in rules {
-            let family = if r.to_ip.is_ipv4() {
-                NFPROTO_IPV4
-            } else {
-                NFPROTO_IPV6
-            };
-            let at = begin_msg(
-                &mut buf,
-                (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE,
-                NLM_F_REQUEST | NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK | NLM_F_ECHO,
-                self.next_seq(),
-                family,
-                0,
-            );
-            put_str(&mut buf, NFTA_RULE_TABLE, table);
-            put_str(&mut buf, NFTA_RULE_CHAIN, r.chain);
-            dnat_expressions(&mut buf, r);
-            let comment = r.comment.as_bytes();
-            let len = u8::try_from(comment.len() + 1).map_err(|_| {
-                AddError::NotAdded(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "rule comment longer than 254 bytes",
-                ))
-            })?;
-            let mut udata = vec![UDATA_RULE_COMMENT, len];
-            udata.extend_from_slice(comment);
-            udata.push(0);
-            put_attr(&mut buf, NFTA_RULE_USERDATA, &udata);
-            end_msg(&mut buf, at);
+        let base = self.seq;
+        for i in 0..count {
+            let seq = self.next_seq();
+            write(&mut buf, i, seq).map_err(AddError::NotAdded)?;
         }
         batch_marker(&mut buf, NFNL_MSG_BATCH_END, self.next_seq());
         sendto(
-            std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+            self.fd.as_raw_fd(),
             &buf,
             &NetlinkAddr::new(0, 0),
             MsgFlags::empty(),
         )
         .map_err(|e| AddError::NotAdded(e.into()))?;
-        let base = first.wrapping_add(1);
-        let mut handles = vec![None; rules.len()];
         let mut acked = 0;
         let mut rbuf = vec![0u8; 65536];
-        while acked < rules.len() {
-            let n = recv(
-                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
-                &mut rbuf,
-                MsgFlags::empty(),
-            )
-            .map_err(|e| AddError::Unknown(e.into()))?;
+        let mut flags = MsgFlags::empty();
+        loop {
+            let n = match recv(self.fd.as_raw_fd(), &mut rbuf, flags) {
+                Ok(n) => n,
+                // All acked; nothing more waiting.
+                Err(_) if acked == count => return Ok(()),
+                Err(e) => return Err(AddError::Unknown(e.into())),
+            };
             for (kind, seq, payload) in messages(&rbuf[..n]) {
                 let i = seq.wrapping_sub(base) as usize;
-                if i >= rules.len() {
+                if i >= count {
                     continue;
                 }
-                if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE {
-                    handles[i] = echoed_handle(payload);
-                } else if kind == NLMSG_ERROR {
-                    let code = payload
-                        .get(..4)
-                        .and_then(|b| b.try_into().ok())
-                        .map_or(-libc::EPROTO, i32::from_ne_bytes);
-                    if code != 0 {
-                        // The batch is atomic: none of it was added.
-                        return Err(AddError::NotAdded(std::io::Error::from_raw_os_error(-code)));
-                    }
-                    acked += 1;
+                if kind != NLMSG_ERROR {
+                    reply(i, kind, payload);
+                    continue;
                 }
+                let code = payload
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(-libc::EPROTO, i32::from_ne_bytes);
+                if code != 0 {
+                    return Err(AddError::NotAdded(std::io::Error::from_raw_os_error(-code)));
+                }
+                acked += 1;
+            }
+            if acked == count {
+                // Echoes come before the acks; a late one is read without waiting.
+                flags = MsgFlags::MSG_DONTWAIT;
+            }
+            if n == 0 {
+                return Ok(());
             }
         }
-        // Echoes come before the acks; any late one is read here.
-        if handles.iter().any(Option::is_none) {
-            let mut b = vec![0u8; 65536];
-            while let Ok(n @ 1..) = recv(
-                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
-                &mut b,
-                MsgFlags::MSG_DONTWAIT,
-            ) {
-                for (kind, seq, payload) in messages(&b[..n]) {
-                    let i = seq.wrapping_sub(base) as usize;
-                    if i < rules.len() && kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE {
-                        handles[i] = echoed_handle(payload);
-                    }
-                }
-            }
-        }
-        Ok(handles)
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -288,13 +270,7 @@ impl NfSocket {
     /// Drops replies left from an earlier call that gave up early.
     fn drain(&self) {
         let mut b = [0u8; 4096];
-        while recv(
-            std::os::fd::AsRawFd::as_raw_fd(&self.fd),
-            &mut b,
-            MsgFlags::MSG_DONTWAIT,
-        )
-        .is_ok_and(|n| n > 0)
-        {}
+        while recv(self.fd.as_raw_fd(), &mut b, MsgFlags::MSG_DONTWAIT).is_ok_and(|n| n > 0) {}
     }
 }
 
