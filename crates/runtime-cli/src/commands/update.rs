@@ -132,24 +132,29 @@ pub fn events(g: &Globals, a: &EventsArgs) -> anyhow::Result<()> {
     let every = interval(&a.interval)?;
     let mut out = std::io::stdout().lock();
     let mut ooms = container::oom_kills(&g.root, &a.id)?;
+    // Writes one event; false when the reader went away.
+    let mut emit = |ev: serde_json::Value| writeln!(out, "{ev}").and_then(|()| out.flush()).is_ok();
+    let oom = serde_json::json!({"type": "oom", "id": a.id});
     loop {
         let stats = match container::stats(&g.root, &a.id) {
             Ok(s) => s,
-            // The container stopped: the stream ends.
-            Err(berth_runtime::RuntimeError::InvalidState { .. }) if !a.stats => return Ok(()),
+            // The container stopped: the stream ends, with the OOM kill that
+            // stopped it when there was one (the OOM killer may pick the
+            // init itself, between two polls).
+            Err(berth_runtime::RuntimeError::InvalidState { .. }) if !a.stats => {
+                if container::oom_kills(&g.root, &a.id).unwrap_or(ooms) > ooms {
+                    emit(oom);
+                }
+                return Ok(());
+            }
             Err(e) => return Err(e.into()),
         };
-        let ev = serde_json::json!({"type": "stats", "id": a.id, "data": stats});
-        if writeln!(out, "{ev}").and_then(|()| out.flush()).is_err() {
-            return Ok(()); // reader went away
-        }
-        if a.stats {
+        if !emit(serde_json::json!({"type": "stats", "id": a.id, "data": stats})) || a.stats {
             return Ok(());
         }
         let now = container::oom_kills(&g.root, &a.id).unwrap_or(ooms);
         if now > ooms {
-            let ev = serde_json::json!({"type": "oom", "id": a.id});
-            if writeln!(out, "{ev}").and_then(|()| out.flush()).is_err() {
+            if !emit(oom.clone()) {
                 return Ok(());
             }
             ooms = now;
