@@ -124,11 +124,29 @@ impl Namespaces {
         flags
     }
 
-    /// Whether everything can be created by one clone3 call: nothing joined
-    /// and no time namespace (whose offsets must be written before its first
-    /// process exists).
+    /// Whether everything can be created by one clone3 call: no time
+    /// namespace (whose offsets must be written before its first process
+    /// exists), and nothing joined but namespaces the runtime may enter
+    /// itself around that call (see [`Namespaces::joinable_around_clone`]).
     pub fn fast_path(&self) -> bool {
-        !self.joins_any() && !self.creates(LinuxNamespaceType::Time)
+        !self.creates(LinuxNamespaceType::Time)
+            && self
+                .entries
+                .iter()
+                .all(|(t, p)| p.is_none() || self.joinable_around_clone(*t))
+    }
+
+    /// Whether the runtime can join a namespace of type `t` itself for the
+    /// clone of the init (which inherits it) and go back to its own right
+    /// after ([`enter`]), as a `--network container:` or bridge container
+    /// joins its network namespace: network, IPC and UTS namespaces, which
+    /// hold nothing of the runtime's own, when no user namespace is made or
+    /// joined (one would change who may join what, and in which order).
+    fn joinable_around_clone(&self, t: LinuxNamespaceType) -> bool {
+        matches!(
+            t,
+            LinuxNamespaceType::Network | LinuxNamespaceType::Ipc | LinuxNamespaceType::Uts
+        ) && !self.has_new_or_joined(LinuxNamespaceType::User)
     }
 
     /// Open the namespace files to join, in [`JOIN_ORDER`].
@@ -142,6 +160,47 @@ impl Namespaces {
             }
         }
         Ok(out)
+    }
+}
+
+/// The calling thread's own namespaces, kept while it is in others (see
+/// [`enter`]); dropped, it goes back to them.
+#[derive(Debug)]
+pub struct Entered {
+    own: Vec<(LinuxNamespaceType, OwnedFd)>,
+}
+
+/// Moves the calling thread into the namespaces `joined` (opened by
+/// [`Namespaces::open_joined`]): what it creates from now on is created in
+/// them. [`Entered::leave`] goes back.
+pub fn enter(joined: &[(LinuxNamespaceType, OwnedFd)]) -> Result<Entered> {
+    let mut entered = Entered { own: Vec::new() };
+    for (t, fd) in joined {
+        let path = format!("/proc/thread-self/ns/{}", proc_name(*t));
+        let own = std::fs::File::open(&path).with_context(|| format!("open {path}"))?;
+        entered.own.push((*t, own.into()));
+        join(*t, fd)?;
+    }
+    Ok(entered)
+}
+
+impl Entered {
+    /// Goes back to the namespaces the thread was in before [`enter`].
+    pub fn leave(mut self) -> Result<()> {
+        while let Some((t, fd)) = self.own.pop() {
+            join(t, &fd)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        while let Some((t, fd)) = self.own.pop() {
+            if let Err(e) = join(t, &fd) {
+                tracing::warn!("go back to this process's own namespace: {e}");
+            }
+        }
     }
 }
 
@@ -169,4 +228,62 @@ pub fn of_process(pid: i32) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> {
         out.push((t, OwnedFd::from(fd)));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn netns_of_this_thread() -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/thread-self/ns/net").map_or(0, |m| m.ino())
+    }
+
+    /// `enter` moves this thread into a joined network namespace, `leave`
+    /// (and a drop) back into its own: the runtime must not stay in a
+    /// container's namespace after the clone of its init.
+    #[test]
+    fn enter_then_leave_comes_back() {
+        if std::env::var("BERTH_TEST_ROOT").as_deref() != Ok("1") {
+            return;
+        }
+        // A namespace of its own, made by a thread that then ends.
+        let other: OwnedFd = std::thread::spawn(|| {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET).expect("unshare");
+            OwnedFd::from(std::fs::File::open("/proc/thread-self/ns/net").expect("open"))
+        })
+        .join()
+        .expect("thread");
+        std::thread::spawn(move || {
+            let own = netns_of_this_thread();
+            let joined = vec![(LinuxNamespaceType::Network, other)];
+            let entered = enter(&joined).expect("enter");
+            let inside = netns_of_this_thread();
+            assert_ne!(inside, own);
+            entered.leave().expect("leave");
+            assert_eq!(netns_of_this_thread(), own);
+            drop(enter(&joined).expect("enter again"));
+            assert_eq!(netns_of_this_thread(), own, "a drop goes back too");
+        })
+        .join()
+        .expect("thread");
+    }
+
+    #[test]
+    fn joined_network_keeps_the_fast_path_unless_a_user_namespace_is_involved() {
+        let ns = |entries: Vec<(LinuxNamespaceType, Option<PathBuf>)>| Namespaces { entries };
+        let net = (
+            LinuxNamespaceType::Network,
+            Some(PathBuf::from("/run/netns/x")),
+        );
+        let pid = (LinuxNamespaceType::Pid, None);
+        assert!(ns(vec![net.clone(), pid.clone()]).fast_path());
+        assert!(!ns(vec![net.clone(), (LinuxNamespaceType::User, None)]).fast_path());
+        let joined_pid = (
+            LinuxNamespaceType::Pid,
+            Some(PathBuf::from("/proc/1/ns/pid")),
+        );
+        assert!(!ns(vec![net, joined_pid]).fast_path());
+        assert!(!ns(vec![(LinuxNamespaceType::Time, None)]).fast_path());
+    }
 }

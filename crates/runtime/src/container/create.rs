@@ -206,6 +206,13 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     } else {
         None
     };
+    // Joined namespaces in the fast path: entered here for the clone (the
+    // init is born in them) and left right after.
+    let entered = if fast && !joined.is_empty() {
+        Some(crate::namespaces::enter(&joined)?)
+    } else {
+        None
+    };
     let (forked, placed) = match clone::fork_into(flags, into) {
         Ok(f) => (f, into.is_some()),
         // Older kernels or a cgroup that refuses CLONE_INTO_CGROUP: migrate later.
@@ -240,10 +247,13 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
         }
         Forked::Parent(pid) => pid,
     };
+    cleanup.pids.push(child);
+    if let Some(entered) = entered {
+        entered.leave()?;
+    }
     drop(child_ch);
     drop(fifo);
     drop(joined);
-    cleanup.pids.push(child);
     if late_cgroups {
         setup_cgroups(&mut cleanup)?;
     }
