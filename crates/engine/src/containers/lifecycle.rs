@@ -520,12 +520,15 @@ impl ContainerService {
         if let Ok(Some(cur)) = self.records.get(id)
             && cur.state.shim.map(|(p, _)| p) == Some(shim_pid)
         {
-            if !cur.sandbox_key.is_empty() {
-                self.networks
-                    .leave(id, &cur.networks, !cur.ports.is_empty())
-                    .await;
-            }
-            self.teardown(id).await;
+            // The two are independent: at once.
+            let leave = async {
+                if !cur.sandbox_key.is_empty() {
+                    self.networks
+                        .leave(id, &cur.networks, !cur.ports.is_empty())
+                        .await;
+                }
+            };
+            tokio::join!(leave, self.teardown(id));
         }
         let rec = self.records.update(id, |r| {
             if r.state.shim.map(|(p, _)| p) != Some(shim_pid) {
@@ -631,18 +634,21 @@ impl ContainerService {
     /// its cgroups and state removed), off the async threads: it waits up
     /// to 10 s for the processes to die.
     async fn runtime_delete(&self, id: &str) {
+        if !self.paths.runtime_root.join(id).exists() {
+            return; // deleted already (remove after an exit's cleanup)
+        }
         let (root, id) = (self.paths.runtime_root.clone(), id.to_owned());
         let _ =
             tokio::task::spawn_blocking(move || berth_runtime::container::delete(&root, &id, true))
                 .await;
     }
 
-    /// A run's rootfs unmounted and its runtime state deleted, off the
-    /// async threads (an unmount can block, the delete waits).
+    /// A run's rootfs unmounted and its runtime state deleted, at once and
+    /// off the async threads (an unmount can block, the delete waits).
     async fn teardown(self: &Arc<Self>, id: &str) {
         let (svc, owned) = (self.clone(), id.to_owned());
-        let _ = tokio::task::spawn_blocking(move || svc.unmount_rootfs(&owned)).await;
-        self.runtime_delete(id).await;
+        let unmount = tokio::task::spawn_blocking(move || svc.unmount_rootfs(&owned));
+        let _ = tokio::join!(unmount, self.runtime_delete(id));
     }
 
     /// Waits up to `timeout` for `id` to stop being live.

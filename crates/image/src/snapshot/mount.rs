@@ -34,9 +34,22 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-/// Whether something is mounted at `target` (per /proc/self/mountinfo).
+/// Whether something is mounted at `target`: asked of statx (the root of
+/// a mount says so, kernel 5.8 on), else read in /proc/self/mountinfo.
 pub fn is_mountpoint(target: &Path) -> bool {
-    super::snapshotter::mounts_under(target).is_ok_and(|m| m.iter().any(|p| p == target))
+    use rustix::fs::{AtFlags, CWD, StatxAttributes, StatxFlags, statx};
+    match statx(
+        CWD,
+        target,
+        AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::BASIC_STATS,
+    ) {
+        Ok(st) if st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) => {
+            st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT)
+        }
+        Err(Errno::NOENT | Errno::NOTDIR) => false,
+        _ => super::snapshotter::mounts_under(target).is_ok_and(|m| m.iter().any(|p| p == target)),
+    }
 }
 
 /// Detach the mount on `target` (lazily, `MNT_DETACH`).
@@ -199,4 +212,28 @@ pub(super) fn by_fd_paths(o: &Overlay, target: &Path, ro: bool) -> Result<(), Sn
         ));
     }
     legacy(&data, target, ro)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountpoints_are_told_from_plain_directories() {
+        assert!(is_mountpoint(Path::new("/proc")));
+        assert!(is_mountpoint(Path::new("/")));
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(!is_mountpoint(dir.path()));
+        assert!(!is_mountpoint(&dir.path().join("missing")));
+        if std::env::var("BERTH_TEST_ROOT").as_deref() == Ok("1") {
+            let target = dir.path().join("m");
+            std::fs::create_dir(&target).expect("mkdir");
+            rustix::mount::mount("tmpfs", &target, "tmpfs", MountFlags::empty(), None)
+                .expect("mount tmpfs");
+            let mounted = is_mountpoint(&target);
+            unmount(&target).expect("unmount");
+            assert!(mounted);
+            assert!(!is_mountpoint(&target));
+        }
+    }
 }
