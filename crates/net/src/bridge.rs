@@ -84,6 +84,17 @@ pub struct Endpoint {
     pub addresses: Vec<IpNet>,
 }
 
+/// Turns IPv6 off on interface `ifname` of the calling thread's namespace (`default`:
+/// on those made from now on). A kernel without IPv6 has nothing to turn off.
+fn disable_ipv6(ifname: &str) -> Result<()> {
+    match sysctl::set_ipv6_conf(ifname, "disable_ipv6", "1") {
+        Err(NetError::Sysctl { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 /// Host-side veth name for an endpoint: `vb` + 13 hex digits of a hash of its id.
 pub fn host_veth_name(endpoint_id: &str) -> String {
     format!("vb{:013x}", fnv1a(endpoint_id) & 0x000f_ffff_ffff_ffff)
@@ -179,9 +190,19 @@ impl BridgeDriver {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Brings up `lo` in a (new) container namespace.
-    pub async fn prepare_netns(&self, ns: &NetNs) -> Result<()> {
-        Netlink::in_netns(ns)?.loopback_up().await
+    /// Brings up `lo` in a (new) container namespace. Without `ipv6` (none of the
+    /// container's networks has IPv6) the interfaces made in it later have IPv6 disabled,
+    /// as Docker does: no link-local address, duplicate address detection or multicast
+    /// listener reports for nothing.
+    pub async fn prepare_netns(&self, ns: &NetNs, ipv6: bool) -> Result<()> {
+        let first = move || {
+            if ipv6 {
+                Ok(())
+            } else {
+                disable_ipv6("default")
+            }
+        };
+        Netlink::in_netns_after(ns, first)?.loopback_up().await
     }
 
     /// Joins namespace `ns` to `net`: veth pair with the host end on the bridge (isolated
@@ -208,7 +229,14 @@ impl BridgeDriver {
         });
         let made = self
             .host
-            .create_veth_into(&host_veth, &req.ifname, ns, Some(mac), net.mtu)
+            .create_veth_into(
+                &host_veth,
+                &req.ifname,
+                ns,
+                Some(mac),
+                net.mtu,
+                Some(bridge),
+            )
             .await;
         if let Err(e) = made {
             // The name is this endpoint's: a pair that has it is the one of the endpoint's
@@ -222,13 +250,17 @@ impl BridgeDriver {
             tracing::debug!(veth = %host_veth, "replacing the veth of a previous run");
             self.host.delete_link(&host_veth).await?;
             self.host
-                .create_veth_into(&host_veth, &req.ifname, ns, Some(mac), net.mtu)
+                .create_veth_into(
+                    &host_veth,
+                    &req.ifname,
+                    ns,
+                    Some(mac),
+                    net.mtu,
+                    Some(bridge),
+                )
                 .await?;
         }
-        match self
-            .attach_inner(net, ns, req, bridge, &host_veth, mac)
-            .await
-        {
+        match self.attach_inner(net, ns, req, &host_veth, mac).await {
             Ok(ep) => Ok(ep),
             Err(e) => {
                 let _ = self.host.delete_link(&host_veth).await;
@@ -242,24 +274,31 @@ impl BridgeDriver {
         net: &BridgeNetwork,
         ns: &NetNs,
         req: &EndpointRequest,
-        bridge: u32,
         host_veth: &str,
         mac: [u8; 6],
     ) -> Result<Endpoint> {
-        self.host.attach_to_bridge(host_veth, bridge).await?;
+        // A bridge port needs no address of its own: no IPv6 work on it either.
+        disable_ipv6(host_veth)?;
+        self.host.set_up_by_name(host_veth).await?;
         if !net.icc {
             self.host.set_port_isolated(host_veth, true).await?;
         }
-        let inner = Netlink::in_netns(ns)?;
-        if req.addresses.iter().any(|a| a.addr().is_ipv6()) {
-            let ifname = req.ifname.clone();
-            ns.run(move || sysctl::set_ipv6_conf(&ifname, "accept_dad", "0"))??;
-        }
+        let ifname = req.ifname.clone();
+        let inner = if req.addresses.iter().any(|a| a.addr().is_ipv6()) {
+            // On in this interface even where the namespace's default is off (a
+            // network with IPv6 connected later).
+            Netlink::in_netns_after(ns, move || {
+                sysctl::set_ipv6_conf(&ifname, "disable_ipv6", "0")?;
+                sysctl::set_ipv6_conf(&ifname, "accept_dad", "0")
+            })?
+        } else {
+            Netlink::in_netns(ns)?
+        };
+        let index = inner.require_link(&req.ifname).await?;
         for addr in &req.addresses {
-            inner.add_address(&req.ifname, *addr).await?;
+            inner.add_address_at(index, &req.ifname, *addr).await?;
         }
-        inner.set_up(&req.ifname).await?;
-        inner.loopback_up().await?;
+        inner.set_up_at(index, &req.ifname).await?;
         if !net.internal {
             for gw in &net.gateways {
                 if req
@@ -267,7 +306,9 @@ impl BridgeDriver {
                     .iter()
                     .any(|a| a.addr().is_ipv4() == gw.addr().is_ipv4())
                 {
-                    inner.add_default_route(&req.ifname, gw.addr()).await?;
+                    inner
+                        .add_default_route_at(index, &req.ifname, gw.addr())
+                        .await?;
                 }
             }
         }

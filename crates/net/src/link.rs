@@ -110,14 +110,22 @@ impl Netlink {
     /// A connection whose socket lives in `ns`: requests configure that namespace.
     /// Must be called inside a tokio runtime.
     pub fn in_netns(ns: &NetNs) -> Result<Netlink> {
+        Self::in_netns_after(ns, || Ok(()))
+    }
+
+    /// [`Netlink::in_netns`], running `first` in `ns` (on the thread that makes the
+    /// socket) before: for what only a thread inside can do, such as a sysctl.
+    pub fn in_netns_after(
+        ns: &NetNs,
+        first: impl FnOnce() -> Result<()> + Send + 'static,
+    ) -> Result<Netlink> {
         let rt = tokio::runtime::Handle::current();
-        let (conn, handle, _) = ns
-            .run(move || {
-                // Registering the socket with the reactor needs the runtime's context.
-                let _guard = rt.enter();
-                rtnetlink::new_connection()
-            })?
-            .map_err(NetError::NetlinkSocket)?;
+        let (conn, handle, _) = ns.run(move || {
+            first()?;
+            // Registering the socket with the reactor needs the runtime's context.
+            let _guard = rt.enter();
+            rtnetlink::new_connection().map_err(NetError::NetlinkSocket)
+        })??;
         Ok(Netlink {
             handle,
             conn: tokio::spawn(conn),
@@ -198,6 +206,11 @@ impl Netlink {
     /// Sets link `name` up.
     pub async fn set_up(&self, name: &str) -> Result<()> {
         let index = self.require_link(name).await?;
+        self.set_up_at(index, name).await
+    }
+
+    /// [`Netlink::set_up`] of the link of index `index` (named `name` in errors).
+    pub async fn set_up_at(&self, index: u32, name: &str) -> Result<()> {
         self.handle
             .link()
             .set(LinkUnspec::new_with_index(index).up().build())
@@ -208,7 +221,9 @@ impl Netlink {
 
     /// Brings `lo` up (a new namespace starts with it down).
     pub async fn loopback_up(&self) -> Result<()> {
-        self.set_up("lo").await
+        // The kernel gives `lo` this index in every namespace.
+        const LOOPBACK_INDEX: u32 = 1;
+        self.set_up_at(LOOPBACK_INDEX, "lo").await
     }
 
     /// Creates bridge `name` (up) unless it exists; returns its index.
@@ -232,6 +247,11 @@ impl Netlink {
     /// Adds `addr` (address and prefix) to link `name`; an address already there is fine.
     pub async fn add_address(&self, name: &str, addr: IpNet) -> Result<()> {
         let index = self.require_link(name).await?;
+        self.add_address_at(index, name, addr).await
+    }
+
+    /// [`Netlink::add_address`] on the link of index `index` (named `name` in errors).
+    pub async fn add_address_at(&self, index: u32, name: &str, addr: IpNet) -> Result<()> {
         match self
             .handle
             .address()
@@ -253,7 +273,8 @@ impl Netlink {
     /// Creates a veth pair: `name` in this namespace, its peer `peer` (with MAC `mac`)
     /// directly in namespace `ns`. Made there rather than moved there afterwards: moving
     /// a link between namespaces waits for an RCU grace period in the kernel (20-30 ms
-    /// per link on a 2-CPU VM), creating it in place does not.
+    /// per link on a 2-CPU VM), creating it in place does not. With `controller`, `name`
+    /// is made a port of that bridge (by index) at once. Both ends are left down.
     pub async fn create_veth_into(
         &self,
         name: &str,
@@ -261,6 +282,7 @@ impl Netlink {
         ns: &NetNs,
         mac: Option<[u8; 6]>,
         mtu: Option<u32>,
+        controller: Option<u32>,
     ) -> Result<()> {
         use std::os::fd::AsRawFd;
         check_ifname(name)?;
@@ -271,6 +293,9 @@ impl Netlink {
             peer_msg = peer_msg.address(mac.to_vec());
         }
         let mut builder = LinkVeth::new(name, peer);
+        if let Some(index) = controller {
+            builder = builder.controller(index);
+        }
         if let Some(mtu) = mtu {
             builder = builder.mtu(mtu);
             peer_msg = peer_msg.mtu(mtu);
@@ -284,20 +309,15 @@ impl Netlink {
             .map_err(|e| NetError::link(&self.obj(name), "create veth pair", e))
     }
 
-    /// Enslaves link `name` to bridge `bridge` and sets it up.
-    pub async fn attach_to_bridge(&self, name: &str, bridge: u32) -> Result<()> {
-        let index = self.require_link(name).await?;
+    /// Sets link `name` up, found by name by the kernel (one request, no lookup first).
+    pub async fn set_up_by_name(&self, name: &str) -> Result<()> {
+        check_ifname(name)?;
         self.handle
             .link()
-            .set(
-                LinkUnspec::new_with_index(index)
-                    .controller(bridge)
-                    .up()
-                    .build(),
-            )
+            .set(LinkUnspec::new_with_name(name).up().build())
             .execute()
             .await
-            .map_err(|e| NetError::link(&self.obj(name), "attach to bridge", e))
+            .map_err(|e| NetError::link(&self.obj(name), "set up", e))
     }
 
     /// Takes link `name` off its bridge (`ip link set NAME nomaster`). Idempotent: a
@@ -335,6 +355,17 @@ impl Netlink {
     /// Adds a default route via `gateway` out of link `name`.
     pub async fn add_default_route(&self, name: &str, gateway: IpAddr) -> Result<()> {
         let index = self.require_link(name).await?;
+        self.add_default_route_at(index, name, gateway).await
+    }
+
+    /// [`Netlink::add_default_route`] out of the link of index `index` (named `name`
+    /// in errors).
+    pub async fn add_default_route_at(
+        &self,
+        index: u32,
+        name: &str,
+        gateway: IpAddr,
+    ) -> Result<()> {
         let route = match gateway {
             IpAddr::V4(gw) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
                 .gateway(gw)

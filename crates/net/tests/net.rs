@@ -102,7 +102,9 @@ impl Env {
     async fn netns(&mut self) -> NetNs {
         let ns = NetNs::create(self.dir.path(), &unique("ns")).expect("netns");
         self.namespaces.push(ns.clone());
-        self.driver.prepare_netns(&ns).await.expect("lo up");
+        // As berthd prepares it for IPv4-only networks: attach turns IPv6 on for an
+        // endpoint that has an IPv6 address.
+        self.driver.prepare_netns(&ns, false).await.expect("lo up");
         ns
     }
 
@@ -271,6 +273,20 @@ async fn two_namespaces_on_one_bridge_talk() {
         Some("02:42:0a:d5:0b:02")
     );
     drop(inner);
+    // IPv6 is off on an IPv4-only endpoint, both ends (as Docker has it inside); lo
+    // keeps ::1.
+    let inside = |key: &'static str| {
+        a.run(move || berth_net::sysctl::read(key))
+            .expect("run")
+            .expect("read sysctl")
+    };
+    assert_eq!(inside("ipv6/conf/eth0/disable_ipv6"), "1");
+    assert_eq!(inside("ipv6/conf/lo/disable_ipv6"), "0");
+    let host_veth = berth_net::bridge::host_veth_name(&format!("{}/{}", a.name(), n.id));
+    assert_eq!(
+        berth_net::sysctl::read(&format!("ipv6/conf/{host_veth}/disable_ipv6")).expect("read"),
+        "1"
+    );
 
     tcp_server(&b, 7000, b"hi ", Duration::from_secs(10));
     let got = fetch_in(&a, "10.213.11.3:7000".parse().expect("addr"), 3, b"ping").expect("a -> b");
@@ -979,6 +995,12 @@ async fn dual_stack_endpoints_talk_over_ipv6() {
         .expect("run")
         .expect("v6 connection");
     assert_eq!(seen, "fd88:213:22::2");
+    // On, for this endpoint, in a namespace prepared without IPv6.
+    let on = a
+        .run(|| berth_net::sysctl::read("ipv6/conf/eth0/disable_ipv6"))
+        .expect("run")
+        .expect("read");
+    assert_eq!(on, "0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

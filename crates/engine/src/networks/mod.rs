@@ -994,7 +994,15 @@ impl NetworkService {
         joined: &mut Joined,
     ) -> Result<(), EngineError> {
         let driver = self.driver().await?;
-        driver.prepare_netns(ns).await?;
+        // IPv6 stays on in the namespace only for a network that has it.
+        let ipv6 = {
+            let ipam = lock(&self.ipam);
+            nets.iter().any(|(n, _)| {
+                ipam.network(&n.name)
+                    .is_some_and(|st| st.subnets.iter().any(|s| s.subnet.addr().is_ipv6()))
+            })
+        };
+        driver.prepare_netns(ns, ipv6).await?;
         for (i, (n, ep)) in nets.iter().enumerate() {
             let ep = self
                 .attach(id, ns, n, ep, &format!("eth{i}"))
