@@ -217,7 +217,7 @@ fn setup(dir: &Path, cfg: ShimConfig) -> Result<Created, String> {
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("socket: {e}"))?;
-    let oom_file = berth_runtime::container::oom_kill_file(&cfg.runtime_root, &cfg.id)
+    let oom_file = berth_runtime::container::oom_kill_file_of(&container)
         .ok()
         .flatten();
     let oom_base = oom_file

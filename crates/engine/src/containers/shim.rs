@@ -137,10 +137,26 @@ impl Shim {
     }
 }
 
-/// Reads a reply line from `s`.
+/// Reads a reply line from `s` that is the last thing the shim sends on
+/// it (a `Wait`'s answer): in chunks, not byte by byte as [`read_line`].
 pub async fn read_reply(s: &mut UnixStream) -> Result<Reply, EngineError> {
-    let line = read_line(s).await?;
-    serde_json::from_slice(&line).map_err(|e| shim_err("bad reply", e))
+    let mut buf = Vec::with_capacity(256);
+    let end = loop {
+        let n = s
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| shim_err("read", e))?;
+        if let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            break end;
+        }
+        if n == 0 {
+            return Err(shim_err("read", "connection closed before a reply"));
+        }
+        if buf.len() > 1 << 20 {
+            return Err(shim_err("read", "reply too long"));
+        }
+    };
+    serde_json::from_slice(&buf[..end]).map_err(|e| shim_err("bad reply", e))
 }
 
 /// Reads one line byte by byte (so nothing after it is consumed).

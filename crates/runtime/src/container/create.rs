@@ -362,7 +362,11 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
         write_pid_file(pf, init_pid.as_raw())?;
     }
     cleanup.armed = false;
-    Ok(Container { dir, record })
+    Ok(Container {
+        dir,
+        record,
+        cgroups: Some(cg),
+    })
 }
 
 /// The most fds `--preserve-fds` may pass (fds 3..3+N must stay countable).

@@ -20,7 +20,7 @@ pub use exec::{ExecOptions, ExecOutcome, exec};
 pub use kill::kill;
 pub use pause::{pause, resume};
 pub use start::{start, start_loaded};
-pub use update::{oom_kill_file, oom_kills, read_oom_kills, stats, update};
+pub use update::{oom_kill_file, oom_kill_file_of, oom_kills, read_oom_kills, stats, update};
 
 use crate::cgroups::{AnyCgroups, CgroupManager, CgroupRoots};
 use crate::error::Result;
@@ -33,6 +33,9 @@ pub struct Container {
     pub dir: PathBuf,
     /// What was recorded at create time.
     pub record: Record,
+    /// The cgroups `create` worked out (which read mountinfo), reused by
+    /// [`Container::cgroups`] for the container it returns.
+    cgroups: Option<AnyCgroups>,
 }
 
 impl Container {
@@ -42,6 +45,7 @@ impl Container {
         Ok(Container {
             dir: root.join(id),
             record,
+            cgroups: None,
         })
     }
 
@@ -49,6 +53,9 @@ impl Container {
     pub fn cgroups(&self) -> Result<Option<AnyCgroups>> {
         if !self.record.cgroups_managed {
             return Ok(None);
+        }
+        if let Some(cg) = &self.cgroups {
+            return Ok(Some(cg.clone()));
         }
         let mut roots = CgroupRoots::default();
         if let Some(m) = &self.record.cgroup_mountinfo {

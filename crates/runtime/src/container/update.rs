@@ -54,7 +54,11 @@ pub fn oom_kills(root: &Path, id: &str) -> Result<u64> {
 /// The cgroup file that counts the container's OOM kills (see
 /// [`oom_kills`]), for a reader that does not load the container each time.
 pub fn oom_kill_file(root: &Path, id: &str) -> Result<Option<std::path::PathBuf>> {
-    let c = Container::load(root, id)?;
+    oom_kill_file_of(&Container::load(root, id)?)
+}
+
+/// [`oom_kill_file`] of a container in hand.
+pub fn oom_kill_file_of(c: &Container) -> Result<Option<std::path::PathBuf>> {
     let Some(cg) = c.cgroups()? else {
         return Ok(None);
     };
