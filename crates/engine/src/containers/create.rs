@@ -226,7 +226,7 @@ impl ContainerService {
             std::fs::create_dir_all(&data)
                 .map_err(|e| EngineError::io(format!("create {}", data.display()), e))?;
             mounts = self.volumes.attach(&id, planned)?;
-            let parent = self.ensure_snapshot(&id, &image.target)?;
+            let parent = self.ensure_snapshot(&id, &image)?;
             self.records.update(&id, |r| {
                 r.parent_snapshot = parent;
                 r.mount_points = mounts.clone();
@@ -269,15 +269,29 @@ impl ContainerService {
     pub(crate) fn ensure_snapshot(
         &self,
         id: &str,
-        target: &berth_image::store::Target,
+        image: &crate::images::ImageEntry,
     ) -> Result<Option<String>, EngineError> {
-        let platform = self.images.platform().clone();
-        let parent = self.images.store().unpack(
-            &self.snapshotter,
-            target,
-            &platform,
-            &ApplyOptions::default(),
-        )?;
+        // The image unpacked already (its top layer's snapshot committed,
+        // which the lower ones are then too): the container's snapshot is
+        // made on it directly, without the unpack pass and the lease that
+        // keeps its snapshots from a concurrent image removal meanwhile
+        // (then `prepare` fails: the parent is gone).
+        let top = image.resolved.chain_ids().pop();
+        let unpacked = top.as_deref().is_none_or(|t| {
+            matches!(self.snapshotter.stat(t),
+                Ok(i) if i.kind == berth_image::snapshot::Kind::Committed)
+        });
+        let parent = if unpacked {
+            top
+        } else {
+            let platform = self.images.platform().clone();
+            self.images.store().unpack(
+                &self.snapshotter,
+                &image.target,
+                &platform,
+                &ApplyOptions::default(),
+            )?
+        };
         if self.snapshotter.stat(id).is_err() {
             let mut labels = BTreeMap::new();
             labels.insert("berth.container".to_owned(), id.to_owned());

@@ -286,7 +286,7 @@ impl ContainerService {
         if !is_mountpoint(&rootfs) {
             if self.snapshotter.stat(&id).is_err() {
                 let img = self.images.lookup(&r.image_id)?;
-                self.ensure_snapshot(&id, &img.target)?;
+                self.ensure_snapshot(&id, &img)?;
             }
             let mounts = self
                 .snapshotter
