@@ -45,6 +45,65 @@ pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd> {
     if let Ok(fd) = open(root, path, OFlags::PATH | OFlags::DIRECTORY) {
         return Ok(fd);
     }
+    let names: Option<Vec<&std::ffi::OsStr>> = relative(path)
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir | Component::RootDir))
+        .map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    match names {
+        Some(names) => mkdir_below_deepest(root, path, &names),
+        None => mkdir_all_walking(root, path),
+    }
+}
+
+/// [`mkdir_all`] of a path without `..`: from its deepest existing
+/// ancestor (found within `root` as any path), each missing directory made
+/// and then opened from its parent's fd, never through a symlink (one that
+/// appears there meanwhile is an error, not followed).
+fn mkdir_below_deepest(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    names: &[&std::ffi::OsStr],
+) -> Result<OwnedFd> {
+    let mut have = names.len();
+    let mut current = loop {
+        if have == 0 {
+            break open(root, Path::new("/"), OFlags::PATH | OFlags::DIRECTORY)
+                .map_err(|e| err("open the container root", e))?;
+        }
+        have -= 1;
+        let prefix: std::path::PathBuf = names[..have].iter().collect();
+        match open(root, &prefix, OFlags::PATH | OFlags::DIRECTORY) {
+            Ok(fd) => break fd,
+            Err(Errno::NOENT) => continue,
+            Err(e) => return Err(err(&format!("/{}", prefix.display()), e)),
+        }
+    };
+    for name in &names[have..] {
+        match rustix::fs::mkdirat(current.as_fd(), *name, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(err(&format!("mkdir {}", path.display()), e)),
+        }
+        let beneath = ResolveFlags::BENEATH
+            .union(ResolveFlags::NO_SYMLINKS)
+            .union(ResolveFlags::NO_MAGICLINKS);
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        current = loop {
+            match rustix::fs::openat2(current.as_fd(), *name, flags, Mode::empty(), beneath) {
+                Err(Errno::AGAIN) | Err(Errno::INTR) => continue,
+                other => break other.map_err(|e| err(&path.display().to_string(), e))?,
+            }
+        };
+    }
+    Ok(current)
+}
+
+/// [`mkdir_all`] of any path: component by component from the root, each
+/// prefix resolved within it.
+fn mkdir_all_walking(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd> {
     let mut current: OwnedFd = open(root, Path::new("/"), OFlags::PATH | OFlags::DIRECTORY)
         .map_err(|e| err("open the container root", e))?;
     let mut prefix = std::path::PathBuf::from("/");
@@ -164,5 +223,34 @@ mod tests {
         let f = create_file(fd.as_fd(), Path::new("/../../a/b/file")).expect("create");
         drop(f);
         assert!(root.join("a/b/file").is_file());
+    }
+
+    #[test]
+    fn mkdir_all_makes_what_is_missing_below_what_exists() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("sys/fs")).expect("mkdir");
+        symlink("/sys", root.join("s")).expect("symlink");
+        std::fs::write(root.join("file"), "").expect("write");
+        let fd = std::fs::File::open(&root).expect("open root");
+        let made = mkdir_all(fd.as_fd(), Path::new("/sys/fs/cgroup/cpu")).expect("mkdir");
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: &Path| std::fs::metadata(p).expect("stat").ino();
+        assert_eq!(
+            ino(Path::new(&fd_path(&made))),
+            ino(&root.join("sys/fs/cgroup/cpu"))
+        );
+        // Through a symlink to an existing directory, within the root.
+        mkdir_all(fd.as_fd(), Path::new("/s/fs/cgroup/memory")).expect("mkdir via link");
+        assert!(root.join("sys/fs/cgroup/memory").is_dir());
+        // Several levels from the root, and a `.` on the way.
+        mkdir_all(fd.as_fd(), Path::new("/a/./b/c")).expect("mkdir");
+        assert!(root.join("a/b/c").is_dir());
+        // A file in the way is an error, not replaced.
+        assert!(mkdir_all(fd.as_fd(), Path::new("/file/x")).is_err());
+        // A dangling symlink in the way is not followed out of the root.
+        symlink("/nowhere/x", root.join("dangling")).expect("symlink");
+        assert!(mkdir_all(fd.as_fd(), Path::new("/dangling/y")).is_err());
+        assert!(!Path::new("/nowhere").exists());
     }
 }
