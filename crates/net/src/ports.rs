@@ -276,10 +276,24 @@ mod tests {
         assert!(bad.validate().is_err());
     }
 
+    /// A listener on a port below the ephemeral range (32768 on), which
+    /// parallel tests binding port 0 never get: once it is dropped, the
+    /// port stays free for the test.
+    fn listener_outside_ephemeral_range() -> (std::net::TcpListener, u16) {
+        let start = 20_000 + (std::process::id() % 10_000) as u16;
+        (0..2_000)
+            .map(|i| 20_000 + (start - 20_000 + i) % 12_000)
+            .find_map(|p| {
+                std::net::TcpListener::bind(("127.0.0.1", p))
+                    .ok()
+                    .map(|l| (l, p))
+            })
+            .expect("a free port in 20000..32000")
+    }
+
     #[test]
     fn reservation_detects_a_listener() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
-        let port = l.local_addr().expect("addr").port();
+        let (l, port) = listener_outside_ephemeral_range();
         let lo = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let err = PortReservation::reserve(&[PortMapping::tcp(lo, port, 80)]).expect_err("in use");
         let text = err.to_string();
