@@ -176,10 +176,17 @@ impl Record {
     }
 }
 
-/// The records, over the engine's database.
+/// The records, over the engine's database, and all of them in memory as
+/// well (loaded at start, then kept as they are written): reading a record
+/// does not parse it from the database each time, as a container's start,
+/// exit and removal do many times over.
 #[derive(Debug, Clone)]
 pub struct Records {
     db: Arc<Database>,
+    /// What the database holds. Changed only after a commit and only with
+    /// `writing` held, so an update never starts from a stale record.
+    cache: Arc<std::sync::RwLock<std::collections::HashMap<String, Record>>>,
+    writing: Arc<std::sync::Mutex<()>>,
 }
 
 fn db_err(context: &str, e: impl Into<redb::Error>) -> EngineError {
@@ -197,11 +204,41 @@ impl Records {
             .map_err(|e| db_err("open containers", e))?;
         tx.open_table(NAMES).map_err(|e| db_err("open names", e))?;
         tx.commit().map_err(|e| db_err("commit", e))?;
-        Ok(Records { db })
+        let mut records = Records {
+            db,
+            cache: Default::default(),
+            writing: Default::default(),
+        };
+        let all = records.read_all()?;
+        records.cache = Arc::new(std::sync::RwLock::new(
+            all.into_iter().map(|r| (r.id.clone(), r)).collect(),
+        ));
+        Ok(records)
     }
 
-    /// Every record.
+    fn cached(&self) -> std::sync::RwLockReadGuard<'_, std::collections::HashMap<String, Record>> {
+        self.cache.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cache_mut(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, std::collections::HashMap<String, Record>> {
+        self.cache.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every record, by id.
     pub fn all(&self) -> Result<Vec<Record>, EngineError> {
+        let mut all: Vec<Record> = self.cached().values().cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(all)
+    }
+
+    /// Every record, as the database has them.
+    fn read_all(&self) -> Result<Vec<Record>, EngineError> {
         let tx = self.db.begin_read().map_err(|e| db_err("begin", e))?;
         let t = tx
             .open_table(CONTAINERS)
@@ -219,16 +256,7 @@ impl Records {
 
     /// The record of `id` (a full id).
     pub fn get(&self, id: &str) -> Result<Option<Record>, EngineError> {
-        let tx = self.db.begin_read().map_err(|e| db_err("begin", e))?;
-        let t = tx
-            .open_table(CONTAINERS)
-            .map_err(|e| db_err("open containers", e))?;
-        let Some(v) = t.get(id).map_err(|e| db_err("read container", e))? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(v.value())
-            .map(Some)
-            .map_err(|e| EngineError::Internal(format!("container record {id}: {e}")))
+        Ok(self.cached().get(id).cloned())
     }
 
     /// The id a name (without `/`) belongs to.
@@ -242,6 +270,7 @@ impl Records {
 
     /// Writes a new record and claims its name; a taken name is Docker's 409.
     pub fn insert(&self, r: &Record) -> Result<(), EngineError> {
+        let _w = self.write_lock();
         let tx = self.db.begin_write().map_err(|e| db_err("begin", e))?;
         {
             let mut names = tx.open_table(NAMES).map_err(|e| db_err("open names", e))?;
@@ -260,7 +289,9 @@ impl Records {
             t.insert(r.id.as_str(), bytes.as_slice())
                 .map_err(|e| db_err("write container", e))?;
         }
-        tx.commit().map_err(|e| db_err("commit", e))
+        tx.commit().map_err(|e| db_err("commit", e))?;
+        self.cache_mut().insert(r.id.clone(), r.clone());
+        Ok(())
     }
 
     /// Changes the record of `id` with `f` in one transaction and returns
@@ -270,19 +301,15 @@ impl Records {
         id: &str,
         f: impl FnOnce(&mut Record) -> Result<(), EngineError>,
     ) -> Result<Record, EngineError> {
+        let _w = self.write_lock();
+        let mut rec = self
+            .get(id)?
+            .ok_or_else(|| EngineError::NoSuchContainer(id.to_owned()))?;
         let tx = self.db.begin_write().map_err(|e| db_err("begin", e))?;
         let rec = {
             let mut t = tx
                 .open_table(CONTAINERS)
                 .map_err(|e| db_err("open containers", e))?;
-            let mut rec: Record = {
-                let v = t
-                    .get(id)
-                    .map_err(|e| db_err("read container", e))?
-                    .ok_or_else(|| EngineError::NoSuchContainer(id.to_owned()))?;
-                serde_json::from_slice(v.value())
-                    .map_err(|e| EngineError::Internal(format!("container record {id}: {e}")))?
-            };
             let old_name = rec.name.clone();
             f(&mut rec)?;
             if rec.name != old_name {
@@ -303,11 +330,13 @@ impl Records {
             rec
         };
         tx.commit().map_err(|e| db_err("commit", e))?;
+        self.cache_mut().insert(id.to_owned(), rec.clone());
         Ok(rec)
     }
 
     /// Removes the record of `id` and frees its name.
     pub fn remove(&self, id: &str) -> Result<(), EngineError> {
+        let _w = self.write_lock();
         let tx = self.db.begin_write().map_err(|e| db_err("begin", e))?;
         {
             let mut t = tx
@@ -325,7 +354,9 @@ impl Records {
                     .map_err(|e| db_err("remove name", e))?;
             }
         }
-        tx.commit().map_err(|e| db_err("commit", e))
+        tx.commit().map_err(|e| db_err("commit", e))?;
+        self.cache_mut().remove(id);
+        Ok(())
     }
 }
 
@@ -333,4 +364,68 @@ fn name_conflict(name: &str, id: &str) -> EngineError {
     EngineError::Conflict(format!(
         "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, name: &str) -> Record {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "name": format!("/{name}"), "created": "", "config": {},
+            "host_config": {}, "image_id": "", "image_config": "", "parent_snapshot": null,
+            "path": "", "args": [], "restart_count": 0,
+            "state": { "status": "created", "pid": 0, "exit_code": 0, "error": "", "oom_killed": false,
+                       "started_at": null, "finished_at": null, "shim": null, "health": null },
+            "manually_stopped": false, "has_been_started": false, "log_path": "",
+            "hostname_path": "", "hosts_path": "", "resolv_conf_path": "", "hostname": ""
+        }))
+        .expect("a record")
+    }
+
+    /// What is read comes from memory; what is written reaches the database
+    /// (a second Records over it, as after a daemon restart, sees it all).
+    #[test]
+    fn records_in_memory_match_the_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(Database::create(dir.path().join("state.redb")).expect("db"));
+        let rs = Records::new(db.clone()).expect("records");
+        rs.insert(&record("a1", "one")).expect("insert");
+        rs.insert(&record("b2", "two")).expect("insert");
+        let dup = rs.insert(&record("c3", "one"));
+        assert!(matches!(dup, Err(EngineError::Conflict(_))), "{dup:?}");
+        assert!(rs.get("c3").expect("get").is_none());
+        let up = rs
+            .update("a1", |r| {
+                r.restart_count = 7;
+                r.name = "/uno".into();
+                Ok(())
+            })
+            .expect("update");
+        assert_eq!(up.restart_count, 7);
+        assert_eq!(rs.get("a1").expect("get"), Some(up.clone()));
+        // A refused update changes nothing.
+        let refused = rs.update("b2", |r| {
+            r.restart_count = 9;
+            Err(EngineError::Conflict("no".into()))
+        });
+        assert!(refused.is_err());
+        assert_eq!(rs.get("b2").expect("get").map(|r| r.restart_count), Some(0));
+        assert!(matches!(
+            rs.update("zz", |_| Ok(())),
+            Err(EngineError::NoSuchContainer(_))
+        ));
+        rs.remove("b2").expect("remove");
+        assert_eq!(rs.id_of_name("uno").expect("name").as_deref(), Some("a1"));
+        assert_eq!(rs.id_of_name("one").expect("name"), None);
+        let again = Records::new(db).expect("records");
+        let ids: Vec<String> = again
+            .all()
+            .expect("all")
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["a1"]);
+        assert_eq!(again.get("a1").expect("get"), Some(up));
+    }
 }
