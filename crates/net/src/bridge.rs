@@ -227,18 +227,12 @@ impl BridgeDriver {
                 .or_else(|| req.addresses.first().map(|a| a.addr()));
             ip.map_or([0x02, 0x42, 0, 0, 0, 1], mac_from_ip)
         });
-        let made = self
-            .host
-            .create_veth_into(
-                &host_veth,
-                &req.ifname,
-                ns,
-                Some(mac),
-                net.mtu,
-                Some(bridge),
-            )
-            .await;
-        if let Err(e) = made {
+        let create = || {
+            let (mtu, mac) = (net.mtu, Some(mac));
+            self.host
+                .create_veth_into(&host_veth, &req.ifname, ns, mac, mtu, Some(bridge))
+        };
+        if let Err(e) = create().await {
             // The name is this endpoint's: a pair that has it is the one of the endpoint's
             // previous run (a restart right after a stop), which the kernel deletes with the
             // old namespace only some ms after `release`. Delete it now and make the new one.
@@ -249,16 +243,7 @@ impl BridgeDriver {
             }
             tracing::debug!(veth = %host_veth, "replacing the veth of a previous run");
             self.host.delete_link(&host_veth).await?;
-            self.host
-                .create_veth_into(
-                    &host_veth,
-                    &req.ifname,
-                    ns,
-                    Some(mac),
-                    net.mtu,
-                    Some(bridge),
-                )
-                .await?;
+            create().await?;
         }
         match self.attach_inner(net, ns, req, &host_veth, mac).await {
             Ok(ep) => Ok(ep),
