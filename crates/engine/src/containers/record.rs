@@ -185,7 +185,7 @@ pub struct Records {
     db: Arc<Database>,
     /// What the database holds. Changed only after a commit and only with
     /// `writing` held, so an update never starts from a stale record.
-    cache: Arc<std::sync::RwLock<std::collections::HashMap<String, Record>>>,
+    cache: Arc<std::sync::RwLock<BTreeMap<String, Record>>>,
     writing: Arc<std::sync::Mutex<()>>,
 }
 
@@ -204,25 +204,19 @@ impl Records {
             .map_err(|e| db_err("open containers", e))?;
         tx.open_table(NAMES).map_err(|e| db_err("open names", e))?;
         tx.commit().map_err(|e| db_err("commit", e))?;
-        let mut records = Records {
+        let cache = Arc::new(std::sync::RwLock::new(read_all(&db)?));
+        Ok(Records {
             db,
-            cache: Default::default(),
+            cache,
             writing: Default::default(),
-        };
-        let all = records.read_all()?;
-        records.cache = Arc::new(std::sync::RwLock::new(
-            all.into_iter().map(|r| (r.id.clone(), r)).collect(),
-        ));
-        Ok(records)
+        })
     }
 
-    fn cached(&self) -> std::sync::RwLockReadGuard<'_, std::collections::HashMap<String, Record>> {
+    fn cached(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Record>> {
         self.cache.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn cache_mut(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, std::collections::HashMap<String, Record>> {
+    fn cache_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Record>> {
         self.cache.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -232,26 +226,7 @@ impl Records {
 
     /// Every record, by id.
     pub fn all(&self) -> Result<Vec<Record>, EngineError> {
-        let mut all: Vec<Record> = self.cached().values().cloned().collect();
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(all)
-    }
-
-    /// Every record, as the database has them.
-    fn read_all(&self) -> Result<Vec<Record>, EngineError> {
-        let tx = self.db.begin_read().map_err(|e| db_err("begin", e))?;
-        let t = tx
-            .open_table(CONTAINERS)
-            .map_err(|e| db_err("open containers", e))?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(|e| db_err("list containers", e))? {
-            let (k, v) = item.map_err(|e| db_err("read container", e))?;
-            match serde_json::from_slice::<Record>(v.value()) {
-                Ok(r) => out.push(r),
-                Err(e) => tracing::warn!(id = k.value(), error = %e, "unreadable container record"),
-            }
-        }
-        Ok(out)
+        Ok(self.cached().values().cloned().collect())
     }
 
     /// The record of `id` (a full id).
@@ -358,6 +333,25 @@ impl Records {
         self.cache_mut().remove(id);
         Ok(())
     }
+}
+
+/// Every record the database holds, by id.
+fn read_all(db: &Database) -> Result<BTreeMap<String, Record>, EngineError> {
+    let tx = db.begin_read().map_err(|e| db_err("begin", e))?;
+    let t = tx
+        .open_table(CONTAINERS)
+        .map_err(|e| db_err("open containers", e))?;
+    let mut out = BTreeMap::new();
+    for item in t.iter().map_err(|e| db_err("list containers", e))? {
+        let (k, v) = item.map_err(|e| db_err("read container", e))?;
+        match serde_json::from_slice::<Record>(v.value()) {
+            Ok(r) => {
+                out.insert(r.id.clone(), r);
+            }
+            Err(e) => tracing::warn!(id = k.value(), error = %e, "unreadable container record"),
+        }
+    }
+    Ok(out)
 }
 
 fn name_conflict(name: &str, id: &str) -> EngineError {
