@@ -322,10 +322,13 @@ fn containers_outlive_a_killed_daemon() {
         "sleep 1; echo two; exit 5",
     ]);
     let pid = inspect(&d, "keep")["State"]["Pid"].as_i64().unwrap();
+    assert_eq!(zygotes(&d).len(), 1, "one zygote starts the shims");
     d.kill9();
-    // While the daemon is away: one keeps running, the other exits.
+    // While the daemon is away: one keeps running, the other exits; the
+    // zygote that forked their shims has gone with the daemon.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(zygotes(&d), Vec::<i32>::new(), "the zygote outlived berthd");
     d.spawn();
     let i = inspect(&d, "keep");
     assert_eq!(i["State"]["Status"], "running", "{i}");
@@ -340,6 +343,39 @@ fn containers_outlive_a_killed_daemon() {
     assert_eq!(d.docker_ok(&["logs", "ends"]), "two\n");
     d.docker_ok(&["stop", "-t", "1", "keep"]);
     assert_eq!(inspect(&d, "keep")["State"]["ExitCode"], 137);
+    // A zygote killed under the daemon is replaced at the next start.
+    assert_eq!(d.docker_ok(&["run", "--rm", "busybox", "echo", "a"]), "a\n");
+    let z = zygotes(&d);
+    assert_eq!(z.len(), 1, "{z:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(z[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("the zygote killed", Duration::from_secs(5), || {
+        zygotes(&d).is_empty()
+    });
+    assert_eq!(d.docker_ok(&["run", "--rm", "busybox", "echo", "b"]), "b\n");
+    let again = zygotes(&d);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_ne!(again, z);
+}
+
+/// The pids of the shim zygotes of `d` (`berth-shim --zygote <its exec root>/…`).
+fn zygotes(d: &Daemon) -> Vec<i32> {
+    let exec = d.exec_root().display().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains("berth-shim --zygote") && cmd.contains(&exec) {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 /// Leftovers of a daemon's containers: mounts under its dirs, berth-shim
@@ -357,7 +393,8 @@ fn leftovers(d: &Daemon, ids: &[String]) -> Vec<String> {
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains("berth-shim") && cmd.contains(&exec) {
+        // The zygote is the daemon's, not a container's.
+        if cmd.contains("berth-shim") && cmd.contains(&exec) && !cmd.contains("--zygote") {
             out.push(format!("shim {}", cmd.trim()));
         }
     }

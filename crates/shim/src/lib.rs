@@ -1,5 +1,5 @@
 //! berth-shim: one small, single-threaded, synchronous process per
-//! container. berthd spawns it; it creates the container through the
+//! container. berthd's zygote forks it; it creates the container through the
 //! runtime library, becomes its parent (child subreaper), keeps its stdio,
 //! writes its json-file log and keeps its exit status, so the container
 //! outlives a daemon that stops or crashes.
@@ -15,6 +15,9 @@
 
 /// Files, requests, replies and stream frames.
 pub mod proto;
+
+/// Starting shims through the zygote (berthd's side).
+pub mod launch;
 
 #[doc(hidden)]
 pub mod monitor;

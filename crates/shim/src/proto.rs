@@ -7,16 +7,17 @@
 //! once the container has exited, before the shim goes away) and
 //! [`SHIM_LOG`] (the shim's own diagnostics).
 //!
-//! **Spawn**: berthd runs `berth-shim <state-dir>` with stdout piped. The
-//! shim forks once: the child becomes the shim (new session, subreaper),
-//! creates the container through the runtime library (its init waits for
-//! `start`) and binds the socket; the parent prints the one line it is
-//! sent, [`ready_line`] or [`error_line`], and exits 0 or 1. berthd reads
-//! that line and reaps the parent; the shim itself is not berthd's child.
-//! The child then executes [`MONITOR`] (a small program without the
-//! runtime library in it) with a [`Handoff`]: the same process, still the
-//! init's parent, serves the container for the rest of its life, and it is
-//! the monitor that writes the report once it serves.
+//! **Spawn**: berthd asks its zygote (`berth-shim --zygote`, see
+//! [`crate::launch`]) for a shim on the state directory. The zygote forks
+//! a child that becomes the shim (new session, subreaper), creates the
+//! container through the runtime library (its init waits for `start`) and
+//! binds the socket. The child then executes [`MONITOR`] (a small program
+//! without the runtime library in it) with a [`Handoff`]: the same
+//! process, still the init's parent, serves the container for the rest of
+//! its life, and it is the monitor that writes the one line berthd reads
+//! on the report pipe it sent, [`ready_line`] or [`error_line`] (the child
+//! writes the error itself when it fails before). The shim is not
+//! berthd's child.
 //!
 //! **Lifecycle** is berthd's, through the runtime library: it starts the
 //! container, signals it, and deletes the runtime's state once the shim

@@ -1,9 +1,8 @@
-//! Start-up: fork once, create the container in the child, report to the
-//! parent (which prints the report for berthd and exits); the child then
-//! executes the monitor.
+//! A shim's start-up, in the child the zygote forked: create the container,
+//! then execute the monitor, which reports to berthd.
 
 use std::ffi::CString;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -11,7 +10,6 @@ use std::path::{Path, PathBuf};
 use berth_runtime::container::{CreateOptions, create};
 use berth_shim::proto::{self, Handoff, ShimConfig};
 use berth_shim::stdio::{self, Ends};
-use nix::unistd::{ForkResult, fork};
 
 /// A created container, about to be handed to the monitor.
 struct Created {
@@ -24,85 +22,39 @@ struct Created {
     oom_base: u64,
 }
 
-/// Runs the shim; returns the parent's exit code (the child never returns).
-pub fn run(dir: &Path) -> i32 {
-    let report = |line: &str| {
-        let mut out = std::io::stdout();
-        let _ = out.write_all(line.as_bytes());
-        let _ = out.flush();
-    };
+/// The shim, in a child of the zygote: reads `<dir>/shim.json`, creates
+/// the container and becomes the monitor, which reports on `report` once
+/// it serves. On failure the error goes to `report` and the process exits.
+pub fn serve(dir: &Path, report: std::fs::File) -> ! {
+    let mut wr = report;
     let cfg: ShimConfig = match std::fs::read(dir.join(proto::CONFIG))
         .map_err(|e| format!("read {}: {e}", dir.join(proto::CONFIG).display()))
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("bad {}: {e}", proto::CONFIG)))
     {
         Ok(c) => c,
         Err(e) => {
-            report(&proto::error_line(&e));
-            return 1;
+            let _ = wr.write_all(proto::error_line(&e).as_bytes());
+            std::process::exit(1)
         }
     };
-    let (rd, wr) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
-        Ok(p) => p,
+    match setup(dir, cfg.clone()) {
+        Ok(created) => {
+            // The monitor reports on `wr` once it serves.
+            let init = created.init_pid;
+            let e = become_monitor(dir, created, &wr);
+            // Nobody would serve the container: end it, and say why.
+            // SAFETY: kill(2) on this process's own child, not reaped.
+            unsafe { libc::kill(init, libc::SIGKILL) };
+            let _ = berth_runtime::container::delete(&cfg.runtime_root, &cfg.id, true);
+            let _ = wr.write_all(proto::error_line(&e).as_bytes());
+            std::process::exit(1)
+        }
         Err(e) => {
-            report(&proto::error_line(&format!("pipe: {e}")));
-            return 1;
-        }
-    };
-    // SAFETY: the shim is single-threaded here (nothing has spawned a
-    // thread), so the child may go on running Rust code after fork.
-    match unsafe { fork() } {
-        Err(e) => {
-            report(&proto::error_line(&format!("fork: {e}")));
-            1
-        }
-        Ok(ForkResult::Parent { .. }) => {
-            drop(wr);
-            // One line: the container's init keeps a copy of the pipe
-            // until it starts, so EOF does not come.
-            let mut f = std::fs::File::from(rd);
-            let mut line = Vec::new();
-            let mut b = [0u8; 1];
-            while let Ok(1) = f.read(&mut b) {
-                line.push(b[0]);
-                if b[0] == b'\n' {
-                    break;
-                }
+            for f in [proto::SOCKET, proto::PID_FILE, "console.sock"] {
+                let _ = std::fs::remove_file(dir.join(f));
             }
-            let line = String::from_utf8_lossy(&line).into_owned();
-            match proto::parse_spawn_line(&line) {
-                proto::Spawned::Ready { .. } => {
-                    report(&line);
-                    0
-                }
-                proto::Spawned::Failed(m) => {
-                    report(&proto::error_line(&m));
-                    1
-                }
-            }
-        }
-        Ok(ForkResult::Child) => {
-            drop(rd);
-            let mut wr = std::fs::File::from(wr);
-            match setup(dir, cfg.clone()) {
-                Ok(created) => {
-                    // The monitor reports on `wr` once it serves.
-                    let init = created.init_pid;
-                    let e = become_monitor(dir, created, &wr);
-                    // Nobody would serve the container: end it, and say why.
-                    // SAFETY: kill(2) on this process's own child, not reaped.
-                    unsafe { libc::kill(init, libc::SIGKILL) };
-                    let _ = berth_runtime::container::delete(&cfg.runtime_root, &cfg.id, true);
-                    let _ = wr.write_all(proto::error_line(&e).as_bytes());
-                    std::process::exit(1)
-                }
-                Err(e) => {
-                    for f in [proto::SOCKET, proto::PID_FILE, "console.sock"] {
-                        let _ = std::fs::remove_file(dir.join(f));
-                    }
-                    let _ = wr.write_all(proto::error_line(&e).as_bytes());
-                    std::process::exit(1)
-                }
-            }
+            let _ = wr.write_all(proto::error_line(&e).as_bytes());
+            std::process::exit(1)
         }
     }
 }

@@ -371,7 +371,7 @@ impl ContainerService {
         // A runtime leftover of a crash (same id) would make create fail.
         let _ = berth_runtime::container::delete(&self.paths.runtime_root, &id, true);
         let shim = Shim::new(bundle);
-        let spawned = shim.spawn(&self.paths.shim, &cfg).await;
+        let spawned = shim.spawn(&self.launcher, &cfg).await;
         if spawned.is_err() {
             // A shim that failed after creating the container (its
             // monitor could not start) leaves the runtime's state.

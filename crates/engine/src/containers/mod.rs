@@ -90,6 +90,8 @@ pub struct ContainerService {
     events: Arc<Events>,
     networks: Arc<crate::networks::NetworkService>,
     paths: Paths,
+    /// Starts the shims (the zygote of `paths.shim`).
+    launcher: shim::Launcher,
     volumes: Arc<crate::volumes::VolumeService>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     execs: Mutex<HashMap<String, Arc<exec::ExecState>>>,
@@ -116,6 +118,7 @@ impl ContainerService {
             snapshotter,
             events,
             networks,
+            launcher: shim::Launcher::new(paths.shim.clone(), paths.exec.clone()),
             paths,
             volumes,
             slots: Mutex::new(HashMap::new()),

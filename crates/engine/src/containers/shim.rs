@@ -1,14 +1,70 @@
 //! berthd's side of the shim protocol (see `berth_shim::proto`), over
 //! tokio sockets.
 
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::sync::Mutex;
 
+use berth_shim::launch::Zygote;
 use berth_shim::proto::{self, ExitStatus, Reply, Request, ShimConfig, Spawned};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
+use tokio::net::unix::pipe::Receiver;
 
 use crate::error::EngineError;
+
+/// Starts shims through one `berth-shim --zygote` (see
+/// `berth_shim::launch`), started for the first container and again when
+/// it has gone away.
+#[derive(Debug)]
+pub struct Launcher {
+    bin: PathBuf,
+    root: PathBuf,
+    zygote: Mutex<Option<Zygote>>,
+}
+
+impl Launcher {
+    /// Shims from the berth-shim executable `bin`, for state directories
+    /// in `root`; nothing runs yet.
+    pub fn new(bin: PathBuf, root: PathBuf) -> Self {
+        Launcher {
+            bin,
+            root,
+            zygote: Mutex::new(None),
+        }
+    }
+
+    /// Asks the zygote for a shim on `dir`. A zygote that does not take
+    /// the request (it was killed) is replaced, once. Blocks only while a
+    /// zygote starts (an exec, once per daemon).
+    fn request(
+        &self,
+        dir: &Path,
+        report: BorrowedFd,
+        stderr: BorrowedFd,
+    ) -> Result<(), EngineError> {
+        let mut z = self.zygote.lock().unwrap_or_else(|p| p.into_inner());
+        let mut fresh = false;
+        loop {
+            let zygote = match z.as_ref() {
+                Some(zygote) => zygote,
+                None => {
+                    let started = Zygote::start(&self.bin, &self.root)
+                        .map_err(|e| EngineError::Internal(format!("shim: {e}")))?;
+                    fresh = true;
+                    z.insert(started)
+                }
+            };
+            match zygote.request(dir, report, stderr) {
+                Ok(()) => return Ok(()),
+                Err(e) if fresh || e.kind() == std::io::ErrorKind::InvalidInput => {
+                    return Err(shim_err("zygote", e));
+                }
+                Err(_) => *z = None,
+            }
+        }
+    }
+}
 
 /// How berthd finds and talks to one container's shim.
 #[derive(Debug, Clone)]
@@ -27,40 +83,61 @@ impl Shim {
         Shim { dir }
     }
 
-    /// Writes `shim.json` and spawns `bin` on it. Returns the shim's and
-    /// the container init's pids, or the creation error (the runtime's
-    /// words, for the user).
-    pub async fn spawn(&self, bin: &Path, cfg: &ShimConfig) -> Result<(i32, i32), EngineError> {
+    /// Writes `shim.json` and has `launcher` start a shim on it. Returns
+    /// the shim's and the container init's pids, or the creation error
+    /// (the runtime's words, for the user).
+    pub async fn spawn(
+        &self,
+        launcher: &Launcher,
+        cfg: &ShimConfig,
+    ) -> Result<(i32, i32), EngineError> {
         let cfg_path = self.dir.join(proto::CONFIG);
         let bytes = serde_json::to_vec_pretty(cfg).map_err(|e| shim_err("encode config", e))?;
         tokio::fs::write(&cfg_path, bytes)
             .await
             .map_err(|e| EngineError::io(format!("write {}", cfg_path.display()), e))?;
         let _ = tokio::fs::remove_file(self.dir.join(proto::EXIT_FILE)).await;
-        let out = tokio::process::Command::new(bin)
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(false)
-            .output()
-            .await
-            .map_err(|e| EngineError::io(format!("run {}", bin.display()), e))?;
-        let line = String::from_utf8_lossy(&out.stdout);
+        let pipe = || {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| EngineError::io("pipe", e.into()))
+        };
+        let (report_r, report_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        launcher.request(&self.dir, report_w.as_fd(), err_w.as_fd())?;
+        // Only the shim has the write ends now: EOF is its end.
+        drop((report_w, err_w));
+        let mut report = Receiver::from_owned_fd(report_r).map_err(|e| shim_err("report", e))?;
+        // One line: the container's init keeps a copy of the pipe until it
+        // starts, so EOF does not come after it.
+        let mut buf = Vec::with_capacity(64);
+        loop {
+            let n = report
+                .read_buf(&mut buf)
+                .await
+                .map_err(|e| shim_err("read report", e))?;
+            if n == 0 || buf.contains(&b'\n') || buf.len() > 1 << 16 {
+                break;
+            }
+        }
+        let line = String::from_utf8_lossy(&buf);
         match proto::parse_spawn_line(line.lines().next().unwrap_or("")) {
-            Spawned::Ready { shim_pid, init_pid } if out.status.success() => {
-                Ok((shim_pid, init_pid))
-            }
-            Spawned::Ready { .. } => Err(shim_err("spawn", format!("exited with {}", out.status))),
-            Spawned::Failed(msg) => {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                let stderr = stderr.trim();
-                if msg.starts_with("the shim exited") && !stderr.is_empty() {
-                    Err(EngineError::StartFailed(stderr.to_owned()))
-                } else {
-                    Err(EngineError::StartFailed(msg))
+            Spawned::Ready { shim_pid, init_pid } => Ok((shim_pid, init_pid)),
+            Spawned::Failed(msg) if msg.starts_with("the shim exited") => {
+                // It died before its own log existed: what it said then.
+                let mut said = Vec::new();
+                if let Ok(mut err) = Receiver::from_owned_fd(err_r) {
+                    let read = err.read_to_end(&mut said);
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
                 }
+                let said = String::from_utf8_lossy(&said);
+                let said = said.trim();
+                Err(EngineError::StartFailed(if said.is_empty() {
+                    msg
+                } else {
+                    said.to_owned()
+                }))
             }
+            Spawned::Failed(msg) => Err(EngineError::StartFailed(msg)),
         }
     }
 

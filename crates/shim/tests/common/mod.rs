@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -207,27 +207,46 @@ impl Ct {
         }
     }
 
-    /// Run the shim as berthd does; its report.
+    /// Start the shim as berthd does (through a zygote of its own, which
+    /// ends once the request is in); its report.
     pub fn spawn(&mut self) -> Spawned {
-        let out = Command::new(env!("CARGO_BIN_EXE_berth-shim"))
-            .arg(&self.state)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .output()
+        use std::os::fd::AsFd;
+        let zygote = berth_shim::launch::Zygote::start(
+            Path::new(env!("CARGO_BIN_EXE_berth-shim")),
+            self.state.parent().unwrap(),
+        )
+        .unwrap();
+        let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let (err_rd, err_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        zygote
+            .request(&self.state, wr.as_fd(), err_wr.as_fd())
             .unwrap();
-        let line = String::from_utf8_lossy(&out.stdout).into_owned();
+        drop((zygote, wr, err_wr));
+        // One line: the init keeps a copy of the pipe until it starts.
+        let mut report = fs::File::from(rd);
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while let Ok(1) = report.read(&mut b) {
+            line.push(b[0]);
+            if b[0] == b'\n' {
+                break;
+            }
+        }
+        let line = String::from_utf8_lossy(&line).into_owned();
         let spawned = proto::parse_spawn_line(&line);
         match &spawned {
             Spawned::Ready { shim_pid, init_pid } => {
-                assert!(out.status.success(), "report {line:?} but {:?}", out.status);
-                assert_eq!(line.lines().count(), 1, "one line: {line:?}");
+                assert!(line.ends_with('\n'), "a whole line: {line:?}");
                 let (pid, start) = self.pid_file();
                 assert_eq!(pid, *shim_pid);
                 self.shim = Some((pid, start));
                 self.init_pid = Some(*init_pid);
             }
-            Spawned::Failed(_) => assert!(!out.status.success()),
+            Spawned::Failed(_) => {
+                let mut said = String::new();
+                let _ = fs::File::from(err_rd).read_to_string(&mut said);
+                eprint!("{said}");
+            }
         }
         spawned
     }
