@@ -498,9 +498,7 @@ pub fn prepare(image: &ImageConfiguration, rootfs: &Path, opts: &RunOptions) -> 
         match security.seccomp {
             Some(SeccompChoice::Unconfined) => None,
             Some(SeccompChoice::Profile(p)) => p.to_oci(&target)?,
-            Some(SeccompChoice::Builtin) | None => SeccompProfile::docker_default()
-                .to_oci(&target)?
-                .map(seccomp::without_unknown_syscalls),
+            Some(SeccompChoice::Builtin) | None => seccomp::docker_default_for(&target)?,
         }
     };
 

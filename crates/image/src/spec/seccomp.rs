@@ -120,12 +120,42 @@ impl Target<'_> {
     }
 }
 
-/// (major, minor) of `uname -r`; (0, 0) if it cannot be parsed.
+/// (major, minor) of `uname -r`; (0, 0) if it cannot be parsed. Read once.
 pub fn running_kernel() -> (u32, u32) {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .ok()
-        .and_then(|r| parse_kernel(r.trim()))
-        .unwrap_or((0, 0))
+    static KERNEL: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *KERNEL.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .and_then(|r| parse_kernel(r.trim()))
+            .unwrap_or((0, 0))
+    })
+}
+
+/// Docker's default profile for `target` as the runtime gets it: filtered
+/// for the target, without the syscalls this host's libseccomp does not
+/// know. Nearly every container wants it for the same capabilities, twice
+/// (create's check and start), so the last few results are kept.
+pub fn docker_default_for(target: &Target<'_>) -> Result<Option<LinuxSeccomp>> {
+    type Key = (Vec<String>, String, (u32, u32));
+    static KEPT: std::sync::Mutex<Vec<(Key, Option<LinuxSeccomp>)>> =
+        std::sync::Mutex::new(Vec::new());
+    const KEEP: usize = 8;
+    let key: Key = (target.caps.to_vec(), target.arch.to_owned(), target.kernel);
+    {
+        let kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, v)) = kept.iter().find(|(k, _)| *k == key) {
+            return Ok(v.clone());
+        }
+    }
+    let v = SeccompProfile::docker_default()
+        .to_oci(target)?
+        .map(without_unknown_syscalls);
+    let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+    if kept.len() >= KEEP {
+        kept.remove(0);
+    }
+    kept.push((key, v.clone()));
+    Ok(v)
 }
 
 fn parse_kernel(s: &str) -> Option<(u32, u32)> {
@@ -542,6 +572,29 @@ mod tests {
             arch: "x86_64",
             kernel: (6, 1),
         }
+    }
+
+    #[test]
+    fn the_kept_default_profile_is_the_one_computed() {
+        let plain = caps(&DEFAULT_CAPABILITIES);
+        let mut admin = plain.clone();
+        admin.push(SYS_ADMIN.to_owned());
+        for c in [&plain, &admin, &plain, &admin] {
+            let t = x86(c);
+            let fresh = SeccompProfile::docker_default()
+                .to_oci(&t)
+                .expect("convert")
+                .map(without_unknown_syscalls);
+            assert_eq!(docker_default_for(&t).expect("kept"), fresh);
+        }
+        let with = docker_default_for(&x86(&admin))
+            .expect("kept")
+            .expect("some");
+        let without = docker_default_for(&x86(&plain))
+            .expect("kept")
+            .expect("some");
+        assert!(rules_for(&without, "mount").is_empty());
+        assert!(!rules_for(&with, "mount").is_empty());
     }
 
     #[test]
