@@ -55,9 +55,12 @@ pub fn start_loaded(c: &Container) -> Result<()> {
         }
         _ => {}
     }
-    let state = serde_json::to_vec(&c.record.view(Status::Running)).unwrap_or_default();
-    if let Err(e) = hooks::run(c.record.spec.hooks().as_ref(), HookKind::Poststart, &state) {
-        tracing::warn!("{e}");
+    let hooks = c.record.spec.hooks().as_ref();
+    if hooks.is_some_and(|h| !HookKind::Poststart.of(h).is_empty()) {
+        let state = serde_json::to_vec(&c.record.view(Status::Running)).unwrap_or_default();
+        if let Err(e) = hooks::run(hooks, HookKind::Poststart, &state) {
+            tracing::warn!("{e}");
+        }
     }
     Ok(())
 }
