@@ -2,6 +2,7 @@
 //! container joins through a veth pair whose inner end becomes `eth0` in its namespace.
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -82,6 +83,18 @@ pub struct Endpoint {
     pub ifname: String,
     pub mac: [u8; 6],
     pub addresses: Vec<IpNet>,
+}
+
+/// What a container namespace's thread does first: without `ipv6`, turn IPv6 off for
+/// the interfaces made in it later.
+fn namespace_default(ipv6: bool) -> impl FnOnce() -> Result<()> + Send + 'static {
+    move || {
+        if ipv6 {
+            Ok(())
+        } else {
+            disable_ipv6("default")
+        }
+    }
 }
 
 /// Turns IPv6 off on interface `ifname` of the calling thread's namespace (`default`:
@@ -193,16 +206,25 @@ impl BridgeDriver {
     /// Brings up `lo` in a (new) container namespace. Without `ipv6` (none of the
     /// container's networks has IPv6) the interfaces made in it later have IPv6 disabled,
     /// as Docker does: no link-local address, duplicate address detection or multicast
-    /// listener reports for nothing.
-    pub async fn prepare_netns(&self, ns: &NetNs, ipv6: bool) -> Result<()> {
-        let first = move || {
-            if ipv6 {
-                Ok(())
-            } else {
-                disable_ipv6("default")
-            }
-        };
-        Netlink::in_netns_after(ns, first)?.loopback_up().await
+    /// listener reports for nothing. Returns the connection made in `ns`, for
+    /// [`BridgeDriver::attach_with`].
+    pub async fn prepare_netns(&self, ns: &NetNs, ipv6: bool) -> Result<Netlink> {
+        let inner = Netlink::in_netns_after(ns, namespace_default(ipv6))?;
+        inner.loopback_up().await?;
+        Ok(inner)
+    }
+
+    /// A new container namespace pinned at `dir/name`, prepared as by
+    /// [`BridgeDriver::prepare_netns`] (one thread creates, configures and connects to
+    /// it); deleted again on failure.
+    pub async fn new_netns(&self, dir: &Path, name: &str, ipv6: bool) -> Result<(NetNs, Netlink)> {
+        let (ns, inner) = Netlink::in_new_netns(dir, name, namespace_default(ipv6))?;
+        if let Err(e) = inner.loopback_up().await {
+            drop(inner);
+            let _ = ns.delete();
+            return Err(e);
+        }
+        Ok((ns, inner))
     }
 
     /// Joins namespace `ns` to `net`: veth pair with the host end on the bridge (isolated
@@ -214,6 +236,18 @@ impl BridgeDriver {
         net: &BridgeNetwork,
         ns: &NetNs,
         req: &EndpointRequest,
+    ) -> Result<Endpoint> {
+        self.attach_with(net, ns, req, None).await
+    }
+
+    /// [`BridgeDriver::attach`] through `inner`, a connection already made in `ns` (by
+    /// [`BridgeDriver::prepare_netns`]), when there is one.
+    pub async fn attach_with(
+        &self,
+        net: &BridgeNetwork,
+        ns: &NetNs,
+        req: &EndpointRequest,
+        inner: Option<&Netlink>,
     ) -> Result<Endpoint> {
         let host_veth = host_veth_name(&req.id);
         check_ifname(&req.ifname)?;
@@ -245,7 +279,10 @@ impl BridgeDriver {
             self.host.delete_link(&host_veth).await?;
             create().await?;
         }
-        match self.attach_inner(net, ns, req, &host_veth, mac).await {
+        match self
+            .attach_inner(net, ns, req, &host_veth, mac, inner)
+            .await
+        {
             Ok(ep) => Ok(ep),
             Err(e) => {
                 let _ = self.host.delete_link(&host_veth).await;
@@ -261,6 +298,7 @@ impl BridgeDriver {
         req: &EndpointRequest,
         host_veth: &str,
         mac: [u8; 6],
+        given: Option<&Netlink>,
     ) -> Result<Endpoint> {
         // A bridge port needs no address of its own: no IPv6 work on it either.
         disable_ipv6(host_veth)?;
@@ -269,15 +307,20 @@ impl BridgeDriver {
             self.host.set_port_isolated(host_veth, true).await?;
         }
         let ifname = req.ifname.clone();
+        let made;
         let inner = if req.addresses.iter().any(|a| a.addr().is_ipv6()) {
             // On in this interface even where the namespace's default is off (a
-            // network with IPv6 connected later).
-            Netlink::in_netns_after(ns, move || {
+            // network with IPv6 connected later): set from a thread inside.
+            made = Netlink::in_netns_after(ns, move || {
                 sysctl::set_ipv6_conf(&ifname, "disable_ipv6", "0")?;
                 sysctl::set_ipv6_conf(&ifname, "accept_dad", "0")
-            })?
+            })?;
+            &made
+        } else if let Some(given) = given {
+            given
         } else {
-            Netlink::in_netns(ns)?
+            made = Netlink::in_netns(ns)?;
+            &made
         };
         let index = inner.require_link(&req.ifname).await?;
         for addr in &req.addresses {

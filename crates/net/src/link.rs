@@ -133,6 +133,35 @@ impl Netlink {
         })
     }
 
+    /// A new namespace pinned at `dir/name` ([`NetNs::create_then`]) and a connection in
+    /// it, made on the one thread that created it, after `first` ran there.
+    pub fn in_new_netns(
+        dir: &std::path::Path,
+        name: &str,
+        first: impl FnOnce() -> Result<()> + Send + 'static,
+    ) -> Result<(NetNs, Netlink)> {
+        let rt = tokio::runtime::Handle::current();
+        let (ns, made) = NetNs::create_then(dir, name, move || {
+            first()?;
+            let _guard = rt.enter();
+            rtnetlink::new_connection().map_err(NetError::NetlinkSocket)
+        })?;
+        match made {
+            Ok((conn, handle, _)) => {
+                let nl = Netlink {
+                    handle,
+                    conn: tokio::spawn(conn),
+                    ns: ns.name().to_string(),
+                };
+                Ok((ns, nl))
+            }
+            Err(e) => {
+                let _ = ns.delete();
+                Err(e)
+            }
+        }
+    }
+
     /// The raw rtnetlink handle, for requests this type does not wrap.
     pub fn handle(&self) -> &Handle {
         &self.handle

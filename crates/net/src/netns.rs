@@ -35,6 +35,17 @@ impl NetNs {
     /// `lo` is still down afterwards: call [`crate::link::Netlink::loopback_up`] (or
     /// [`crate::bridge::BridgeDriver::prepare_netns`]) to bring it up.
     pub fn create(dir: &Path, name: &str) -> Result<NetNs> {
+        Self::create_then(dir, name, || ()).map(|(ns, ())| ns)
+    }
+
+    /// [`NetNs::create`], then `f` on the thread that made the namespace (inside it):
+    /// for what must be done or made in there (a sysctl, a netlink socket) without
+    /// another thread entering it.
+    pub fn create_then<T, F>(dir: &Path, name: &str, f: F) -> Result<(NetNs, T)>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         check_name(name)?;
         std::fs::create_dir_all(dir).map_err(|e| NetError::netns(name, "create run dir", e))?;
         let path = dir.join(name);
@@ -46,7 +57,7 @@ impl NetNs {
         let thread_path = path.clone();
         let joined = std::thread::Builder::new()
             .name(format!("netns-{name}"))
-            .spawn(move || -> std::result::Result<(), (&'static str, Errno)> {
+            .spawn(move || -> std::result::Result<T, (&'static str, Errno)> {
                 // This thread exits right after: the namespace change dies with it.
                 unshare(CloneFlags::CLONE_NEWNET).map_err(|e| ("unshare", e))?;
                 let tid = nix::unistd::gettid();
@@ -58,25 +69,30 @@ impl NetNs {
                     MsFlags::MS_BIND,
                     None::<&str>,
                 )
-                .map_err(|e| ("bind mount namespace file", e))
+                .map_err(|e| ("bind mount namespace file", e))?;
+                Ok(f())
             })
             .map_err(|e| NetError::netns(name, "spawn thread", e))?
             .join();
         let outcome = match joined {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(v)) => Ok(v),
             Ok(Err((op, errno))) => Err(NetError::netns(name, op, errno)),
             Err(_) => Err(NetError::ThreadPanicked {
                 what: format!("creating network namespace {name}"),
             }),
         };
-        if let Err(e) = outcome {
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
-        }
-        Ok(NetNs {
+        let ns = NetNs {
             name: name.to_string(),
             path,
-        })
+        };
+        match outcome {
+            Ok(v) => Ok((ns, v)),
+            Err(e) => {
+                // Unmounted too if the bind mount was made (f panicked).
+                let _ = ns.delete();
+                Err(e)
+            }
+        }
     }
 
     /// Refers to an existing namespace at `dir/name` (checked to exist).

@@ -108,9 +108,30 @@ impl Env {
         ns
     }
 
+    /// A namespace as berthd makes it: created, prepared and connected to by one thread.
+    async fn new_netns(&mut self) -> (NetNs, Netlink) {
+        let made = self
+            .driver
+            .new_netns(self.dir.path(), &unique("ns"), false)
+            .await
+            .expect("new netns");
+        self.namespaces.push(made.0.clone());
+        made
+    }
+
     async fn attach(&self, n: &BridgeNetwork, ns: &NetNs, addr: &str) -> Endpoint {
+        self.attach_with(n, ns, addr, None).await
+    }
+
+    async fn attach_with(
+        &self,
+        n: &BridgeNetwork,
+        ns: &NetNs,
+        addr: &str,
+        inner: Option<&Netlink>,
+    ) -> Endpoint {
         self.driver
-            .attach(
+            .attach_with(
                 n,
                 ns,
                 &EndpointRequest {
@@ -119,6 +140,7 @@ impl Env {
                     ifname: "eth0".to_string(),
                     mac: None,
                 },
+                inner,
             )
             .await
             .expect("attach")
@@ -237,11 +259,19 @@ fn fetch_in(
         .expect("run in netns")
 }
 
+/// A port free for TCP and UDP, below the ephemeral range (32768 on): the
+/// tests here bind port 0 in parallel, and a port they could be given might be
+/// taken between a test's stop and its "port free again" check.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = std::process::id() % 6_000;
+    (0..12_000)
+        .map(|_| NEXT.fetch_add(7, std::sync::atomic::Ordering::Relaxed))
+        .map(|n| 20_000 + ((base + n) % 12_000) as u16)
+        .find(|&p| {
+            TcpListener::bind(("0.0.0.0", p)).is_ok() && UdpSocket::bind(("0.0.0.0", p)).is_ok()
+        })
+        .expect("a free port in 20000..32000")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,10 +282,25 @@ async fn two_namespaces_on_one_bridge_talk() {
     let mut env = Env::new();
     let n = env.network(11, true, false).await;
     let a = env.netns().await;
-    let b = env.netns().await;
+    // b as berthd makes a container's: one thread, and its connection reused.
+    let (b, b_inner) = env.new_netns().await;
     let ep_a = env.attach(&n, &a, "10.213.11.2/24").await;
-    env.attach(&n, &b, "10.213.11.3/24").await;
+    env.attach_with(&n, &b, "10.213.11.3/24", Some(&b_inner))
+        .await;
+    drop(b_inner);
     assert_eq!(format_mac(&ep_a.mac), "02:42:0a:d5:0b:02");
+    let b_loopback = b
+        .run(|| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            std::net::TcpStream::connect(l.local_addr()?).map(drop)
+        })
+        .expect("run in b");
+    assert!(b_loopback.is_ok(), "lo is up in b: {b_loopback:?}");
+    let b_eth0 = b
+        .run(|| berth_net::sysctl::read("ipv6/conf/eth0/disable_ipv6"))
+        .expect("run in b")
+        .expect("read sysctl");
+    assert_eq!(b_eth0, "1");
 
     // eth0 inside a: right name, MAC, up.
     let inner = Netlink::in_netns(&a).expect("netlink in a");

@@ -954,12 +954,21 @@ impl NetworkService {
             return Ok(None);
         }
         let mut joined = Joined::default();
-        let ns = match NetNs::create(&self.netns_dir, id) {
-            Ok(ns) => ns,
+        let driver = self.driver().await?;
+        // IPv6 stays on in the namespace only for a network that has it.
+        let ipv6 = {
+            let ipam = lock(&self.ipam);
+            nets.iter().any(|(n, _)| {
+                ipam.network(&n.name)
+                    .is_some_and(|st| st.subnets.iter().any(|s| s.subnet.addr().is_ipv6()))
+            })
+        };
+        let (ns, inner) = match driver.new_netns(&self.netns_dir, id, ipv6).await {
+            Ok(made) => made,
             Err(_) => {
                 // A leftover of a crash: start afresh.
                 let _ = NetNs::delete_named(&self.netns_dir, id);
-                NetNs::create(&self.netns_dir, id)?
+                driver.new_netns(&self.netns_dir, id, ipv6).await?
             }
         };
         joined.netns = ns.path().to_path_buf();
@@ -967,7 +976,7 @@ impl NetworkService {
             .join_inner(
                 id,
                 name,
-                &ns,
+                (&ns, &inner),
                 &nets,
                 port_requests,
                 dns_servers,
@@ -987,25 +996,16 @@ impl NetworkService {
         &self,
         id: &str,
         name: &str,
-        ns: &NetNs,
+        (ns, inner): (&NetNs, &berth_net::link::Netlink),
         nets: &[(Network, Endpoint)],
         port_requests: &[ports::PortRequest],
         dns_servers: &[String],
         joined: &mut Joined,
     ) -> Result<(), EngineError> {
         let driver = self.driver().await?;
-        // IPv6 stays on in the namespace only for a network that has it.
-        let ipv6 = {
-            let ipam = lock(&self.ipam);
-            nets.iter().any(|(n, _)| {
-                ipam.network(&n.name)
-                    .is_some_and(|st| st.subnets.iter().any(|s| s.subnet.addr().is_ipv6()))
-            })
-        };
-        driver.prepare_netns(ns, ipv6).await?;
         for (i, (n, ep)) in nets.iter().enumerate() {
             let ep = self
-                .attach(id, ns, n, ep, &format!("eth{i}"))
+                .attach(id, ns, n, ep, &format!("eth{i}"), Some(inner))
                 .await
                 .inspect_err(|_| {
                     // Not recorded in `joined` yet: its address goes back here.
@@ -1049,7 +1049,8 @@ impl NetworkService {
         Ok(())
     }
 
-    /// One endpoint: an address from IPAM, then the veth.
+    /// One endpoint: an address from IPAM, then the veth (configured inside
+    /// through `inner` when given: a connection made in `ns` already).
     async fn attach(
         &self,
         id: &str,
@@ -1057,6 +1058,7 @@ impl NetworkService {
         n: &Network,
         ep: &Endpoint,
         ifname: &str,
+        inner: Option<&berth_net::link::Netlink>,
     ) -> Result<Endpoint, EngineError> {
         self.ensure_ready(n).await?;
         let mut got = ep.clone();
@@ -1115,7 +1117,7 @@ impl NetworkService {
         match self
             .driver()
             .await?
-            .attach(&self.bridge_of(n), ns, &req)
+            .attach_with(&self.bridge_of(n), ns, &req, inner)
             .await
         {
             Ok(e) => {
@@ -1296,7 +1298,9 @@ impl NetworkService {
             ));
         }
         let ns = NetNs::open(&self.netns_dir, id)?;
-        let got = self.attach(id, &ns, n, ep, &format!("eth{index}")).await?;
+        let got = self
+            .attach(id, &ns, n, ep, &format!("eth{index}"), None)
+            .await?;
         self.index_add(&n.name, id, name, &got);
         if n.is_user_defined()
             && lock(&self.live).get(id).is_none_or(|l| l.dns.is_none())
