@@ -621,12 +621,12 @@ impl ContainerService {
     }
 
     /// The runtime library's start (the created init released; its
-    /// parent is the shim), off the async threads.
+    /// parent is the shim). On the calling thread: it reads the state file
+    /// and writes one byte to the exec FIFO, opened non-blocking, and
+    /// berthd's specs have no poststart hooks; a trip through the blocking
+    /// pool cost more than that.
     async fn runtime_start(&self, id: &str) -> Result<(), EngineError> {
-        let (root, id) = (self.paths.runtime_root.clone(), id.to_owned());
-        tokio::task::spawn_blocking(move || berth_runtime::container::start(&root, &id))
-            .await
-            .map_err(|e| EngineError::Internal(e.to_string()))?
+        berth_runtime::container::start(&self.paths.runtime_root, id)
             .map_err(|e| EngineError::StartFailed(e.to_string()))
     }
 

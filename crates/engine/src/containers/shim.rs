@@ -93,10 +93,11 @@ impl Shim {
     ) -> Result<(i32, i32), EngineError> {
         let cfg_path = self.dir.join(proto::CONFIG);
         let bytes = serde_json::to_vec_pretty(cfg).map_err(|e| shim_err("encode config", e))?;
-        tokio::fs::write(&cfg_path, bytes)
-            .await
+        // Small files in the exec root, written in place like the bundle's
+        // config.json: not worth a trip through the blocking pool.
+        std::fs::write(&cfg_path, bytes)
             .map_err(|e| EngineError::io(format!("write {}", cfg_path.display()), e))?;
-        let _ = tokio::fs::remove_file(self.dir.join(proto::EXIT_FILE)).await;
+        let _ = std::fs::remove_file(self.dir.join(proto::EXIT_FILE));
         let pipe = || {
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
                 .map_err(|e| EngineError::io("pipe", e.into()))
