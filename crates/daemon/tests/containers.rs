@@ -141,6 +141,20 @@ fn run_prints_output_and_returns_exit_codes() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "SHOUT\n", "{o:?}");
     assert!(o.status.success());
+
+    // rm -f of a running --rm container: its exit starts the removal, and
+    // rm waits for that instead of failing with "already in progress".
+    for i in 0..3 {
+        let name = format!("gone{i}");
+        d.docker_ok(&[
+            "run", "-d", "--rm", "--name", &name, "busybox", "sleep", "100",
+        ]);
+        d.docker_ok(&["rm", "-f", &name]);
+        assert_eq!(
+            d.docker_ok(&["ps", "-aq", "--filter", &format!("name={name}")]),
+            ""
+        );
+    }
 }
 
 #[test]

@@ -530,12 +530,19 @@ impl ContainerService {
             };
             tokio::join!(leave, self.teardown(id));
         }
+        let mut restart = false;
         let rec = self.records.update(id, |r| {
             if r.state.shim.map(|(p, _)| p) != Some(shim_pid) {
                 return Err(EngineError::Conflict("stale exit".into()));
             }
             take_network_state(r);
-            r.state.status = Status::Exited;
+            restart = restarts(r, status.code);
+            // `--rm`: marked for removal in the same write (see remove_now).
+            r.state.status = if !restart && r.host_config.auto_remove {
+                Status::Removing
+            } else {
+                Status::Exited
+            };
             r.state.pid = 0;
             r.state.exit_code = status.code;
             r.state.oom_killed = status.oom_killed;
@@ -553,17 +560,6 @@ impl ContainerService {
         if status.oom_killed {
             self.event(&rec, "oom", &[]);
         }
-        let policy = rec.host_config.restart_policy.clone();
-        let restart = !rec.manually_stopped
-            && match policy.name.as_str() {
-                "always" | "unless-stopped" => true,
-                "on-failure" => {
-                    status.code != 0
-                        && (policy.maximum_retry_count == 0
-                            || rec.restart_count < policy.maximum_retry_count)
-                }
-                _ => false,
-            };
         if restart {
             let _ = self.records.update(id, |r| {
                 r.state.status = Status::Restarting;
@@ -593,8 +589,8 @@ impl ContainerService {
                     svc.event(&r, "restart", &[]);
                 }
             });
-        } else if rec.host_config.auto_remove {
-            let _ = self.remove_now(id, true).await;
+        } else if rec.state.status == Status::Removing {
+            let _ = self.finish_remove(id, rec, true).await;
         }
     }
 
@@ -927,7 +923,23 @@ impl ContainerService {
             }
         }
         drop(_g);
-        self.remove_now(&r.id, volumes).await
+        match self.remove_now(&r.id, volumes).await {
+            // `--rm`: its exit started the removal; done when that is.
+            Err(EngineError::Conflict(_)) if r.host_config.auto_remove => {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                while matches!(self.records.get(&r.id), Ok(Some(_))) {
+                    if tokio::time::Instant::now() > deadline {
+                        return Err(EngineError::Conflict(format!(
+                            "removal of container {} is already in progress",
+                            r.id
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Removes a stopped container: mounts, snapshot, files, record; and
@@ -956,6 +968,16 @@ impl ContainerService {
             Err(EngineError::NoSuchContainer(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
+        self.finish_remove(id, rec, volumes).await
+    }
+
+    /// The removal of `id`, whose record `rec` says `Removing` already.
+    async fn finish_remove(
+        self: &Arc<Self>,
+        id: &str,
+        rec: Record,
+        volumes: bool,
+    ) -> Result<(), EngineError> {
         self.teardown(id).await;
         if !rec.sandbox_key.is_empty() {
             self.networks
@@ -1228,6 +1250,21 @@ impl ContainerService {
 /// Takes a record's network state of the last run (endpoints with their
 /// addresses, whether ports were published) and clears it there; `None`
 /// when it has none.
+/// Whether the restart policy of `r` restarts it after an exit with `code`.
+fn restarts(r: &Record, code: i32) -> bool {
+    let policy = &r.host_config.restart_policy;
+    !r.manually_stopped
+        && match policy.name.as_str() {
+            "always" | "unless-stopped" => true,
+            "on-failure" => {
+                code != 0
+                    && (policy.maximum_retry_count == 0
+                        || r.restart_count < policy.maximum_retry_count)
+            }
+            _ => false,
+        }
+}
+
 fn take_network_state(
     rec: &mut Record,
 ) -> Option<(
