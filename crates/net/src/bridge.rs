@@ -203,20 +203,12 @@ impl BridgeDriver {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Brings up `lo` in a (new) container namespace. Without `ipv6` (none of the
-    /// container's networks has IPv6) the interfaces made in it later have IPv6 disabled,
-    /// as Docker does: no link-local address, duplicate address detection or multicast
-    /// listener reports for nothing. Returns the connection made in `ns`, for
-    /// [`BridgeDriver::attach_with`].
-    pub async fn prepare_netns(&self, ns: &NetNs, ipv6: bool) -> Result<Netlink> {
-        let inner = Netlink::in_netns_after(ns, namespace_default(ipv6))?;
-        inner.loopback_up().await?;
-        Ok(inner)
-    }
-
-    /// A new container namespace pinned at `dir/name`, prepared as by
-    /// [`BridgeDriver::prepare_netns`] (one thread creates, configures and connects to
-    /// it); deleted again on failure.
+    /// A new container namespace pinned at `dir/name`, with `lo` up. Without `ipv6` (none
+    /// of the container's networks has IPv6) the interfaces made in it later have IPv6
+    /// disabled, as Docker does: no link-local address, duplicate address detection or
+    /// multicast listener reports for nothing. One thread creates, configures and connects
+    /// to it; the connection is returned, for [`BridgeDriver::attach_with`]. Deleted again
+    /// on failure.
     pub async fn new_netns(&self, dir: &Path, name: &str, ipv6: bool) -> Result<(NetNs, Netlink)> {
         let (ns, inner) = Netlink::in_new_netns(dir, name, namespace_default(ipv6))?;
         if let Err(e) = inner.loopback_up().await {
@@ -241,7 +233,7 @@ impl BridgeDriver {
     }
 
     /// [`BridgeDriver::attach`] through `inner`, a connection already made in `ns` (by
-    /// [`BridgeDriver::prepare_netns`]), when there is one.
+    /// [`BridgeDriver::new_netns`]), when there is one.
     pub async fn attach_with(
         &self,
         net: &BridgeNetwork,

@@ -28,14 +28,15 @@
 //! let driver = BridgeDriver::new(FirewallConfig::default())?;
 //! let net = BridgeNetwork::new("net1", DEFAULT_BRIDGE, vec![subnet.gateway_cidr()]);
 //! driver.create_network(&net).await?;
-//! let ns = NetNs::create(std::path::Path::new("/run/berth/netns"), "ctr1")?;
+//! let dir = std::path::Path::new("/run/berth/netns");
+//! let (ns, inner) = driver.new_netns(dir, "ctr1", false).await?; // lo up, IPv4 only
 //! let ip = ipam.allocate("net1", Family::V4, None)?;
-//! let ep = driver.attach(&net, &ns, &EndpointRequest {
+//! let ep = driver.attach_with(&net, &ns, &EndpointRequest {
 //!     id: "ctr1/net1".into(),
 //!     addresses: vec![subnet.cidr_of(ip)],
 //!     ifname: "eth0".into(),
 //!     mac: None,
-//! }).await?;
+//! }, Some(&inner)).await?;
 //! let relay = driver.publish(PublishRules {
 //!     owner: "ctr1".into(), container_ip: ip,
 //!     mappings: vec![PortMapping::tcp(None, 8080, 80)],

@@ -33,7 +33,7 @@ impl NetNs {
     /// Creates a new network namespace pinned at `dir/name`. Fails if the file exists.
     ///
     /// `lo` is still down afterwards: call [`crate::link::Netlink::loopback_up`] (or
-    /// [`crate::bridge::BridgeDriver::prepare_netns`]) to bring it up.
+    /// [`crate::bridge::BridgeDriver::new_netns`], which makes the namespace) to bring it up.
     pub fn create(dir: &Path, name: &str) -> Result<NetNs> {
         Self::create_then(dir, name, || ()).map(|(ns, ())| ns)
     }

@@ -99,13 +99,10 @@ impl Env {
         n
     }
 
+    /// A namespace as berthd makes it for IPv4-only networks (attach turns IPv6 on for
+    /// an endpoint that has an IPv6 address), without keeping its connection.
     async fn netns(&mut self) -> NetNs {
-        let ns = NetNs::create(self.dir.path(), &unique("ns")).expect("netns");
-        self.namespaces.push(ns.clone());
-        // As berthd prepares it for IPv4-only networks: attach turns IPv6 on for an
-        // endpoint that has an IPv6 address.
-        self.driver.prepare_netns(&ns, false).await.expect("lo up");
-        ns
+        self.new_netns().await.0
     }
 
     /// A namespace as berthd makes it: created, prepared and connected to by one thread.
@@ -282,7 +279,7 @@ async fn two_namespaces_on_one_bridge_talk() {
     let mut env = Env::new();
     let n = env.network(11, true, false).await;
     let a = env.netns().await;
-    // b as berthd makes a container's: one thread, and its connection reused.
+    // b's connection is reused for its endpoint, as berthd does; a's endpoint makes its own.
     let (b, b_inner) = env.new_netns().await;
     let ep_a = env.attach(&n, &a, "10.213.11.2/24").await;
     env.attach_with(&n, &b, "10.213.11.3/24", Some(&b_inner))
