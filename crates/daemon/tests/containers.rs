@@ -378,16 +378,22 @@ fn containers_outlive_a_killed_daemon() {
 /// The pids of the shim zygotes of `d` (`berth-shim --zygote <its exec root>/…`).
 fn zygotes(d: &Daemon) -> Vec<i32> {
     let exec = d.exec_root().display().to_string();
+    processes()
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains("berth-shim --zygote") && cmd.contains(&exec))
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Every process's pid and command line (arguments joined by spaces).
+fn processes() -> Vec<(i32, String)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
             continue;
         };
         let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains("berth-shim --zygote") && cmd.contains(&exec) {
-            out.push(pid);
-        }
+        out.push((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")));
     }
     out
 }
@@ -404,9 +410,7 @@ fn leftovers(d: &Daemon, ids: &[String]) -> Vec<String> {
         }
     }
     let exec = d.exec_root().display().to_string();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+    for (_, cmd) in processes() {
         // The zygote is the daemon's, not a container's.
         if cmd.contains("berth-shim") && cmd.contains(&exec) && !cmd.contains("--zygote") {
             out.push(format!("shim {}", cmd.trim()));

@@ -110,16 +110,9 @@ impl Shim {
         let mut report = Receiver::from_owned_fd(report_r).map_err(|e| shim_err("report", e))?;
         // One line: the container's init keeps a copy of the pipe until it
         // starts, so EOF does not come after it.
-        let mut buf = Vec::with_capacity(64);
-        loop {
-            let n = report
-                .read_buf(&mut buf)
-                .await
-                .map_err(|e| shim_err("read report", e))?;
-            if n == 0 || buf.contains(&b'\n') || buf.len() > 1 << 16 {
-                break;
-            }
-        }
+        let (buf, _) = read_to_newline(&mut report, 1 << 16)
+            .await
+            .map_err(|e| shim_err("read report", e))?;
         let line = String::from_utf8_lossy(&buf);
         match proto::parse_spawn_line(line.lines().next().unwrap_or("")) {
             Spawned::Ready { shim_pid, init_pid } => Ok((shim_pid, init_pid)),
@@ -218,23 +211,38 @@ impl Shim {
 /// Reads a reply line from `s` that is the last thing the shim sends on
 /// it (a `Wait`'s answer): in chunks, not byte by byte as [`read_line`].
 pub async fn read_reply(s: &mut UnixStream) -> Result<Reply, EngineError> {
-    let mut buf = Vec::with_capacity(256);
-    let end = loop {
-        let n = s
-            .read_buf(&mut buf)
-            .await
-            .map_err(|e| shim_err("read", e))?;
-        if let Some(end) = buf.iter().position(|b| *b == b'\n') {
-            break end;
-        }
-        if n == 0 {
-            return Err(shim_err("read", "connection closed before a reply"));
-        }
-        if buf.len() > 1 << 20 {
-            return Err(shim_err("read", "reply too long"));
-        }
+    let (buf, end) = read_to_newline(s, 1 << 20)
+        .await
+        .map_err(|e| shim_err("read", e))?;
+    let Some(end) = end else {
+        return Err(shim_err(
+            "read",
+            if buf.len() > 1 << 20 {
+                "reply too long"
+            } else {
+                "connection closed before a reply"
+            },
+        ));
     };
     serde_json::from_slice(&buf[..end]).map_err(|e| shim_err("bad reply", e))
+}
+
+/// Reads `r` in chunks until a newline, EOF or more than `limit` bytes;
+/// returns what came and where its first newline is.
+async fn read_to_newline(
+    r: &mut (impl AsyncReadExt + Unpin),
+    limit: usize,
+) -> std::io::Result<(Vec<u8>, Option<usize>)> {
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        let n = r.read_buf(&mut buf).await?;
+        if let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            return Ok((buf, Some(end)));
+        }
+        if n == 0 || buf.len() > limit {
+            return Ok((buf, None));
+        }
+    }
 }
 
 /// Reads one line byte by byte (so nothing after it is consumed).
