@@ -6,6 +6,7 @@
 
 /// Containers: records, snapshots, shims.
 pub mod containers;
+mod db;
 /// The engine's error type and error kinds.
 pub mod error;
 /// The event bus behind `/events`.

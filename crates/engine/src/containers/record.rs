@@ -9,6 +9,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::config::{ContainerConfig, HostConfig};
+use crate::db::db_err;
 use crate::error::EngineError;
 
 const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
@@ -189,13 +190,6 @@ pub struct Records {
     writing: Arc<std::sync::Mutex<()>>,
 }
 
-fn db_err(context: &str, e: impl Into<redb::Error>) -> EngineError {
-    EngineError::Db {
-        context: context.to_owned(),
-        source: e.into(),
-    }
-}
-
 impl Records {
     /// Opens (creates) the tables.
     pub fn new(db: Arc<Database>) -> Result<Self, EngineError> {
@@ -337,21 +331,10 @@ impl Records {
 
 /// Every record the database holds, by id.
 fn read_all(db: &Database) -> Result<BTreeMap<String, Record>, EngineError> {
-    let tx = db.begin_read().map_err(|e| db_err("begin", e))?;
-    let t = tx
-        .open_table(CONTAINERS)
-        .map_err(|e| db_err("open containers", e))?;
-    let mut out = BTreeMap::new();
-    for item in t.iter().map_err(|e| db_err("list containers", e))? {
-        let (k, v) = item.map_err(|e| db_err("read container", e))?;
-        match serde_json::from_slice::<Record>(v.value()) {
-            Ok(r) => {
-                out.insert(r.id.clone(), r);
-            }
-            Err(e) => tracing::warn!(id = k.value(), error = %e, "unreadable container record"),
-        }
-    }
-    Ok(out)
+    Ok(crate::db::read_all::<Record>(db, CONTAINERS, "container")?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect())
 }
 
 fn name_conflict(name: &str, id: &str) -> EngineError {

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use berth_net::ipam::Ipam;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::db::db_err;
 use crate::error::EngineError;
 
 const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
@@ -91,13 +92,6 @@ impl Network {
     }
 }
 
-fn db_err(context: &str, e: impl Into<redb::Error>) -> EngineError {
-    EngineError::Db {
-        context: context.to_owned(),
-        source: e.into(),
-    }
-}
-
 /// The network records and the IPAM state over the engine's database.
 #[derive(Debug, Clone)]
 pub struct Networks {
@@ -117,19 +111,7 @@ impl Networks {
 
     /// Every network.
     pub fn all(&self) -> Result<Vec<Network>, EngineError> {
-        let tx = self.db.begin_read().map_err(|e| db_err("begin", e))?;
-        let t = tx
-            .open_table(NETWORKS)
-            .map_err(|e| db_err("open networks", e))?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(|e| db_err("list networks", e))? {
-            let (k, v) = item.map_err(|e| db_err("read network", e))?;
-            match serde_json::from_slice::<Network>(v.value()) {
-                Ok(n) => out.push(n),
-                Err(e) => tracing::warn!(id = k.value(), error = %e, "unreadable network record"),
-            }
-        }
-        Ok(out)
+        crate::db::read_all(&self.db, NETWORKS, "network")
     }
 
     /// The saved address manager, if any.

@@ -20,6 +20,7 @@ use berth_image::spec::{BindMount, Propagation};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::db::db_err;
 use crate::error::EngineError;
 use crate::events::Events;
 pub use mounts::MountPoint;
@@ -68,13 +69,6 @@ pub struct CreateRequest {
     pub options: BTreeMap<String, String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
-}
-
-fn db_err(context: &str, e: impl Into<redb::Error>) -> EngineError {
-    EngineError::Db {
-        context: context.to_owned(),
-        source: e.into(),
-    }
 }
 
 /// The engine's volumes.
@@ -191,21 +185,7 @@ impl VolumeService {
 
     /// Every volume, by name.
     pub fn list(&self) -> Result<Vec<Volume>, EngineError> {
-        let tx = self.db.begin_read().map_err(|e| db_err("begin", e))?;
-        let t = tx
-            .open_table(VOLUMES)
-            .map_err(|e| db_err("open volumes", e))?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(|e| db_err("list volumes", e))? {
-            let (k, v) = item.map_err(|e| db_err("read volume", e))?;
-            match serde_json::from_slice::<Volume>(v.value()) {
-                Ok(vol) => out.push(vol),
-                Err(e) => {
-                    tracing::warn!(volume = k.value(), error = %e, "unreadable volume record")
-                }
-            }
-        }
-        Ok(out)
+        crate::db::read_all(&self.db, VOLUMES, "volume")
     }
 
     /// The volume `name`.
