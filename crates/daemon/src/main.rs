@@ -183,6 +183,7 @@ async fn serve(
     if drained.is_err() {
         tracing::warn!("requests still running after {DRAIN:?}; stopping anyway");
     }
+    state.engine.networks().shutdown();
     drop(sockets);
     drop(pidfile);
     if let Some(r) = failed {

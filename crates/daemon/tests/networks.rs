@@ -11,6 +11,7 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Daemon, busybox_archive, root};
@@ -99,6 +100,30 @@ fn netns_files(d: &Daemon) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The spare namespace berthd keeps for the next start (see
+/// berth_engine::networks): waits (5 s at most) for it when `wait`.
+fn spare_netns(d: &Daemon, wait: bool) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let names: Vec<String> = std::fs::read_dir(d.exec_root().join("netns-spare"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !wait || !names.is_empty() || std::time::Instant::now() > deadline {
+            return names;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether a link of that name exists on the host.
+fn host_link(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
 }
 
 fn free_port() -> u16 {
@@ -709,6 +734,11 @@ fn nothing_leaks_across_a_killed_daemon() {
     ]);
     let bridge = common::user_bridge(&inspect(&d, "network", "keep")).unwrap();
     assert_eq!(bridge_ports(&bridge).len(), 2);
+    // The next start's namespace is made ahead, with its veth pair.
+    let spare = spare_netns(&d, true);
+    assert_eq!(spare.len(), 1, "{spare:?}");
+    let spare_veth = berth_net::bridge::host_veth_name(&spare[0]);
+    assert!(host_link(&spare_veth), "{spare_veth}");
     d.kill9();
     std::thread::sleep(Duration::from_millis(1500));
     // The published port works without the daemon (DNAT in the kernel).
@@ -717,6 +747,15 @@ fn nothing_leaks_across_a_killed_daemon() {
     assert_eq!(http_get(port).trim(), "survives");
     assert_eq!(netns_files(&d).len(), 1, "only srv's namespace is left");
     assert_eq!(bridge_ports(&bridge).len(), 1);
+    assert!(
+        spare_netns(&d, false).is_empty(),
+        "the killed berthd's spare is gone"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while host_link(&spare_veth) {
+        assert!(std::time::Instant::now() < deadline, "{spare_veth} stays");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // DNS is served again after the restart.
     let out = d.docker_ok(&[
         "run",
@@ -759,6 +798,20 @@ fn nothing_leaks_across_a_killed_daemon() {
         ]);
         assert!(out.contains("inet 10."), "run {i}: {out}");
     }
+    // A stopping berthd takes its spare along.
+    let spare = spare_netns(&d, true);
+    assert_eq!(spare.len(), 1, "{spare:?}");
+    d.terminate();
+    assert!(spare_netns(&d, false).is_empty());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = d.exec_root().display().to_string();
+    assert!(
+        !mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .any(|m| m.starts_with(&root)),
+        "nothing stays mounted under {root}"
+    );
 }
 
 /// `wget` inside container `name` of `http://<ip>:<port>/`; the body, or the error.

@@ -119,6 +119,20 @@ fn fnv1a(s: &str) -> u64 {
     })
 }
 
+/// A container namespace made before a container needs it ([`BridgeDriver::new_spare`]):
+/// `lo` up, IPv6 off, and a veth pair, down and on no bridge, whose inner end is
+/// `eth0` and whose host end is [`SpareNetns::host_veth`]. Give its parts to
+/// [`BridgeDriver::attach_with`] for a container's first network. Dropped unused, delete
+/// `ns` (the pair goes with it).
+#[derive(Debug)]
+pub struct SpareNetns {
+    pub ns: NetNs,
+    /// A connection inside `ns`.
+    pub inner: Netlink,
+    /// The host end of the pair.
+    pub host_veth: String,
+}
+
 /// Creates and removes bridge networks and their endpoints, and publishes ports.
 #[derive(Debug)]
 pub struct BridgeDriver {
@@ -219,6 +233,31 @@ impl BridgeDriver {
         Ok((ns, inner))
     }
 
+    /// A [`SpareNetns`] pinned at `dir/name`, its host veth named after `name`. Deleted
+    /// again on failure.
+    pub async fn new_spare(&self, dir: &Path, name: &str) -> Result<SpareNetns> {
+        let (ns, inner) = self.new_netns(dir, name, false).await?;
+        let host_veth = host_veth_name(name);
+        let made = async {
+            self.host
+                .create_veth_into(&host_veth, "eth0", &ns, None, None, None)
+                .await?;
+            // A bridge port needs no address of its own: no IPv6 work on it either.
+            disable_ipv6(&host_veth)
+        };
+        if let Err(e) = made.await {
+            // The namespace's deletion takes the pair along.
+            drop(inner);
+            let _ = ns.delete();
+            return Err(e);
+        }
+        Ok(SpareNetns {
+            ns,
+            inner,
+            host_veth,
+        })
+    }
+
     /// Joins namespace `ns` to `net`: veth pair with the host end on the bridge (isolated
     /// when icc is off) and the other end made in `ns` under its final name and MAC;
     /// addresses, up, default route via the gateway (not for internal networks). Undone
@@ -229,19 +268,21 @@ impl BridgeDriver {
         ns: &NetNs,
         req: &EndpointRequest,
     ) -> Result<Endpoint> {
-        self.attach_with(net, ns, req, None).await
+        self.attach_with(net, ns, req, None, None).await
     }
 
     /// [`BridgeDriver::attach`] through `inner`, a connection already made in `ns` (by
-    /// [`BridgeDriver::new_netns`]), when there is one.
+    /// [`BridgeDriver::new_netns`]), when there is one; with `spare_veth`, the host end
+    /// of a [`SpareNetns`]'s pair, whose `eth0` in `ns` is `req.ifname` (the pair is used,
+    /// not made; `net` must have no MTU of its own).
     pub async fn attach_with(
         &self,
         net: &BridgeNetwork,
         ns: &NetNs,
         req: &EndpointRequest,
         inner: Option<&Netlink>,
+        spare_veth: Option<&str>,
     ) -> Result<Endpoint> {
-        let host_veth = host_veth_name(&req.id);
         check_ifname(&req.ifname)?;
         let bridge = self.host.require_link(&net.bridge).await?;
         let mac = req.mac.unwrap_or_else(|| {
@@ -253,6 +294,27 @@ impl BridgeDriver {
                 .or_else(|| req.addresses.first().map(|a| a.addr()));
             ip.map_or([0x02, 0x42, 0, 0, 0, 1], mac_from_ip)
         });
+        if let Some(host_veth) = spare_veth {
+            if req.ifname != "eth0" || net.mtu.is_some() {
+                return Err(NetError::BadName {
+                    name: req.ifname.clone(),
+                    problem: "a spare veth pair is eth0 with the default MTU",
+                });
+            }
+            let res = async {
+                self.host.set_controller_up(host_veth, bridge).await?;
+                self.attach_inner(net, ns, req, host_veth, Some(mac), inner)
+                    .await
+            };
+            return match res.await {
+                Ok(ep) => Ok(ep),
+                Err(e) => {
+                    let _ = self.host.delete_link(host_veth).await;
+                    Err(e)
+                }
+            };
+        }
+        let host_veth = host_veth_name(&req.id);
         let create = || {
             let (mtu, mac) = (net.mtu, Some(mac));
             self.host
@@ -271,11 +333,18 @@ impl BridgeDriver {
             self.host.delete_link(&host_veth).await?;
             create().await?;
         }
-        match self
-            .attach_inner(net, ns, req, &host_veth, mac, inner)
-            .await
-        {
-            Ok(ep) => Ok(ep),
+        let res = async {
+            // A bridge port needs no address of its own: no IPv6 work on it either.
+            disable_ipv6(&host_veth)?;
+            self.host.set_up_by_name(&host_veth).await?;
+            self.attach_inner(net, ns, req, &host_veth, None, inner)
+                .await
+        };
+        match res.await {
+            Ok(mut ep) => {
+                ep.mac = mac;
+                Ok(ep)
+            }
             Err(e) => {
                 let _ = self.host.delete_link(&host_veth).await;
                 Err(e)
@@ -283,18 +352,18 @@ impl BridgeDriver {
         }
     }
 
+    /// The rest of an attach once the pair is there, its host end up on the bridge:
+    /// isolation, and inside: the addresses, `set_mac` (the pair was made without it),
+    /// up, the default routes.
     async fn attach_inner(
         &self,
         net: &BridgeNetwork,
         ns: &NetNs,
         req: &EndpointRequest,
         host_veth: &str,
-        mac: [u8; 6],
+        set_mac: Option<[u8; 6]>,
         given: Option<&Netlink>,
     ) -> Result<Endpoint> {
-        // A bridge port needs no address of its own: no IPv6 work on it either.
-        disable_ipv6(host_veth)?;
-        self.host.set_up_by_name(host_veth).await?;
         if !net.icc {
             self.host.set_port_isolated(host_veth, true).await?;
         }
@@ -318,7 +387,10 @@ impl BridgeDriver {
         for addr in &req.addresses {
             inner.add_address_at(index, &req.ifname, *addr).await?;
         }
-        inner.set_up_at(index, &req.ifname).await?;
+        match set_mac {
+            Some(mac) => inner.set_mac_up_at(index, &req.ifname, mac).await?,
+            None => inner.set_up_at(index, &req.ifname).await?,
+        }
         if !net.internal {
             for gw in &net.gateways {
                 if req
@@ -335,7 +407,7 @@ impl BridgeDriver {
         Ok(Endpoint {
             host_veth: host_veth.to_string(),
             ifname: req.ifname.clone(),
-            mac,
+            mac: set_mac.unwrap_or_default(),
             addresses: req.addresses.clone(),
         })
     }

@@ -29,14 +29,17 @@
 //! let net = BridgeNetwork::new("net1", DEFAULT_BRIDGE, vec![subnet.gateway_cidr()]);
 //! driver.create_network(&net).await?;
 //! let dir = std::path::Path::new("/run/berth/netns");
-//! let (ns, inner) = driver.new_netns(dir, "ctr1", false).await?; // lo up, IPv4 only
+//! // Made ahead of need (new_netns makes just the namespace, attach_with the pair):
+//! let spare = driver.new_spare(std::path::Path::new("/run/berth/spare"), "s1").await?;
+//! let ns = spare.ns.pin_at(dir, "ctr1")?;                // lo up, IPv4 only
+//! spare.ns.delete()?;
 //! let ip = ipam.allocate("net1", Family::V4, None)?;
 //! let ep = driver.attach_with(&net, &ns, &EndpointRequest {
 //!     id: "ctr1/net1".into(),
 //!     addresses: vec![subnet.cidr_of(ip)],
 //!     ifname: "eth0".into(),
 //!     mac: None,
-//! }, Some(&inner)).await?;
+//! }, Some(&spare.inner), Some(&spare.host_veth)).await?;
 //! let relay = driver.publish(PublishRules {
 //!     owner: "ctr1".into(), container_ip: ip,
 //!     mappings: vec![PortMapping::tcp(None, 8080, 80)],

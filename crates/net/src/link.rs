@@ -248,6 +248,39 @@ impl Netlink {
             .map_err(|e| NetError::link(&self.obj(name), "set up", e))
     }
 
+    /// Gives the link of index `index` (down: some drivers refuse a change while up) MAC address
+    /// `mac` and sets it up, in one request.
+    pub async fn set_mac_up_at(&self, index: u32, name: &str, mac: [u8; 6]) -> Result<()> {
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .address(mac.to_vec())
+                    .up()
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| NetError::link(&self.obj(name), "set MAC address and up", e))
+    }
+
+    /// Makes link `name` a port of the bridge of index `controller` and sets it up, in
+    /// one request.
+    pub async fn set_controller_up(&self, name: &str, controller: u32) -> Result<()> {
+        check_ifname(name)?;
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_name(name)
+                    .controller(controller)
+                    .up()
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| NetError::link(&self.obj(name), "add to bridge and set up", e))
+    }
+
     /// Brings `lo` up (a new namespace starts with it down).
     pub async fn loopback_up(&self) -> Result<()> {
         // The kernel gives `lo` this index in every namespace.

@@ -46,14 +46,7 @@ impl NetNs {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        check_name(name)?;
-        std::fs::create_dir_all(dir).map_err(|e| NetError::netns(name, "create run dir", e))?;
-        let path = dir.join(name);
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| NetError::netns(name, "create namespace file", e))?;
+        let path = new_pin_file(dir, name)?;
         let thread_path = path.clone();
         let joined = std::thread::Builder::new()
             .name(format!("netns-{name}"))
@@ -93,6 +86,27 @@ impl NetNs {
                 Err(e)
             }
         }
+    }
+
+    /// Pins this namespace at `dir/name` too (a bind mount of its file there) and
+    /// returns that pin; this one stays until deleted. Fails if `dir/name` exists.
+    /// For a file cannot be renamed while it is a mount point.
+    pub fn pin_at(&self, dir: &Path, name: &str) -> Result<NetNs> {
+        let path = new_pin_file(dir, name)?;
+        if let Err(e) = mount(
+            Some(&self.path),
+            &path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ) {
+            let _ = std::fs::remove_file(&path);
+            return Err(NetError::netns(name, "bind mount namespace file", e));
+        }
+        Ok(NetNs {
+            name: name.to_string(),
+            path,
+        })
     }
 
     /// Refers to an existing namespace at `dir/name` (checked to exist).
@@ -218,6 +232,20 @@ impl<T> NsThread<T> {
     pub fn is_finished(&self) -> bool {
         self.handle.is_finished()
     }
+}
+
+/// Creates the (empty) file `dir/name` for a namespace to be bind-mounted on; fails if
+/// it exists.
+fn new_pin_file(dir: &Path, name: &str) -> Result<PathBuf> {
+    check_name(name)?;
+    std::fs::create_dir_all(dir).map_err(|e| NetError::netns(name, "create run dir", e))?;
+    let path = dir.join(name);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| NetError::netns(name, "create namespace file", e))?;
+    Ok(path)
 }
 
 fn delete_file(name: &str, path: &Path) -> Result<()> {

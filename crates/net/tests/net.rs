@@ -138,6 +138,7 @@ impl Env {
                     mac: None,
                 },
                 inner,
+                None,
             )
             .await
             .expect("attach")
@@ -182,6 +183,16 @@ impl Drop for Env {
             eprintln!("cleanup thread panicked");
         }
     }
+}
+
+/// The MAC address of link `name` as the kernel has it (`aa:bb:…`).
+async fn mac_of(nl: &Netlink, name: &str) -> String {
+    let link = nl.get_link(name).await.expect("get").expect("link exists");
+    let mac = link.attributes.iter().find_map(|attr| match attr {
+        netlink_packet_route::link::LinkAttribute::Address(m) => Some(m.clone()),
+        _ => None,
+    });
+    format_mac(&mac.expect("link has a MAC"))
 }
 
 /// A TCP server inside `ns` on `port`: greets each client with `greeting`, then echoes.
@@ -301,19 +312,7 @@ async fn two_namespaces_on_one_bridge_talk() {
 
     // eth0 inside a: right name, MAC, up.
     let inner = Netlink::in_netns(&a).expect("netlink in a");
-    let link = inner
-        .get_link("eth0")
-        .await
-        .expect("get")
-        .expect("eth0 exists");
-    let mac = link.attributes.iter().find_map(|attr| match attr {
-        netlink_packet_route::link::LinkAttribute::Address(m) => Some(m.clone()),
-        _ => None,
-    });
-    assert_eq!(
-        mac.as_deref().map(format_mac).as_deref(),
-        Some("02:42:0a:d5:0b:02")
-    );
+    assert_eq!(mac_of(&inner, "eth0").await, "02:42:0a:d5:0b:02");
     drop(inner);
     // IPv6 is off on an IPv4-only endpoint, both ends (as Docker has it inside); lo
     // keeps ::1.
@@ -858,6 +857,109 @@ async fn released_veth_goes_with_its_namespace() {
         .release(&ep.host_veth)
         .await
         .expect("release when gone");
+}
+
+/// berthd makes the next container's namespace and veth pair ahead; a start pins the
+/// namespace under the container's name and attaches through the pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spare_namespace_joins_like_a_new_one() {
+    if !root_ok() {
+        return;
+    }
+    let mut env = Env::new();
+    let n = env.network(27, true, false).await;
+    let other = env.netns().await;
+    let spare_dir = env.dir.path().join("spare");
+    let spare = env
+        .driver
+        .new_spare(&spare_dir, &unique("sp"))
+        .await
+        .expect("new spare");
+    env.namespaces.push(spare.ns.clone());
+    let nl = env.driver.netlink();
+    let bridge = nl.require_link(&n.bridge).await.expect("bridge");
+    assert!(nl.ports_of(bridge).await.expect("ports").is_empty());
+    assert_eq!(
+        berth_net::sysctl::read(&format!("ipv6/conf/{}/disable_ipv6", spare.host_veth))
+            .expect("read"),
+        "1"
+    );
+    let in_spare = |key: &'static str| {
+        spare
+            .ns
+            .run(move || berth_net::sysctl::read(key))
+            .expect("run")
+            .expect("read sysctl")
+    };
+    assert_eq!(in_spare("ipv6/conf/eth0/disable_ipv6"), "1");
+
+    // What a start does: pin it under the container's name, drop the spare's pin.
+    let pinned = spare.ns.pin_at(env.dir.path(), &unique("ct")).expect("pin");
+    env.namespaces.push(pinned.clone());
+    spare.ns.delete().expect("unpin the spare");
+    assert!(!spare.ns.path().exists());
+    let req = EndpointRequest {
+        id: format!("{}/{}", pinned.name(), n.id),
+        addresses: vec![net("10.213.27.2/24")],
+        ifname: "eth0".to_string(),
+        mac: None,
+    };
+    let ep = env
+        .driver
+        .attach_with(
+            &n,
+            &pinned,
+            &req,
+            Some(&spare.inner),
+            Some(&spare.host_veth),
+        )
+        .await
+        .expect("attach through the spare's pair");
+    assert_eq!(ep.host_veth, spare.host_veth);
+    assert_eq!(format_mac(&ep.mac), "02:42:0a:d5:1b:02");
+    assert_eq!(
+        nl.ports_of(bridge).await.expect("ports"),
+        vec![ep.host_veth.clone()]
+    );
+    assert_eq!(mac_of(&spare.inner, "eth0").await, "02:42:0a:d5:1b:02");
+    // Reachable from the host and from a container made the usual way.
+    tcp_server(&pinned, 7003, b"spare ", Duration::from_secs(10));
+    let got = fetch(SocketAddr::new(ip("10.213.27.2"), 7003), 6, b"host").expect("host -> it");
+    assert_eq!(got, b"spare host");
+    env.attach(&n, &other, "10.213.27.3/24").await;
+    let got =
+        fetch_in(&other, SocketAddr::new(ip("10.213.27.2"), 7003), 6, b"peer").expect("peer -> it");
+    assert_eq!(got, b"spare peer");
+
+    // A spare's pair is only eth0 with the default MTU.
+    let unused = env
+        .driver
+        .new_spare(&spare_dir, &unique("sp"))
+        .await
+        .expect("new spare");
+    env.namespaces.push(unused.ns.clone());
+    let mut eth1 = req.clone();
+    eth1.ifname = "eth1".into();
+    let refused = env
+        .driver
+        .attach_with(
+            &n,
+            &unused.ns,
+            &eth1,
+            Some(&unused.inner),
+            Some(&unused.host_veth),
+        )
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    // One never used goes, pair and all, with its namespace.
+    let veth = unused.host_veth.clone();
+    drop(unused.inner);
+    unused.ns.delete().expect("delete spare");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while nl.link_index(&veth).await.expect("query").is_some() {
+        assert!(Instant::now() < deadline, "{veth} outlived its namespace");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A restart right after a stop attaches the same endpoint (same veth name) while the

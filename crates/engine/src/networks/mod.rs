@@ -11,7 +11,9 @@
 //! berthd for connections from containers to those ports (hairpin), and, on
 //! user-defined networks, an embedded DNS server at 127.0.0.11 that answers
 //! the names, aliases and short ids of the containers it shares a network
-//! with. All of it goes when the container stops.
+//! with. All of it goes when the container stops. The namespace and the
+//! first veth pair are usually made before the start asks (a spare, see
+//! `Spare`), off the start's path.
 
 /// Published ports.
 pub mod ports;
@@ -23,7 +25,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use berth_net::bridge::{BridgeDriver, BridgeNetwork, EndpointRequest, host_veth_name};
+use berth_net::bridge::{BridgeDriver, BridgeNetwork, EndpointRequest, SpareNetns, host_veth_name};
 use berth_net::dns::{DnsConfig, DnsServer};
 use berth_net::firewall::{FirewallConfig, PublishRules};
 use berth_net::ipam::{Family, Ipam, IpamConfig, SubnetRequest};
@@ -131,9 +133,22 @@ pub struct Endpoint {
     /// While running: the interface in the container (`eth0`).
     #[serde(default)]
     pub ifname: String,
+    /// While running: the veth's host end; empty: named after `endpoint_id`
+    /// (what berthd before spare namespaces recorded).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host_veth: String,
 }
 
 impl Endpoint {
+    /// The veth's host end, while running.
+    pub fn host_veth(&self) -> String {
+        if self.host_veth.is_empty() {
+            host_veth_name(&self.endpoint_id)
+        } else {
+            self.host_veth.clone()
+        }
+    }
+
     /// Forgets what the last run got.
     pub fn clear_runtime(&mut self) {
         let keep = Endpoint {
@@ -339,6 +354,45 @@ pub struct NetworkService {
     ready: tokio::sync::Mutex<HashSet<String>>,
     live: Mutex<HashMap<String, Live>>,
     index: Arc<RwLock<DnsIndex>>,
+    /// A namespace made ahead for the next container (see [`Spare`]).
+    spare: Mutex<Spare>,
+    spare_dir: PathBuf,
+}
+
+/// The next container's network namespace, made while nothing waits for it:
+/// making one costs ~0.9 ms of kernel time (most of a start's network set-up),
+/// which a `docker run` would otherwise wait for. It is fresh (no container
+/// ever ran in it), has IPv6 off and `lo` up, and is pinned in its own
+/// directory until a start moves it to `netns/<id>`. Only one at a time;
+/// deleted when berthd stops (and, after a crash, at the next start).
+#[derive(Debug, Default)]
+struct Spare {
+    ready: Option<SpareNetns>,
+    /// The spare's own pin of the one a start took (pinned at `netns/<id>`
+    /// too): unmounted by the next refill, off the start's path.
+    taken: Option<NetNs>,
+    /// A task is making one.
+    filling: bool,
+    /// berthd is stopping: make no more.
+    closed: bool,
+}
+
+impl Spare {
+    /// Unpins what is here (a spare's veth pair goes with its namespace).
+    fn clear(&mut self) {
+        if let Some(sp) = self.ready.take() {
+            let _ = sp.ns.delete();
+        }
+        if let Some(ns) = self.taken.take() {
+            let _ = ns.delete();
+        }
+    }
+}
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        self.clear();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -386,8 +440,16 @@ impl NetworkService {
             ready: tokio::sync::Mutex::new(HashSet::new()),
             live: Mutex::new(HashMap::new()),
             index: Arc::new(RwLock::new(HashMap::new())),
+            spare: Mutex::new(Spare::default()),
+            spare_dir: exec_root.join("netns-spare"),
             cfg,
         };
+        // Spares a killed berthd left: never used, nothing to keep.
+        if let Ok(rd) = std::fs::read_dir(&svc.spare_dir) {
+            for e in rd.flatten() {
+                let _ = NetNs::delete_named(&svc.spare_dir, &e.file_name().to_string_lossy());
+            }
+        }
         svc.ensure_predefined()?;
         Ok(Arc::new(svc))
     }
@@ -936,7 +998,7 @@ impl NetworkService {
     /// failure. `None` when the container is on no bridge network.
     #[allow(clippy::too_many_arguments)]
     pub async fn join(
-        &self,
+        self: &Arc<Self>,
         id: &str,
         name: &str,
         endpoints: &BTreeMap<String, Endpoint>,
@@ -963,20 +1025,29 @@ impl NetworkService {
                     .is_some_and(|st| st.subnets.iter().any(|s| s.subnet.addr().is_ipv6()))
             })
         };
-        let (ns, inner) = match driver.new_netns(&self.netns_dir, id, ipv6).await {
-            Ok(made) => made,
-            Err(_) => {
-                // A leftover of a crash: start afresh.
-                let _ = NetNs::delete_named(&self.netns_dir, id);
-                driver.new_netns(&self.netns_dir, id, ipv6).await?
-            }
+        // The spare has IPv6 off and a pair with the default MTU for eth0.
+        let spare = match nets.first() {
+            Some((n, _)) if !ipv6 && n.mtu.is_none() => self.take_spare(id),
+            _ => None,
+        };
+        let (ns, inner, spare_veth) = match spare {
+            Some(sp) => (sp.ns, sp.inner, Some(sp.host_veth)),
+            None => match driver.new_netns(&self.netns_dir, id, ipv6).await {
+                Ok((ns, inner)) => (ns, inner, None),
+                Err(_) => {
+                    // A leftover of a crash: start afresh.
+                    let _ = NetNs::delete_named(&self.netns_dir, id);
+                    let (ns, inner) = driver.new_netns(&self.netns_dir, id, ipv6).await?;
+                    (ns, inner, None)
+                }
+            },
         };
         joined.netns = ns.path().to_path_buf();
         let res = self
             .join_inner(
                 id,
                 name,
-                (&ns, &inner),
+                (&ns, &inner, spare_veth.as_deref()),
                 &nets,
                 port_requests,
                 dns_servers,
@@ -988,7 +1059,77 @@ impl NetworkService {
                 .await;
             return Err(e);
         }
+        // Now, not before: making one competes with this join's own kernel
+        // work (for the CPU and the kernel's network locks).
+        self.refill_spare();
         Ok(Some(joined))
+    }
+
+    /// The spare namespace, pinned at `netns/<id>`, if there is one.
+    fn take_spare(&self, id: &str) -> Option<SpareNetns> {
+        let mut sp = lock(&self.spare);
+        let spare = sp.ready.take()?;
+        match spare.ns.pin_at(&self.netns_dir, id) {
+            Ok(pinned) => {
+                let old = sp.taken.replace(spare.ns);
+                drop(sp);
+                if let Some(old) = old {
+                    let _ = old.delete();
+                }
+                Some(SpareNetns {
+                    ns: pinned,
+                    ..spare
+                })
+            }
+            Err(e) => {
+                // Still good for the next start.
+                sp.ready = Some(spare);
+                tracing::debug!(container = %id, error = %e, "spare namespace not used");
+                None
+            }
+        }
+    }
+
+    /// Makes the next spare namespace in the background, unless there is
+    /// one or it is being made.
+    fn refill_spare(self: &Arc<Self>) {
+        {
+            let mut sp = lock(&self.spare);
+            if sp.closed || sp.filling || sp.ready.is_some() {
+                return;
+            }
+            sp.filling = true;
+        }
+        let svc = Arc::clone(self);
+        tokio::spawn(async move {
+            let taken = lock(&svc.spare).taken.take();
+            if let Some(ns) = taken {
+                let _ = ns.delete();
+            }
+            let made = match (svc.driver().await, crate::containers::names::new_id()) {
+                (Ok(driver), Ok(id)) => driver
+                    .new_spare(&svc.spare_dir, &id[..16])
+                    .await
+                    .map_err(EngineError::from),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+            let mut sp = lock(&svc.spare);
+            sp.filling = false;
+            match made {
+                Ok(m) if !sp.closed => sp.ready = Some(m),
+                Ok(m) => {
+                    let _ = m.ns.delete();
+                }
+                Err(e) => tracing::debug!(error = %e, "spare network namespace"),
+            }
+        });
+    }
+
+    /// berthd is stopping: the spare namespace goes, none is made again.
+    pub fn shutdown(&self) {
+        let mut sp = lock(&self.spare);
+        sp.closed = true;
+        sp.clear();
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -996,7 +1137,7 @@ impl NetworkService {
         &self,
         id: &str,
         name: &str,
-        (ns, inner): (&NetNs, &berth_net::link::Netlink),
+        (ns, inner, spare_veth): (&NetNs, &berth_net::link::Netlink, Option<&str>),
         nets: &[(Network, Endpoint)],
         port_requests: &[ports::PortRequest],
         dns_servers: &[String],
@@ -1005,7 +1146,7 @@ impl NetworkService {
         let driver = self.driver().await?;
         for (i, (n, ep)) in nets.iter().enumerate() {
             let ep = self
-                .attach(id, ns, n, ep, &format!("eth{i}"), Some(inner))
+                .attach(id, ns, n, ep, i, Some(inner), spare_veth.filter(|_| i == 0))
                 .await
                 .inspect_err(|_| {
                     // Not recorded in `joined` yet: its address goes back here.
@@ -1049,17 +1190,21 @@ impl NetworkService {
         Ok(())
     }
 
-    /// One endpoint: an address from IPAM, then the veth (configured inside
-    /// through `inner` when given: a connection made in `ns` already).
+    /// One endpoint, `eth<index>`: an address from IPAM, then the veth
+    /// (configured inside through `inner` when given: a connection made in
+    /// `ns` already; `spare_veth`: the pair of a spare namespace).
+    #[allow(clippy::too_many_arguments)]
     async fn attach(
         &self,
         id: &str,
         ns: &NetNs,
         n: &Network,
         ep: &Endpoint,
-        ifname: &str,
+        index: usize,
         inner: Option<&berth_net::link::Netlink>,
+        spare_veth: Option<&str>,
     ) -> Result<Endpoint, EngineError> {
+        let ifname = &format!("eth{index}");
         self.ensure_ready(n).await?;
         let mut got = ep.clone();
         got.clear_runtime();
@@ -1117,11 +1262,12 @@ impl NetworkService {
         match self
             .driver()
             .await?
-            .attach_with(&self.bridge_of(n), ns, &req, inner)
+            .attach_with(&self.bridge_of(n), ns, &req, inner, spare_veth)
             .await
         {
             Ok(e) => {
                 got.mac = berth_net::link::format_mac(&e.mac);
+                got.host_veth = e.host_veth;
                 Ok(got)
             }
             Err(e) => {
@@ -1260,7 +1406,7 @@ impl NetworkService {
                 tracing::warn!(container = %id, error = %e, "unpublish ports");
             }
             for ep in endpoints.values().filter(|e| !e.endpoint_id.is_empty()) {
-                let veth = host_veth_name(&ep.endpoint_id);
+                let veth = ep.host_veth();
                 // With the namespace deleted below the pair goes with it; deleting
                 // it here would wait an RCU grace period (~20 ms) on every exit.
                 let r = if pinned {
@@ -1298,9 +1444,7 @@ impl NetworkService {
             ));
         }
         let ns = NetNs::open(&self.netns_dir, id)?;
-        let got = self
-            .attach(id, &ns, n, ep, &format!("eth{index}"), None)
-            .await?;
+        let got = self.attach(id, &ns, n, ep, index, None, None).await?;
         self.index_add(&n.name, id, name, &got);
         if n.is_user_defined()
             && lock(&self.live).get(id).is_none_or(|l| l.dns.is_none())
@@ -1316,7 +1460,7 @@ impl NetworkService {
         if let Ok(driver) = self.driver().await
             && !ep.endpoint_id.is_empty()
         {
-            let _ = driver.detach(&host_veth_name(&ep.endpoint_id)).await;
+            let _ = driver.detach(&ep.host_veth()).await;
         }
         let mut idx = self.index.write().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = idx.get_mut(network) {
