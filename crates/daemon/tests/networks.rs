@@ -801,6 +801,7 @@ fn nothing_leaks_across_a_killed_daemon() {
     // A stopping berthd takes its spare along.
     let spare = spare_netns(&d, true);
     assert_eq!(spare.len(), 1, "{spare:?}");
+    d.docker_ok(&["network", "rm", "keep"]);
     d.terminate();
     assert!(spare_netns(&d, false).is_empty());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();

@@ -232,9 +232,20 @@ impl Drop for Daemon {
             let _ = self.berth(&["network", "prune", "-f"]);
         }
         if let Some(mut c) = self.child.take() {
-            // Only the daemon this guard started.
+            // Only the daemon this guard started: SIGTERM (it deletes what
+            // it keeps for later, such as its spare network namespace),
+            // SIGKILL if it does not stop.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
+            unmount_under(self.dir.path());
             let _ = Command::new("ip")
                 .args(["link", "del", &self.net_tag])
                 .stderr(Stdio::null())
@@ -246,6 +257,22 @@ impl Drop for Daemon {
                     .status();
             }
         }
+    }
+}
+
+/// Unmounts whatever is still mounted under `dir` (a killed daemon's
+/// namespaces), deepest first.
+fn unmount_under(dir: &Path) {
+    let prefix = dir.display().to_string();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut mounts: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 
