@@ -243,6 +243,11 @@ impl ContainerService {
         }
         let rec = self.records.get(&id)?.unwrap_or(rec);
         self.event(&rec, "create", &[]);
+        // Its start will want a network namespace: one is made meanwhile,
+        // while the client sends its next requests.
+        if !matches!(mode.as_str(), "host" | "none") && !mode.starts_with("container:") {
+            self.networks.refill_spare();
+        }
         Ok((id, warnings))
     }
 

@@ -517,9 +517,11 @@ impl ContainerService {
         // container is down: whoever waits for that (stop, restart, rm -f,
         // a client that starts it again) must find them gone, or this
         // cleanup would unmount and kill the next run's.
+        let mut had_netns = false;
         if let Ok(Some(cur)) = self.records.get(id)
             && cur.state.shim.map(|(p, _)| p) == Some(shim_pid)
         {
+            had_netns = !cur.sandbox_key.is_empty();
             // The two are independent: at once.
             let leave = async {
                 if !cur.sandbox_key.is_empty() {
@@ -591,6 +593,11 @@ impl ContainerService {
             });
         } else if rec.state.status == Status::Removing {
             let _ = self.finish_remove(id, rec, true).await;
+        }
+        // For its next start, or the next container's: made now, after
+        // this exit's work.
+        if had_netns {
+            self.networks.refill_spare();
         }
     }
 

@@ -359,12 +359,15 @@ pub struct NetworkService {
     spare_dir: PathBuf,
 }
 
-/// The next container's network namespace, made while nothing waits for it:
-/// making one costs ~0.9 ms of kernel time (most of a start's network set-up),
-/// which a `docker run` would otherwise wait for. It is fresh (no container
-/// ever ran in it), has IPv6 off and `lo` up, and is pinned in its own
-/// directory until a start moves it to `netns/<id>`. Only one at a time;
-/// deleted when berthd stops (and, after a crash, at the next start).
+/// The next container's network namespace and veth pair, made while nothing
+/// waits for them: making them is most of a start's network set-up (~1.5 ms
+/// here), which a `docker run` would otherwise wait for. Made when a
+/// container on a bridge network is created (while the client sends its
+/// attach, wait and start) or exits, not at a start, where the work would
+/// compete with the container's own. It is fresh (no container ever ran in
+/// it), has IPv6 off and `lo` up, and is pinned in its own directory until a
+/// start pins it at `netns/<id>` too. Only one at a time; deleted when
+/// berthd stops (and, after a crash, at the next start).
 #[derive(Debug, Default)]
 struct Spare {
     ready: Option<SpareNetns>,
@@ -1059,9 +1062,6 @@ impl NetworkService {
                 .await;
             return Err(e);
         }
-        // Now, not before: making one competes with this join's own kernel
-        // work (for the CPU and the kernel's network locks).
-        self.refill_spare();
         Ok(Some(joined))
     }
 
@@ -1071,10 +1071,10 @@ impl NetworkService {
         let spare = sp.ready.take()?;
         match spare.ns.pin_at(&self.netns_dir, id) {
             Ok(pinned) => {
-                let old = sp.taken.replace(spare.ns);
-                drop(sp);
-                if let Some(old) = old {
-                    let _ = old.delete();
+                if let Some(old) = sp.taken.replace(spare.ns) {
+                    // Off this start's path: an unmount waits for the kernel
+                    // (~0.5 ms).
+                    tokio::task::spawn_blocking(move || old.delete());
                 }
                 Some(SpareNetns {
                     ns: pinned,
@@ -1091,8 +1091,8 @@ impl NetworkService {
     }
 
     /// Makes the next spare namespace in the background, unless there is
-    /// one or it is being made.
-    fn refill_spare(self: &Arc<Self>) {
+    /// one or it is being made (see [`Spare`] for when).
+    pub(crate) fn refill_spare(self: &Arc<Self>) {
         {
             let mut sp = lock(&self.spare);
             if sp.closed || sp.filling || sp.ready.is_some() {
@@ -1104,7 +1104,7 @@ impl NetworkService {
         tokio::spawn(async move {
             let taken = lock(&svc.spare).taken.take();
             if let Some(ns) = taken {
-                let _ = ns.delete();
+                let _ = tokio::task::spawn_blocking(move || ns.delete()).await;
             }
             let made = match (svc.driver().await, crate::containers::names::new_id()) {
                 (Ok(driver), Ok(id)) => driver
