@@ -1001,7 +1001,7 @@ impl NetworkService {
     /// failure. `None` when the container is on no bridge network.
     #[allow(clippy::too_many_arguments)]
     pub async fn join(
-        self: &Arc<Self>,
+        &self,
         id: &str,
         name: &str,
         endpoints: &BTreeMap<String, Endpoint>,
@@ -1093,6 +1093,9 @@ impl NetworkService {
     /// Makes the next spare namespace in the background, unless there is
     /// one or it is being made (see [`Spare`] for when).
     pub(crate) fn refill_spare(self: &Arc<Self>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return; // not from berthd's runtime (a test): no spares
+        };
         {
             let mut sp = lock(&self.spare);
             if sp.closed || sp.filling || sp.ready.is_some() {
@@ -1101,7 +1104,7 @@ impl NetworkService {
             sp.filling = true;
         }
         let svc = Arc::clone(self);
-        tokio::spawn(async move {
+        rt.spawn(async move {
             let taken = lock(&svc.spare).taken.take();
             if let Some(ns) = taken {
                 let _ = tokio::task::spawn_blocking(move || ns.delete()).await;
