@@ -386,13 +386,12 @@ impl Netlink {
     /// missing link is fine. Much cheaper than deleting a veth, which waits for an RCU
     /// grace period (15–25 ms here).
     pub async fn detach_from_bridge(&self, name: &str) -> Result<()> {
-        let Some(index) = self.link_index(name).await? else {
-            return Ok(());
-        };
+        check_ifname(name)?;
+        // By name: one request, no lookup first.
         match self
             .handle
             .link()
-            .set(LinkUnspec::new_with_index(index).nocontroller().build())
+            .set(LinkUnspec::new_with_name(name).nocontroller().build())
             .execute()
             .await
         {
