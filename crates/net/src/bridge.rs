@@ -294,31 +294,58 @@ impl BridgeDriver {
                 .or_else(|| req.addresses.first().map(|a| a.addr()));
             ip.map_or([0x02, 0x42, 0, 0, 0, 1], mac_from_ip)
         });
-        if let Some(host_veth) = spare_veth {
-            if req.ifname != "eth0" || net.mtu.is_some() {
-                return Err(NetError::BadName {
-                    name: req.ifname.clone(),
-                    problem: "a spare veth pair is eth0 with the default MTU",
-                });
-            }
-            let res = async {
-                self.host.set_controller_up(host_veth, bridge).await?;
-                self.attach_inner(net, ns, req, host_veth, Some(mac), inner)
-                    .await
-            };
-            return match res.await {
-                Ok(ep) => Ok(ep),
-                Err(e) => {
-                    let _ = self.host.delete_link(host_veth).await;
-                    Err(e)
+        let host_veth = match spare_veth {
+            Some(spare) => {
+                if req.ifname != "eth0" || net.mtu.is_some() {
+                    return Err(NetError::BadName {
+                        name: req.ifname.clone(),
+                        problem: "a spare veth pair is eth0 with the default MTU",
+                    });
                 }
-            };
+                spare.to_string()
+            }
+            None => {
+                let host_veth = host_veth_name(&req.id);
+                self.create_veth(net, ns, req, &host_veth, mac, bridge)
+                    .await?;
+                host_veth
+            }
+        };
+        let res = async {
+            if spare_veth.is_some() {
+                self.host.set_controller_up(&host_veth, bridge).await?;
+            } else {
+                // A bridge port needs no address of its own: no IPv6 work on it either
+                // (a spare's host end has it off already).
+                disable_ipv6(&host_veth)?;
+                self.host.set_up_by_name(&host_veth).await?;
+            }
+            self.attach_inner(net, ns, req, &host_veth, mac, spare_veth.is_some(), inner)
+                .await
+        };
+        match res.await {
+            Ok(ep) => Ok(ep),
+            Err(e) => {
+                let _ = self.host.delete_link(&host_veth).await;
+                Err(e)
+            }
         }
-        let host_veth = host_veth_name(&req.id);
+    }
+
+    /// The pair `host_veth` (made a port of the bridge of index `bridge`) and
+    /// `req.ifname` in `ns` with MAC `mac`, both down.
+    async fn create_veth(
+        &self,
+        net: &BridgeNetwork,
+        ns: &NetNs,
+        req: &EndpointRequest,
+        host_veth: &str,
+        mac: [u8; 6],
+        bridge: u32,
+    ) -> Result<()> {
         let create = || {
-            let (mtu, mac) = (net.mtu, Some(mac));
             self.host
-                .create_veth_into(&host_veth, &req.ifname, ns, mac, mtu, Some(bridge))
+                .create_veth_into(host_veth, &req.ifname, ns, Some(mac), net.mtu, Some(bridge))
         };
         if let Err(e) = create().await {
             // The name is this endpoint's: a pair that has it is the one of the endpoint's
@@ -330,38 +357,24 @@ impl BridgeDriver {
                 return Err(e);
             }
             tracing::debug!(veth = %host_veth, "replacing the veth of a previous run");
-            self.host.delete_link(&host_veth).await?;
+            self.host.delete_link(host_veth).await?;
             create().await?;
         }
-        let res = async {
-            // A bridge port needs no address of its own: no IPv6 work on it either.
-            disable_ipv6(&host_veth)?;
-            self.host.set_up_by_name(&host_veth).await?;
-            self.attach_inner(net, ns, req, &host_veth, None, inner)
-                .await
-        };
-        match res.await {
-            Ok(mut ep) => {
-                ep.mac = mac;
-                Ok(ep)
-            }
-            Err(e) => {
-                let _ = self.host.delete_link(&host_veth).await;
-                Err(e)
-            }
-        }
+        Ok(())
     }
 
     /// The rest of an attach once the pair is there, its host end up on the bridge:
-    /// isolation, and inside: the addresses, `set_mac` (the pair was made without it),
-    /// up, the default routes.
+    /// isolation, and inside: the addresses, MAC `mac` if `set_mac` (a spare's pair was
+    /// made without it), up, the default routes.
+    #[allow(clippy::too_many_arguments)]
     async fn attach_inner(
         &self,
         net: &BridgeNetwork,
         ns: &NetNs,
         req: &EndpointRequest,
         host_veth: &str,
-        set_mac: Option<[u8; 6]>,
+        mac: [u8; 6],
+        set_mac: bool,
         given: Option<&Netlink>,
     ) -> Result<Endpoint> {
         if !net.icc {
@@ -387,9 +400,10 @@ impl BridgeDriver {
         for addr in &req.addresses {
             inner.add_address_at(index, &req.ifname, *addr).await?;
         }
-        match set_mac {
-            Some(mac) => inner.set_mac_up_at(index, &req.ifname, mac).await?,
-            None => inner.set_up_at(index, &req.ifname).await?,
+        if set_mac {
+            inner.set_mac_up_at(index, &req.ifname, mac).await?;
+        } else {
+            inner.set_up_at(index, &req.ifname).await?;
         }
         if !net.internal {
             for gw in &net.gateways {
@@ -407,7 +421,7 @@ impl BridgeDriver {
         Ok(Endpoint {
             host_veth: host_veth.to_string(),
             ifname: req.ifname.clone(),
-            mac: set_mac.unwrap_or_default(),
+            mac,
             addresses: req.addresses.clone(),
         })
     }
