@@ -245,7 +245,7 @@ impl ContainerService {
         self.event(&rec, "create", &[]);
         // Its start will want a network namespace: one is made meanwhile,
         // while the client sends its next requests.
-        if !matches!(mode.as_str(), "host" | "none") && !mode.starts_with("container:") {
+        if !super::network::no_own_networks(&mode) {
             self.networks.refill_spare();
         }
         Ok((id, warnings))

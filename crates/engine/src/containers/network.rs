@@ -95,7 +95,7 @@ impl ContainerService {
         let _g = slot.op.lock().await;
         let r = self.get(&r.id)?;
         let mode = r.host_config.network_mode.as_str();
-        if mode == "host" || mode == "none" || mode.starts_with("container:") {
+        if no_own_networks(mode) {
             return Err(EngineError::Forbidden(
                 "container sharing network namespace with another container or host cannot be connected to any other network".into(),
             ));
@@ -184,4 +184,10 @@ impl ContainerService {
         self.network_event(&n, "disconnect", Some(&r.id));
         Ok(())
     }
+}
+
+/// Network modes without networks of the container's own: the host's
+/// namespace, none, or another container's.
+pub(crate) fn no_own_networks(mode: &str) -> bool {
+    matches!(mode, "host" | "none") || mode.starts_with("container:")
 }

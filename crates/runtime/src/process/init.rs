@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 use nix::unistd::Uid;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use crate::error::{Context, Result, RuntimeError};
 use crate::hooks::{self, HookKind};
@@ -267,18 +267,24 @@ impl Ready {
             .as_ref()
             .is_some_and(|h| !HookKind::StartContainer.of(h).is_empty());
         let res = (|| {
-            let notify = if start_hooks { None } else { self.arm(cfg)? };
+            let process = cfg
+                .spec
+                .process()
+                .as_ref()
+                .ok_or_else(|| RuntimeError::spec("process", "missing"))?;
+            let mut notify = None;
+            if !start_hooks {
+                notify = self.arm(cfg, process)?;
+            }
             wait_for_start(cfg)?;
-            let notify = if start_hooks {
+            if start_hooks {
                 let state =
                     hooks::state_json(cfg.id, self.host_pid, cfg.bundle, cfg.spec, "running");
                 hooks::run(cfg.spec.hooks().as_ref(), HookKind::StartContainer, &state)?;
                 drop(state);
-                self.arm(cfg)?
-            } else {
-                notify
-            };
-            self.finish(cfg, notify)
+                notify = self.arm(cfg, process)?;
+            }
+            self.finish(cfg, process, notify)
         })();
         match res {
             Ok(never) => match never {},
@@ -288,12 +294,7 @@ impl Ready {
 
     /// Takes the process's own settings up to, without no_new_privs, the
     /// seccomp filter. Returns the seccomp notify fd, if one was made.
-    fn arm(&self, cfg: &InitConfig<'_>) -> Result<Option<OwnedFd>> {
-        let process = cfg
-            .spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| RuntimeError::spec("process", "missing"))?;
+    fn arm(&self, cfg: &InitConfig<'_>, process: &Process) -> Result<Option<OwnedFd>> {
         // Before seccomp, which may not allow the signal syscalls.
         setup::reset_signals()?;
         let nnp = process.no_new_privileges().unwrap_or(false);
@@ -320,13 +321,9 @@ impl Ready {
     fn finish(
         &self,
         cfg: &InitConfig<'_>,
+        process: &Process,
         mut notify: Option<OwnedFd>,
     ) -> Result<std::convert::Infallible> {
-        let process = cfg
-            .spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| RuntimeError::spec("process", "missing"))?;
         if process.no_new_privileges().unwrap_or(false) {
             setup::set_no_new_privs()?;
             if let Some(prog) = &cfg.seccomp {
