@@ -21,7 +21,7 @@ use nix::sys::socket::{
 };
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::error::{NetError, Result};
@@ -32,12 +32,26 @@ pub const UDP_IDLE: Duration = Duration::from_secs(60);
 
 /// Running relays for one [`PortMapping`] or one [`PortReservation`]; stopped when dropped
 /// (listeners, UDP flows and open TCP connections go with it).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct UserlandProxy {
     tasks: Vec<JoinHandle<()>>,
     local: Vec<SocketAddr>,
     /// Ports held without relaying ([`UserlandProxy::hold`]).
     idle: Option<PortReservation>,
+    /// Tells the relay loops to end their connections and flows and return
+    /// ([`UserlandProxy::stop`]).
+    stopping: watch::Sender<bool>,
+}
+
+impl Default for UserlandProxy {
+    fn default() -> Self {
+        UserlandProxy {
+            tasks: Vec::new(),
+            local: Vec::new(),
+            idle: None,
+            stopping: watch::Sender::new(false),
+        }
+    }
 }
 
 impl Drop for UserlandProxy {
@@ -67,12 +81,12 @@ impl UserlandProxy {
                 Protocol::Tcp => {
                     let listener = TcpListener::bind(listen).await.map_err(in_use)?;
                     proxy.local.push(listener.local_addr().unwrap_or(listen));
-                    proxy.tasks.push(tokio::spawn(tcp_loop(listener, target)));
+                    proxy.spawn_tcp(listener, target);
                 }
                 Protocol::Udp => {
                     let socket = UdpSocket::bind(listen).await.map_err(in_use)?;
                     proxy.local.push(socket.local_addr().unwrap_or(listen));
-                    proxy.tasks.push(tokio::spawn(udp_loop(socket, target)));
+                    proxy.spawn_udp(socket, target);
                 }
             }
         }
@@ -101,7 +115,7 @@ impl UserlandProxy {
                     let listener =
                         TcpListener::from_std(std).map_err(|e| err("register listener", e))?;
                     proxy.local.push(listener.local_addr().unwrap_or(held.host));
-                    proxy.tasks.push(tokio::spawn(tcp_loop(listener, target)));
+                    proxy.spawn_tcp(listener, target);
                 }
                 Protocol::Udp => {
                     let std = std::net::UdpSocket::from(held.socket);
@@ -109,7 +123,7 @@ impl UserlandProxy {
                         .map_err(|e| err("set non-blocking", e))?;
                     let socket = UdpSocket::from_std(std).map_err(|e| err("register socket", e))?;
                     proxy.local.push(socket.local_addr().unwrap_or(held.host));
-                    proxy.tasks.push(tokio::spawn(udp_loop(socket, target)));
+                    proxy.spawn_udp(socket, target);
                 }
             }
         }
@@ -119,11 +133,22 @@ impl UserlandProxy {
     /// Keeps the ports of `reservation` without relaying anything (no container address to
     /// relay to): connections to them are accepted by nobody.
     pub fn hold(reservation: PortReservation) -> UserlandProxy {
-        UserlandProxy {
-            local: reservation.ports().iter().map(|p| p.host).collect(),
-            idle: Some(reservation),
-            tasks: Vec::new(),
-        }
+        let mut proxy = UserlandProxy::default();
+        proxy.local = reservation.ports().iter().map(|p| p.host).collect();
+        proxy.idle = Some(reservation);
+        proxy
+    }
+
+    fn spawn_tcp(&mut self, listener: TcpListener, target: SocketAddr) {
+        let stop = self.stopping.subscribe();
+        self.tasks
+            .push(tokio::spawn(tcp_loop(listener, target, stop)));
+    }
+
+    fn spawn_udp(&mut self, socket: UdpSocket, target: SocketAddr) {
+        let stop = self.stopping.subscribe();
+        self.tasks
+            .push(tokio::spawn(udp_loop(socket, target, stop)));
     }
 
     /// The bound host addresses.
@@ -132,25 +157,28 @@ impl UserlandProxy {
     }
 
     /// Stops every listener and relayed connection and waits until the sockets are closed
-    /// and the ports free again. (Dropping also stops them, without waiting.)
+    /// and the ports free again. (Dropping also stops them, without waiting: an aborted
+    /// loop's connections and UDP flows are aborted too but end later, and a UDP flow
+    /// holds the listening socket until it does.)
     pub async fn stop(mut self) {
         self.idle = None;
-        let tasks = std::mem::take(&mut self.tasks);
-        for t in &tasks {
-            t.abort();
-        }
-        for t in tasks {
+        self.stopping.send_replace(true);
+        for t in std::mem::take(&mut self.tasks) {
             let _ = t.await;
         }
     }
 }
 
-/// Accepts and relays connections; dropping it (abort) drops the `JoinSet`, which aborts
-/// every relayed connection.
-async fn tcp_loop(listener: TcpListener, target: SocketAddr) {
+/// Accepts and relays connections until `stop` changes (or its sender goes); then ends them
+/// and returns. Dropping it (abort) drops the `JoinSet`, which aborts every relayed connection.
+async fn tcp_loop(listener: TcpListener, target: SocketAddr, mut stop: watch::Receiver<bool>) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
+            _ = stop.changed() => {
+                conns.shutdown().await;
+                return;
+            }
             accepted = listener.accept() => match accepted {
                 Ok((client, peer)) => {
                     conns.spawn(tcp_relay(client, peer, target));
@@ -185,7 +213,9 @@ type Flows = Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>>;
 /// On a wildcard address the socket learns each datagram's destination (`IP_PKTINFO`) and
 /// replies from it: the kernel's own choice of source (the address on the route back) would
 /// make a connected client drop the reply when it wrote to another host address.
-async fn udp_loop(socket: UdpSocket, target: SocketAddr) {
+/// Returns when `stop` changes (or its sender goes), after every flow has ended (each holds
+/// the socket).
+async fn udp_loop(socket: UdpSocket, target: SocketAddr, mut stop: watch::Receiver<bool>) {
     let pktinfo = match enable_pktinfo(&socket) {
         Ok(on) => on,
         Err(e) => {
@@ -199,6 +229,10 @@ async fn udp_loop(socket: UdpSocket, target: SocketAddr) {
     let mut buf = vec![0u8; 65535];
     loop {
         let (n, client, local) = tokio::select! {
+            _ = stop.changed() => {
+                replies.shutdown().await;
+                return;
+            }
             got = recv_to(&socket, &mut buf, pktinfo) => match got {
                 Ok(got) => got,
                 Err(e) => {

@@ -256,6 +256,24 @@ fn fetch(target: SocketAddr, greeting_len: usize, msg: &[u8]) -> std::io::Result
     Ok(out)
 }
 
+/// Binds with `bind` until it works, for up to two seconds: a stopped proxy's socket can
+/// outlive it by the time another test's `nft` child takes to exec (a fork copies every
+/// descriptor; close-on-exec closes them only at the exec).
+fn bound_soon<T>(bind: impl Fn() -> std::io::Result<T>) -> std::io::Result<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match bind() {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if std::time::Instant::now() > deadline {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            got => return got,
+        }
+    }
+}
+
 /// [`fetch`] from inside `ns`.
 fn fetch_in(
     ns: &NetNs,
@@ -269,16 +287,27 @@ fn fetch_in(
 
 /// A port free for TCP and UDP, below the ephemeral range (32768 on): the
 /// tests here bind port 0 in parallel, and a port they could be given might be
-/// taken between a test's stop and its "port free again" check.
+/// taken between a test's stop and its "port free again" check. Read from the socket
+/// tables, not probed with a bind: a probe's socket would live on in the child of another
+/// test's fork until that child execs, and the test's own bind could meet it.
 fn free_port() -> u16 {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let base = std::process::id() % 6_000;
+    let mut used = std::collections::HashSet::new();
+    for table in ["tcp", "tcp6", "udp", "udp6"] {
+        let text = std::fs::read_to_string(format!("/proc/thread-self/net/{table}"))
+            .expect("socket table");
+        // "  sl  local_address ...", then "   0: 0100007F:1F90 ...": the port is hex.
+        for line in text.lines().skip(1) {
+            let local = line.split_whitespace().nth(1).expect("local address");
+            let port = local.rsplit(':').next().expect("port");
+            used.insert(u16::from_str_radix(port, 16).expect("hex port"));
+        }
+    }
     (0..12_000)
         .map(|_| NEXT.fetch_add(7, std::sync::atomic::Ordering::Relaxed))
         .map(|n| 20_000 + ((base + n) % 12_000) as u16)
-        .find(|&p| {
-            TcpListener::bind(("0.0.0.0", p)).is_ok() && UdpSocket::bind(("0.0.0.0", p)).is_ok()
-        })
+        .find(|p| !used.contains(p))
         .expect("a free port in 20000..32000")
 }
 
@@ -639,9 +668,10 @@ async fn containers_reach_published_ports_through_the_relay() {
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
         "{cut:?}"
     );
-    let again = TcpListener::bind(target).expect("port free after stop");
+    let again = bound_soon(|| TcpListener::bind(target)).expect("port free after stop");
     drop(again);
-    let again = UdpSocket::bind(("0.0.0.0", port)).expect("udp port free after stop");
+    let again =
+        bound_soon(|| UdpSocket::bind(("0.0.0.0", port))).expect("udp port free after stop");
     drop(again);
     let dump = env.driver.firewall().dump().expect("dump");
     assert!(!dump.contains("dnat to"), "{dump}");
@@ -696,10 +726,21 @@ async fn userland_proxy_reaches_the_container() {
     );
     tcp.stop().await;
     udp_proxy.stop().await;
-    // Stopped proxies free their ports at once.
+    // Stopped proxies free their ports at once. (With SO_REUSEADDR, as a proxy binds: if
+    // the proxy's side of the relayed connection closed first, its TIME_WAIT holds the
+    // port for a socket without it.)
+    let again = bound_soon(|| {
+        let s = tokio::net::TcpSocket::new_v4()?;
+        s.set_reuseaddr(true)?;
+        s.bind(target)?;
+        s.listen(8)
+    })
+    .expect("tcp port is free after stop");
+    drop(again);
+    bound_soon(|| UdpSocket::bind(target)).expect("udp port is free after stop");
     let again = UserlandProxy::start(&PortMapping::tcp(lo, port, 7000), ip("10.213.18.2"))
         .await
-        .expect("port is free after stop");
+        .expect("a new proxy on the port");
     again.stop().await;
 }
 
