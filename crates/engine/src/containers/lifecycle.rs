@@ -2,6 +2,7 @@
 //! each exit, applies the restart policy and `--rm`; recovery after a
 //! daemon restart.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -230,9 +231,10 @@ impl ContainerService {
         res
     }
 
-    /// Joins the container's networks, then [`Self::launch_in`]; a failure
-    /// before the record says it runs undoes the networks here (after
-    /// that, whoever clears the record's network state does).
+    /// Makes the container's network namespace, then [`Self::launch_in`],
+    /// which attaches its endpoints meanwhile; a failure before the record
+    /// says it runs undoes the networks here (after that, whoever clears
+    /// the record's network state does).
     async fn launch(self: &Arc<Self>, r: &Record, started: Started) -> Result<(), EngineError> {
         let exposed: Vec<String> = r
             .config
@@ -245,19 +247,18 @@ impl ContainerService {
             r.host_config.publish_all_ports,
             &exposed,
         )?;
-        let joined = self
-            .networks
-            .join(
-                &r.id,
-                r.short_name(),
-                &r.networks,
-                &port_requests,
-                &r.host_config.dns,
-            )
-            .await?;
+        let joining = self.networks.join_netns(&r.id, &r.networks).await?;
+        let mut joined = None;
         let mut recorded = false;
         let res = self
-            .launch_in(r, joined.as_ref(), &mut recorded, started)
+            .launch_in(
+                r,
+                joining,
+                &port_requests,
+                &mut joined,
+                &mut recorded,
+                started,
+            )
             .await;
         if res.is_err()
             && !recorded
@@ -270,114 +271,76 @@ impl ContainerService {
         res
     }
 
-    /// Mounts, writes the bundle, spawns the shim and starts the process.
+    /// Attaches the endpoints of `joining` (into `joined`) while the shim
+    /// creates the container in its namespace, then records the container
+    /// running and starts its process.
     async fn launch_in(
         self: &Arc<Self>,
         r: &Record,
-        joined: Option<&crate::networks::Joined>,
+        joining: Option<crate::networks::Joining>,
+        port_requests: &[crate::networks::ports::PortRequest],
+        joined: &mut Option<crate::networks::Joined>,
         recorded: &mut bool,
         started: Started,
     ) -> Result<(), EngineError> {
         let id = r.id.clone();
-        let bundle = self.paths.bundle(&id);
-        let rootfs = self.paths.rootfs(&id);
-        std::fs::create_dir_all(&rootfs)
-            .map_err(|e| EngineError::io(format!("create {}", rootfs.display()), e))?;
-        if !is_mountpoint(&rootfs) {
-            if self.snapshotter.stat(&id).is_err() {
-                let img = self.images.lookup(&r.image_id)?;
-                self.ensure_snapshot(&id, &img)?;
-            }
-            let mounts = self
-                .snapshotter
-                .mounts(&id)
-                .map_err(berth_image::store::StoreError::from)?;
-            mount_all(&mounts, &rootfs).map_err(berth_image::store::StoreError::from)?;
-        }
-        // `--network container:<x>`: x's hostname, hosts and resolv.conf,
-        // the same files (Docker points the paths at x's).
-        let shared;
-        let mut link_env = Vec::new();
-        let r = match r.host_config.network_mode.strip_prefix("container:") {
-            Some(other) => {
-                let o = self.get(other)?;
-                shared = self.records.update(&id, |rec| {
-                    rec.hostname_path = o.hostname_path.clone();
-                    rec.hosts_path = o.hosts_path.clone();
-                    rec.resolv_conf_path = o.resolv_conf_path.clone();
-                    rec.hostname = o.hostname.clone();
-                    rec.config.hostname = o.config.hostname.clone();
-                    rec.config.domainname = o.config.domainname.clone();
-                    Ok(())
-                })?;
-                &shared
-            }
-            None => {
-                let on_bridge = joined.is_some_and(|j| j.endpoints.contains_key("bridge"));
-                let links = self.link_setup(r, on_bridge)?;
-                self.write_etc_files(r, joined, &links.hosts)?;
-                link_env = links.env;
-                r
+        let net = joining
+            .as_ref()
+            .map(|j| (j.netns.clone(), j.embedded_dns, j.on_default_bridge));
+        let attach = async {
+            match joining {
+                Some(j) => self
+                    .networks
+                    .finish_join(j, &id, r.short_name(), port_requests, &r.host_config.dns)
+                    .await
+                    .map(Some),
+                None => Ok(None),
             }
         };
-        let mut opts = run_options(&id, &r.config, &r.host_config, &r.image_config, self)?;
-        if !link_env.is_empty() {
-            opts.env = berth_image::spec::config::merge_env(&link_env, &r.config.env);
-        }
-        if let Some(j) = joined {
-            opts.network = berth_image::spec::NamespaceMode::Path(j.netns.clone());
-        }
-        let net_host = r.host_config.network_mode == "host";
-        if !net_host {
-            opts.hostname_path = Some(r.hostname_path.clone().into());
-        }
-        opts.hosts_path = Some(r.hosts_path.clone().into());
-        opts.resolv_conf_path = Some(r.resolv_conf_path.clone().into());
-        // Binds, volumes (mounted, filled from the image), `--mount` tmpfs.
-        let vm = self.volumes.activate(&id, &r.mount_points, &rootfs)?;
-        opts.binds.extend(vm.binds);
-        opts.tmpfs.extend(vm.tmpfs);
-        let img_cfg = image_configuration(r)?;
-        let mut prepared = berth_image::spec::prepare(&img_cfg, &rootfs, &opts)
-            .map_err(|e| EngineError::StartFailed(e.to_string()))?;
-        if r.host_config.init == Some(true) {
-            add_init(&mut prepared.spec)?;
-        }
-        if !r.host_config.devices.is_empty() {
-            add_devices(&mut prepared.spec, &r.host_config.devices)?;
-        }
-        let spec_path = bundle.join("config.json");
-        let bytes = serde_json::to_vec(&prepared.spec)
-            .map_err(|e| EngineError::Internal(format!("encode spec: {e}")))?;
-        std::fs::write(&spec_path, bytes)
-            .map_err(|e| EngineError::io(format!("write {}", spec_path.display()), e))?;
-        let (max_size, max_file) = log_settings(&r.host_config.log_config.config)?;
-        let log = (r.host_config.log_config.kind != "none").then(|| LogConfig {
-            path: r.log_path.clone().into(),
-            max_size,
-            max_file,
-        });
-        let cfg = ShimConfig {
-            id: id.clone(),
-            bundle: bundle.clone(),
-            runtime_root: self.paths.runtime_root.clone(),
-            log,
-            tty: r.config.tty,
-            open_stdin: r.config.open_stdin,
-            stdin_once: r.config.stdin_once,
-            console_size: r.host_config.console_size.map(|[h, w]| (h, w)),
-            seccomp_cache: Some(self.paths.seccomp_cache.clone()),
+        // A `net.*` sysctl of the user's is set by the init when it is
+        // created: after the endpoints, as it would override them.
+        let net_sysctls = r.host_config.sysctls.keys().any(|k| k.starts_with("net."));
+        let (spawned, attached) = if net_sysctls {
+            let attached = attach.await?;
+            (self.spawn_shim(r, net.as_ref()).await, Ok(attached))
+        } else {
+            tokio::join!(self.spawn_shim(r, net.as_ref()), attach)
         };
-        // A runtime leftover of a crash (same id) would make create fail.
-        let _ = berth_runtime::container::delete(&self.paths.runtime_root, &id, true);
-        let shim = Shim::new(bundle);
-        let spawned = shim.spawn(&self.launcher, &cfg).await;
-        if spawned.is_err() {
-            // A shim that failed after creating the container (its
-            // monitor could not start) leaves the runtime's state.
-            self.runtime_delete(&id).await;
+        let (shim, shim_pid, init_pid, link_hosts) = match (spawned, attached) {
+            (Ok(s), Ok(a)) => {
+                *joined = a;
+                s
+            }
+            (Err(e), Ok(a)) => {
+                *joined = a;
+                return Err(e);
+            }
+            // The endpoints are undone, the namespace deleted (which may
+            // have failed the creation): the attach's error is the one.
+            (spawned, Err(e)) => {
+                if spawned.is_ok() {
+                    let _ = self.runtime_kill(&id, libc::SIGKILL, true).await;
+                }
+                return Err(e);
+            }
+        };
+        // The container's addresses in its /etc/hosts (the file it has
+        // bound; its process has not started yet).
+        if let Some(j) = joined.as_ref() {
+            let ips: Vec<IpAddr> = j
+                .endpoints
+                .values()
+                .flat_map(|ep| [ep.ip, ep.ipv6])
+                .flatten()
+                .collect();
+            if !ips.is_empty() {
+                let hosts = hosts_file(r, &ips, &link_hosts)?;
+                if let Err(e) = std::fs::write(&r.hosts_path, hosts) {
+                    let _ = self.runtime_kill(&id, libc::SIGKILL, true).await;
+                    return Err(EngineError::io(format!("write {}", r.hosts_path), e));
+                }
+            }
         }
-        let (shim_pid, init_pid) = spawned?;
         let shim_start = berth_runtime::state::proc_stat(shim_pid).map_or(0, |(_, start)| start);
         let started_at = now();
         let rec = self.records.update(&id, |rec| {
@@ -434,6 +397,121 @@ impl ContainerService {
             self.spawn_health(id.clone(), shim_pid);
         }
         Ok(())
+    }
+
+    /// Mounts the rootfs, writes the bundle and spawns the shim, which
+    /// creates the container (in the namespace `net` names: path, embedded
+    /// DNS, on the default bridge). Returns the shim, its pid, the init's
+    /// pid and the /etc/hosts lines of `--link`.
+    async fn spawn_shim(
+        self: &Arc<Self>,
+        r: &Record,
+        net: Option<&(PathBuf, bool, bool)>,
+    ) -> Result<(Shim, i32, i32, Vec<String>), EngineError> {
+        let id = r.id.clone();
+        let bundle = self.paths.bundle(&id);
+        let rootfs = self.paths.rootfs(&id);
+        std::fs::create_dir_all(&rootfs)
+            .map_err(|e| EngineError::io(format!("create {}", rootfs.display()), e))?;
+        if !is_mountpoint(&rootfs) {
+            if self.snapshotter.stat(&id).is_err() {
+                let img = self.images.lookup(&r.image_id)?;
+                self.ensure_snapshot(&id, &img)?;
+            }
+            let mounts = self
+                .snapshotter
+                .mounts(&id)
+                .map_err(berth_image::store::StoreError::from)?;
+            mount_all(&mounts, &rootfs).map_err(berth_image::store::StoreError::from)?;
+        }
+        // `--network container:<x>`: x's hostname, hosts and resolv.conf,
+        // the same files (Docker points the paths at x's).
+        let shared;
+        let mut link_env = Vec::new();
+        let mut link_hosts = Vec::new();
+        let r = match r.host_config.network_mode.strip_prefix("container:") {
+            Some(other) => {
+                let o = self.get(other)?;
+                shared = self.records.update(&id, |rec| {
+                    rec.hostname_path = o.hostname_path.clone();
+                    rec.hosts_path = o.hosts_path.clone();
+                    rec.resolv_conf_path = o.resolv_conf_path.clone();
+                    rec.hostname = o.hostname.clone();
+                    rec.config.hostname = o.config.hostname.clone();
+                    rec.config.domainname = o.config.domainname.clone();
+                    Ok(())
+                })?;
+                &shared
+            }
+            None => {
+                let on_bridge = net.is_some_and(|(_, _, on_bridge)| *on_bridge);
+                let links = self.link_setup(r, on_bridge)?;
+                let embedded_dns = net.is_some_and(|(_, dns, _)| *dns);
+                self.write_etc_files(r, embedded_dns, &links.hosts)?;
+                link_env = links.env;
+                link_hosts = links.hosts;
+                r
+            }
+        };
+        let mut opts = run_options(&id, &r.config, &r.host_config, &r.image_config, self)?;
+        if !link_env.is_empty() {
+            opts.env = berth_image::spec::config::merge_env(&link_env, &r.config.env);
+        }
+        if let Some((netns, _, _)) = net {
+            opts.network = berth_image::spec::NamespaceMode::Path(netns.clone());
+        }
+        let net_host = r.host_config.network_mode == "host";
+        if !net_host {
+            opts.hostname_path = Some(r.hostname_path.clone().into());
+        }
+        opts.hosts_path = Some(r.hosts_path.clone().into());
+        opts.resolv_conf_path = Some(r.resolv_conf_path.clone().into());
+        // Binds, volumes (mounted, filled from the image), `--mount` tmpfs.
+        let vm = self.volumes.activate(&id, &r.mount_points, &rootfs)?;
+        opts.binds.extend(vm.binds);
+        opts.tmpfs.extend(vm.tmpfs);
+        let img_cfg = image_configuration(r)?;
+        let mut prepared = berth_image::spec::prepare(&img_cfg, &rootfs, &opts)
+            .map_err(|e| EngineError::StartFailed(e.to_string()))?;
+        if r.host_config.init == Some(true) {
+            add_init(&mut prepared.spec)?;
+        }
+        if !r.host_config.devices.is_empty() {
+            add_devices(&mut prepared.spec, &r.host_config.devices)?;
+        }
+        let spec_path = bundle.join("config.json");
+        let bytes = serde_json::to_vec(&prepared.spec)
+            .map_err(|e| EngineError::Internal(format!("encode spec: {e}")))?;
+        std::fs::write(&spec_path, bytes)
+            .map_err(|e| EngineError::io(format!("write {}", spec_path.display()), e))?;
+        let (max_size, max_file) = log_settings(&r.host_config.log_config.config)?;
+        let log = (r.host_config.log_config.kind != "none").then(|| LogConfig {
+            path: r.log_path.clone().into(),
+            max_size,
+            max_file,
+        });
+        let cfg = ShimConfig {
+            id: id.clone(),
+            bundle: bundle.clone(),
+            runtime_root: self.paths.runtime_root.clone(),
+            log,
+            tty: r.config.tty,
+            open_stdin: r.config.open_stdin,
+            stdin_once: r.config.stdin_once,
+            console_size: r.host_config.console_size.map(|[h, w]| (h, w)),
+            seccomp_cache: Some(self.paths.seccomp_cache.clone()),
+        };
+        // A runtime leftover of a crash (same id) would make create fail.
+        let _ = berth_runtime::container::delete(&self.paths.runtime_root, &id, true);
+        let shim = Shim::new(bundle);
+        let spawned = shim.spawn(&self.launcher, &cfg).await;
+        if spawned.is_err() {
+            // A shim that failed after creating the container (its
+            // monitor could not start) leaves the runtime's state.
+            self.runtime_delete(&id).await;
+        }
+        let (shim_pid, init_pid) = spawned?;
+        Ok((shim, shim_pid, init_pid, link_hosts))
     }
 
     /// Watches the shim of `id` until the container exits. `wait` is the
@@ -1172,10 +1250,13 @@ impl ContainerService {
         Ok(())
     }
 
+    /// Writes the container's /etc/hostname, /etc/hosts (its own addresses
+    /// come once its endpoints are attached, see `launch_in`) and
+    /// /etc/resolv.conf (the embedded DNS server's with `embedded_dns`).
     fn write_etc_files(
         &self,
         r: &Record,
-        joined: Option<&crate::networks::Joined>,
+        embedded_dns: bool,
         link_hosts: &[String],
     ) -> Result<(), EngineError> {
         let write = |p: &str, s: String| {
@@ -1183,32 +1264,9 @@ impl ContainerService {
         };
         let host_net = r.host_config.network_mode == "host";
         write(&r.hostname_path, format!("{}\n", r.hostname))?;
-        let mut hosts = if host_net {
-            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
-        } else {
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_owned()
-        };
-        for h in &r.host_config.extra_hosts {
-            let (name, ip) = h
-                .split_once(':')
-                .or_else(|| h.split_once('='))
-                .ok_or_else(|| EngineError::InvalidArgument(format!("invalid extra host: {h}")))?;
-            hosts.push_str(&format!("{ip}\t{name}\n"));
-        }
-        for l in link_hosts {
-            hosts.push_str(l);
-            hosts.push('\n');
-        }
-        if let Some(j) = joined {
-            for ep in j.endpoints.values() {
-                for ip in [ep.ip, ep.ipv6].into_iter().flatten() {
-                    hosts.push_str(&format!("{ip}\t{}\n", r.hostname));
-                }
-            }
-        }
-        write(&r.hosts_path, hosts)?;
+        write(&r.hosts_path, hosts_file(r, &[], link_hosts)?)?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        if joined.is_some_and(|j| j.embedded_dns) {
+        if embedded_dns {
             let rc = berth_net::dns::ResolvConf::embedded(
                 Some(&host_resolv),
                 &r.host_config.dns_search,
@@ -1371,6 +1429,32 @@ fn restart_delay(restarts: i64, ran: Duration) -> Duration {
 /// Whether `pid` runs (a zombie does not count).
 pub(crate) fn pid_alive(pid: i32) -> bool {
     berth_runtime::state::proc_stat(pid).is_some_and(|(state, _)| state != 'Z')
+}
+
+/// The container's /etc/hosts: the host's with `--network host`, else
+/// localhost's lines; then `--add-host`, `--link` and its own `ips` under
+/// its hostname.
+fn hosts_file(r: &Record, ips: &[IpAddr], link_hosts: &[String]) -> Result<String, EngineError> {
+    let mut hosts = if r.host_config.network_mode == "host" {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_owned()
+    };
+    for h in &r.host_config.extra_hosts {
+        let (name, ip) = h
+            .split_once(':')
+            .or_else(|| h.split_once('='))
+            .ok_or_else(|| EngineError::InvalidArgument(format!("invalid extra host: {h}")))?;
+        hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
+    for l in link_hosts {
+        hosts.push_str(l);
+        hosts.push('\n');
+    }
+    for ip in ips {
+        hosts.push_str(&format!("{ip}\t{}\n", r.hostname));
+    }
+    Ok(hosts)
 }
 
 #[cfg(test)]

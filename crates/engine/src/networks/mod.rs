@@ -292,6 +292,30 @@ pub struct IpamPool {
     pub aux_addresses: BTreeMap<String, String>,
 }
 
+/// A container's namespace made for its start, its endpoints still to
+/// attach ([`NetworkService::join_netns`]).
+pub struct Joining {
+    /// The pinned network namespace.
+    pub netns: PathBuf,
+    /// The container will use the embedded DNS server.
+    pub embedded_dns: bool,
+    /// One of the networks is the default `bridge`.
+    pub on_default_bridge: bool,
+    ns: NetNs,
+    inner: berth_net::link::Netlink,
+    spare_veth: Option<String>,
+    nets: Vec<(Network, Endpoint)>,
+}
+
+impl std::fmt::Debug for Joining {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Joining")
+            .field("netns", &self.netns)
+            .field("spare_veth", &self.spare_veth)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a started container got: the namespace to run in and its
 /// endpoints and ports, to record.
 #[derive(Debug, Default)]
@@ -995,19 +1019,17 @@ impl NetworkService {
         })
     }
 
-    /// Sets up the namespace of container `id` before its start: a pinned
-    /// namespace, an endpoint on each bridge network, the published ports
-    /// and, on user-defined networks, the embedded DNS server. Undone on
-    /// failure. `None` when the container is on no bridge network.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn join(
+    /// The first half of setting up the namespace of container `id` before
+    /// its start: the namespace, pinned (the spare one when it fits), for
+    /// the runtime to create the container in. [`Self::finish_join`] adds
+    /// the endpoints, ports and DNS server; the two may overlap the
+    /// container's creation, which does not look at the network. `None`
+    /// when the container is on no bridge network.
+    pub async fn join_netns(
         &self,
         id: &str,
-        name: &str,
         endpoints: &BTreeMap<String, Endpoint>,
-        port_requests: &[ports::PortRequest],
-        dns_servers: &[String],
-    ) -> Result<Option<Joined>, EngineError> {
+    ) -> Result<Option<Joining>, EngineError> {
         let mut nets = Vec::new();
         for (net_name, ep) in endpoints {
             let n = self.get(&ep.network_id).or_else(|_| self.get(net_name))?;
@@ -1018,7 +1040,6 @@ impl NetworkService {
         if nets.is_empty() {
             return Ok(None);
         }
-        let mut joined = Joined::default();
         let driver = self.driver().await?;
         // IPv6 stays on in the namespace only for a network that has it.
         let ipv6 = {
@@ -1045,13 +1066,39 @@ impl NetworkService {
                 }
             },
         };
-        joined.netns = ns.path().to_path_buf();
+        Ok(Some(Joining {
+            netns: ns.path().to_path_buf(),
+            embedded_dns: nets.iter().any(|(n, _)| n.is_user_defined()),
+            on_default_bridge: nets.iter().any(|(n, _)| n.name == "bridge"),
+            ns,
+            inner,
+            spare_veth,
+            nets,
+        }))
+    }
+
+    /// The second half of [`Self::join_netns`]: an endpoint on each bridge
+    /// network, the published ports and, on user-defined networks, the
+    /// embedded DNS server. On failure everything is undone, the namespace
+    /// too.
+    pub async fn finish_join(
+        &self,
+        j: Joining,
+        id: &str,
+        name: &str,
+        port_requests: &[ports::PortRequest],
+        dns_servers: &[String],
+    ) -> Result<Joined, EngineError> {
+        let mut joined = Joined {
+            netns: j.netns.clone(),
+            ..Joined::default()
+        };
         let res = self
             .join_inner(
                 id,
                 name,
-                (&ns, &inner, spare_veth.as_deref()),
-                &nets,
+                (&j.ns, &j.inner, j.spare_veth.as_deref()),
+                &j.nets,
                 port_requests,
                 dns_servers,
                 &mut joined,
@@ -1062,7 +1109,7 @@ impl NetworkService {
                 .await;
             return Err(e);
         }
-        Ok(Some(joined))
+        Ok(joined)
     }
 
     /// The spare namespace, pinned at `netns/<id>`, if there is one.
