@@ -14,9 +14,11 @@
 //! on their own and live on, as they always did.
 //!
 //! A request is one `SOCK_SEQPACKET` message: the shim's state directory
-//! (bytes of the path) with two descriptors, the write ends where the shim
-//! reports ([`crate::proto::ready_line`] or [`crate::proto::error_line`])
-//! and where it writes what it has to say before its own log exists.
+//! (bytes of the path) with two or three descriptors: the write ends where
+//! the shim reports ([`crate::proto::ready_line`] or
+//! [`crate::proto::error_line`]) and where it writes what it has to say
+//! before its own log exists, and optionally the read end of a pipe the
+//! shim waits on before it creates the container (see [`Zygote::request`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
@@ -71,9 +73,18 @@ impl Zygote {
     }
 
     /// Asks for a shim on state directory `dir` (its `shim.json` written):
-    /// it reports on `report` and writes early diagnostics to `stderr`. An
+    /// it reports on `report` and writes early diagnostics to `stderr`.
+    /// With `go`, the read end of a pipe, the shim prepares itself but
+    /// creates the container only once a byte comes on it (the bundle is
+    /// ready); end of file instead ends the shim with an error report. An
     /// error means the request did not reach a zygote (it has gone away).
-    pub fn request(&self, dir: &Path, report: BorrowedFd, stderr: BorrowedFd) -> io::Result<()> {
+    pub fn request(
+        &self,
+        dir: &Path,
+        report: BorrowedFd,
+        stderr: BorrowedFd,
+        go: Option<BorrowedFd>,
+    ) -> io::Result<()> {
         let path = dir.as_os_str().as_bytes();
         if path.is_empty() || path.len() > MAX_PATH {
             return Err(io::Error::new(
@@ -81,7 +92,8 @@ impl Zygote {
                 format!("state directory path empty or longer than {MAX_PATH} bytes"),
             ));
         }
-        let fds = [report.as_raw_fd(), stderr.as_raw_fd()];
+        let mut fds = vec![report.as_raw_fd(), stderr.as_raw_fd()];
+        fds.extend(go.map(|g| g.as_raw_fd()));
         let sent = sendmsg::<()>(
             self.sock.as_raw_fd(),
             &[io::IoSlice::new(path)],

@@ -23,9 +23,10 @@ struct Created {
 }
 
 /// The shim, in a child of the zygote: reads `<dir>/shim.json`, creates
-/// the container and becomes the monitor, which reports on `report` once
+/// the container (once a byte comes on `go`, if given: berthd writes the
+/// bundle meanwhile) and becomes the monitor, which reports on `report` once
 /// it serves. On failure the error goes to `report` and the process exits.
-pub fn serve(dir: &Path, report: std::fs::File) -> ! {
+pub fn serve(dir: &Path, report: std::fs::File, go: Option<OwnedFd>) -> ! {
     let mut wr = report;
     let cfg: ShimConfig = match std::fs::read(dir.join(proto::CONFIG))
         .map_err(|e| format!("read {}: {e}", dir.join(proto::CONFIG).display()))
@@ -37,7 +38,7 @@ pub fn serve(dir: &Path, report: std::fs::File) -> ! {
             std::process::exit(1)
         }
     };
-    match setup(dir, cfg.clone()) {
+    match setup(dir, cfg.clone(), go) {
         Ok(created) => {
             // The monitor reports on `wr` once it serves.
             let init = created.init_pid;
@@ -102,7 +103,7 @@ fn become_monitor(dir: &Path, c: Created, report: &std::fs::File) -> String {
 
 /// The child's set-up: its own session and stdio, the container created,
 /// the socket bound.
-fn setup(dir: &Path, cfg: ShimConfig) -> Result<Created, String> {
+fn setup(dir: &Path, cfg: ShimConfig, go: Option<OwnedFd>) -> Result<Created, String> {
     // The monitor is looked for before anything is created.
     let monitor = std::env::current_exe()
         .ok()
@@ -139,6 +140,9 @@ fn setup(dir: &Path, cfg: ShimConfig) -> Result<Created, String> {
         })
     }
     .map_err(|e| format!("container stdio: {e}"))?;
+    if let Some(go) = go {
+        wait_for_go(go)?;
+    }
     let opts = CreateOptions {
         id: cfg.id.clone(),
         bundle: cfg.bundle.clone(),
@@ -185,4 +189,18 @@ fn setup(dir: &Path, cfg: ShimConfig) -> Result<Created, String> {
         oom_file,
         oom_base,
     })
+}
+
+/// Waits for berthd's byte on `go`: the bundle is written. End of file (or
+/// an error) means berthd gave the start up.
+fn wait_for_go(go: OwnedFd) -> Result<(), String> {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(&go, &mut byte) {
+            Ok(1) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => return Err("berthd gave the start up before the bundle was ready".into()),
+            Err(e) => return Err(format!("wait for the bundle: {e}")),
+        }
+    }
 }

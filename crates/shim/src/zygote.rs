@@ -62,7 +62,7 @@ pub fn run() -> i32 {
 /// The request loop; returns when berthd's end of the socket is closed.
 fn serve(sock: OwnedFd) -> i32 {
     let mut buf = vec![0u8; MAX_PATH + 1];
-    let mut cmsg = nix::cmsg_space!([RawFd; 2]);
+    let mut cmsg = nix::cmsg_space!([RawFd; 3]);
     loop {
         let (n, truncated, raw) = {
             let mut iov = [IoSliceMut::new(&mut buf)];
@@ -101,7 +101,10 @@ fn serve(sock: OwnedFd) -> i32 {
             // berthd has gone (or dropped the zygote).
             return 0;
         }
-        let Ok([report, stderr]) = <[OwnedFd; 2]>::try_from(fds) else {
+        let mut fds = fds.into_iter();
+        let (Some(report), Some(stderr), go, None) =
+            (fds.next(), fds.next(), fds.next(), fds.next())
+        else {
             continue;
         };
         let mut report = std::fs::File::from(report);
@@ -120,7 +123,7 @@ fn serve(sock: OwnedFd) -> i32 {
                     std::process::exit(1);
                 }
                 drop(stderr);
-                crate::spawn::serve(&dir, report)
+                crate::spawn::serve(&dir, report, go)
             }
             Ok(ForkResult::Parent { .. }) => {}
             Err(e) => {

@@ -345,6 +345,45 @@ fn a_missing_program_fails_the_spawn_and_leaves_nothing() {
     }
 }
 
+/// berthd starts the shim before it writes the bundle: the shim creates
+/// the container only after the go byte, and gives up cleanly without it.
+#[test]
+fn a_gated_shim_waits_for_the_bundle_or_gives_up() {
+    if !require_root() {
+        return;
+    }
+    let mut ct = Ct::new(&["true"], |_, _| {});
+    let spec = ct.bundle.join("config.json");
+    let aside = ct.bundle.join("config.json.aside");
+    std::fs::rename(&spec, &aside).unwrap();
+    // Written only after the request: a shim that did not wait would fail
+    // on the missing config.json.
+    let gate = |ct: &Ct| {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::fs::rename(
+            ct.bundle.join("config.json.aside"),
+            ct.bundle.join("config.json"),
+        )
+        .unwrap();
+        true
+    };
+    match ct.spawn_gated(Some(&gate)) {
+        Spawned::Ready { .. } => {}
+        Spawned::Failed(e) => panic!("the shim failed: {e}\n{}", ct.shim_log()),
+    }
+
+    let mut ct = Ct::new(&["true"], |_, _| {});
+    match ct.spawn_gated(Some(&|_: &Ct| false)) {
+        Spawned::Failed(msg) => assert!(msg.contains("gave the start up"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!ct.root.join(&ct.id).exists(), "runtime state left");
+    assert!(common::cgroup_dirs(&ct.id).is_empty(), "cgroups left");
+    for f in ["shim.sock", "shim.pid", "console.sock", "exit.json"] {
+        assert!(!ct.state.join(f).exists(), "{f} left");
+    }
+}
+
 #[test]
 fn the_shim_outlives_its_spawner_and_keeps_logging() {
     if !require_root() {

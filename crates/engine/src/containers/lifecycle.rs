@@ -399,10 +399,11 @@ impl ContainerService {
         Ok(())
     }
 
-    /// Mounts the rootfs, writes the bundle and spawns the shim, which
-    /// creates the container (in the namespace `net` names: path, embedded
-    /// DNS, on the default bridge). Returns the shim, its pid, the init's
-    /// pid and the /etc/hosts lines of `--link`.
+    /// Spawns the shim, then mounts the rootfs and writes the bundle while
+    /// the shim prepares itself; the shim then creates the container (in
+    /// the namespace `net` names: path, embedded DNS, on the default
+    /// bridge). Returns the shim, its pid, the init's pid and the
+    /// /etc/hosts lines of `--link`.
     async fn spawn_shim(
         self: &Arc<Self>,
         r: &Record,
@@ -413,16 +414,64 @@ impl ContainerService {
         let rootfs = self.paths.rootfs(&id);
         std::fs::create_dir_all(&rootfs)
             .map_err(|e| EngineError::io(format!("create {}", rootfs.display()), e))?;
-        if !is_mountpoint(&rootfs) {
-            if self.snapshotter.stat(&id).is_err() {
+        let (max_size, max_file) = log_settings(&r.host_config.log_config.config)?;
+        let log = (r.host_config.log_config.kind != "none").then(|| LogConfig {
+            path: r.log_path.clone().into(),
+            max_size,
+            max_file,
+        });
+        let cfg = ShimConfig {
+            id: id.clone(),
+            bundle: bundle.clone(),
+            runtime_root: self.paths.runtime_root.clone(),
+            log,
+            tty: r.config.tty,
+            open_stdin: r.config.open_stdin,
+            stdin_once: r.config.stdin_once,
+            console_size: r.host_config.console_size.map(|[h, w]| (h, w)),
+            seccomp_cache: Some(self.paths.seccomp_cache.clone()),
+        };
+        // A runtime leftover of a crash (same id) would make create fail.
+        let _ = berth_runtime::container::delete(&self.paths.runtime_root, &id, true);
+        let shim = Shim::new(bundle.clone());
+        let mut spawning = shim.begin(&self.launcher, &cfg)?;
+        let written = self.write_bundle(r, net, &id, &bundle, &rootfs);
+        if written.is_ok() {
+            spawning.go();
+        }
+        // Without the go the shim gives up; either way it is done with the
+        // state directory once it has reported.
+        let spawned = spawning.finish().await;
+        let link_hosts = written?;
+        if spawned.is_err() {
+            // A shim that failed after creating the container (its
+            // monitor could not start) leaves the runtime's state.
+            self.runtime_delete(&id).await;
+        }
+        let (shim_pid, init_pid) = spawned?;
+        Ok((shim, shim_pid, init_pid, link_hosts))
+    }
+
+    /// The rootfs mounted, /etc files and the bundle's config.json written;
+    /// the /etc/hosts lines of `--link`.
+    fn write_bundle(
+        self: &Arc<Self>,
+        r: &Record,
+        net: Option<&(PathBuf, bool, bool)>,
+        id: &str,
+        bundle: &std::path::Path,
+        rootfs: &std::path::Path,
+    ) -> Result<Vec<String>, EngineError> {
+        if !is_mountpoint(rootfs) {
+            if self.snapshotter.stat(id).is_err() {
                 let img = self.images.lookup(&r.image_id)?;
-                self.ensure_snapshot(&id, &img)?;
+                self.ensure_snapshot(id, &img)?;
             }
             let mounts = self
                 .snapshotter
-                .mounts(&id)
+                .mounts(id)
                 .map_err(berth_image::store::StoreError::from)?;
-            mount_all(&mounts, &rootfs).map_err(berth_image::store::StoreError::from)?;
+            mount_all(&mounts, rootfs).map_err(berth_image::store::StoreError::from)?;
         }
         // `--network container:<x>`: x's hostname, hosts and resolv.conf,
         // the same files (Docker points the paths at x's).
@@ -432,7 +481,7 @@ impl ContainerService {
         let r = match r.host_config.network_mode.strip_prefix("container:") {
             Some(other) => {
                 let o = self.get(other)?;
-                shared = self.records.update(&id, |rec| {
+                shared = self.records.update(id, |rec| {
                     rec.hostname_path = o.hostname_path.clone();
                     rec.hosts_path = o.hosts_path.clone();
                     rec.resolv_conf_path = o.resolv_conf_path.clone();
@@ -453,7 +502,7 @@ impl ContainerService {
                 r
             }
         };
-        let mut opts = run_options(&id, &r.config, &r.host_config, &r.image_config, self)?;
+        let mut opts = run_options(id, &r.config, &r.host_config, &r.image_config, self)?;
         if !link_env.is_empty() {
             opts.env = berth_image::spec::config::merge_env(&link_env, &r.config.env);
         }
@@ -467,11 +516,11 @@ impl ContainerService {
         opts.hosts_path = Some(r.hosts_path.clone().into());
         opts.resolv_conf_path = Some(r.resolv_conf_path.clone().into());
         // Binds, volumes (mounted, filled from the image), `--mount` tmpfs.
-        let vm = self.volumes.activate(&id, &r.mount_points, &rootfs)?;
+        let vm = self.volumes.activate(id, &r.mount_points, rootfs)?;
         opts.binds.extend(vm.binds);
         opts.tmpfs.extend(vm.tmpfs);
         let img_cfg = image_configuration(r)?;
-        let mut prepared = berth_image::spec::prepare(&img_cfg, &rootfs, &opts)
+        let mut prepared = berth_image::spec::prepare(&img_cfg, rootfs, &opts)
             .map_err(|e| EngineError::StartFailed(e.to_string()))?;
         if r.host_config.init == Some(true) {
             add_init(&mut prepared.spec)?;
@@ -484,34 +533,7 @@ impl ContainerService {
             .map_err(|e| EngineError::Internal(format!("encode spec: {e}")))?;
         std::fs::write(&spec_path, bytes)
             .map_err(|e| EngineError::io(format!("write {}", spec_path.display()), e))?;
-        let (max_size, max_file) = log_settings(&r.host_config.log_config.config)?;
-        let log = (r.host_config.log_config.kind != "none").then(|| LogConfig {
-            path: r.log_path.clone().into(),
-            max_size,
-            max_file,
-        });
-        let cfg = ShimConfig {
-            id: id.clone(),
-            bundle: bundle.clone(),
-            runtime_root: self.paths.runtime_root.clone(),
-            log,
-            tty: r.config.tty,
-            open_stdin: r.config.open_stdin,
-            stdin_once: r.config.stdin_once,
-            console_size: r.host_config.console_size.map(|[h, w]| (h, w)),
-            seccomp_cache: Some(self.paths.seccomp_cache.clone()),
-        };
-        // A runtime leftover of a crash (same id) would make create fail.
-        let _ = berth_runtime::container::delete(&self.paths.runtime_root, &id, true);
-        let shim = Shim::new(bundle);
-        let spawned = shim.spawn(&self.launcher, &cfg).await;
-        if spawned.is_err() {
-            // A shim that failed after creating the container (its
-            // monitor could not start) leaves the runtime's state.
-            self.runtime_delete(&id).await;
-        }
-        let (shim_pid, init_pid) = spawned?;
-        Ok((shim, shim_pid, init_pid, link_hosts))
+        Ok(link_hosts)
     }
 
     /// Watches the shim of `id` until the container exits. `wait` is the

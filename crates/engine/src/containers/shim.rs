@@ -42,6 +42,7 @@ impl Launcher {
         dir: &Path,
         report: BorrowedFd,
         stderr: BorrowedFd,
+        go: BorrowedFd,
     ) -> Result<(), EngineError> {
         let mut z = self.zygote.lock().unwrap_or_else(|p| p.into_inner());
         let mut fresh = false;
@@ -55,7 +56,7 @@ impl Launcher {
                     z.insert(started)
                 }
             };
-            match zygote.request(dir, report, stderr) {
+            match zygote.request(dir, report, stderr, Some(go)) {
                 Ok(()) => return Ok(()),
                 Err(e) if fresh || e.kind() == std::io::ErrorKind::InvalidInput => {
                     return Err(shim_err("zygote", e));
@@ -66,47 +67,30 @@ impl Launcher {
     }
 }
 
-/// How berthd finds and talks to one container's shim.
-#[derive(Debug, Clone)]
-pub struct Shim {
-    /// The shim's state directory (also the bundle: config.json, rootfs).
-    pub dir: PathBuf,
+/// A shim started by [`Shim::begin`], waiting for its bundle.
+#[derive(Debug)]
+pub struct Spawning {
+    report_r: std::os::fd::OwnedFd,
+    err_r: std::os::fd::OwnedFd,
+    go_w: Option<std::os::fd::OwnedFd>,
 }
 
-fn shim_err(context: &str, e: impl std::fmt::Display) -> EngineError {
-    EngineError::Internal(format!("shim: {context}: {e}"))
-}
-
-impl Shim {
-    /// The shim of state directory `dir`.
-    pub fn new(dir: PathBuf) -> Self {
-        Shim { dir }
+impl Spawning {
+    /// The bundle is written: the shim creates the container. (A shim
+    /// that has gone says why in its report.)
+    pub fn go(&mut self) {
+        if let Some(go) = self.go_w.take() {
+            let _ = nix::unistd::write(&go, b"g");
+        }
     }
 
-    /// Writes `shim.json` and has `launcher` start a shim on it. Returns
-    /// the shim's and the container init's pids, or the creation error
-    /// (the runtime's words, for the user).
-    pub async fn spawn(
-        &self,
-        launcher: &Launcher,
-        cfg: &ShimConfig,
-    ) -> Result<(i32, i32), EngineError> {
-        let cfg_path = self.dir.join(proto::CONFIG);
-        let bytes = serde_json::to_vec_pretty(cfg).map_err(|e| shim_err("encode config", e))?;
-        // Small files in the exec root, written in place like the bundle's
-        // config.json: not worth a trip through the blocking pool.
-        std::fs::write(&cfg_path, bytes)
-            .map_err(|e| EngineError::io(format!("write {}", cfg_path.display()), e))?;
-        let _ = std::fs::remove_file(self.dir.join(proto::EXIT_FILE));
-        let pipe = || {
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|e| EngineError::io("pipe", e.into()))
-        };
-        let (report_r, report_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
-        launcher.request(&self.dir, report_w.as_fd(), err_w.as_fd())?;
-        // Only the shim has the write ends now: EOF is its end.
-        drop((report_w, err_w));
+    /// The shim's and the container init's pids, or the creation error
+    /// (the runtime's words, for the user). Without [`Self::go`] first the
+    /// shim gives up and this is its error (it has stopped writing to the
+    /// state directory by then).
+    pub async fn finish(mut self) -> Result<(i32, i32), EngineError> {
+        drop(self.go_w.take());
+        let (report_r, err_r) = (self.report_r, self.err_r);
         let mut report = Receiver::from_owned_fd(report_r).map_err(|e| shim_err("report", e))?;
         // One line: the container's init keeps a copy of the pipe until it
         // starts, so EOF does not come after it.
@@ -134,7 +118,65 @@ impl Shim {
             Spawned::Failed(msg) => Err(EngineError::StartFailed(msg)),
         }
     }
+}
 
+/// How berthd finds and talks to one container's shim.
+#[derive(Debug, Clone)]
+pub struct Shim {
+    /// The shim's state directory (also the bundle: config.json, rootfs).
+    pub dir: PathBuf,
+}
+
+fn shim_err(context: &str, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Internal(format!("shim: {context}: {e}"))
+}
+
+impl Shim {
+    /// The shim of state directory `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        Shim { dir }
+    }
+
+    /// Writes `shim.json` and has `launcher` start a shim on it, which
+    /// prepares itself meanwhile and creates the container once
+    /// [`Spawning::go`] says the bundle is written; [`Spawning::finish`]
+    /// has its outcome.
+    pub fn begin(&self, launcher: &Launcher, cfg: &ShimConfig) -> Result<Spawning, EngineError> {
+        let cfg_path = self.dir.join(proto::CONFIG);
+        let bytes = serde_json::to_vec_pretty(cfg).map_err(|e| shim_err("encode config", e))?;
+        // Small files in the exec root, written in place like the bundle's
+        // config.json: not worth a trip through the blocking pool.
+        std::fs::write(&cfg_path, bytes)
+            .map_err(|e| EngineError::io(format!("write {}", cfg_path.display()), e))?;
+        let _ = std::fs::remove_file(self.dir.join(proto::EXIT_FILE));
+        let pipe = || {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| EngineError::io("pipe", e.into()))
+        };
+        let (report_r, report_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (go_r, go_w) = pipe()?;
+        launcher.request(&self.dir, report_w.as_fd(), err_w.as_fd(), go_r.as_fd())?;
+        // Only the shim has these ends now: EOF is its end.
+        drop((report_w, err_w, go_r));
+        Ok(Spawning {
+            report_r,
+            err_r,
+            go_w: Some(go_w),
+        })
+    }
+
+    /// [`Self::begin`], then [`Spawning::go`] and [`Spawning::finish`]:
+    /// for a bundle written already.
+    pub async fn spawn(
+        &self,
+        launcher: &Launcher,
+        cfg: &ShimConfig,
+    ) -> Result<(i32, i32), EngineError> {
+        let mut spawning = self.begin(launcher, cfg)?;
+        spawning.go();
+        spawning.finish().await
+    }
     /// Connects to the shim's socket. The path goes through an fd of the
     /// state directory (`/proc/self/fd/N/shim.sock`): the full path can be
     /// longer than a socket address allows.

@@ -210,6 +210,13 @@ impl Ct {
     /// Start the shim as berthd does (through a zygote of its own, which
     /// ends once the request is in); its report.
     pub fn spawn(&mut self) -> Spawned {
+        self.spawn_gated(None)
+    }
+
+    /// [`Ct::spawn`] with a go pipe, as berthd starts shims: after the
+    /// request `gate` runs, then the go byte is written if it returns
+    /// true, else the pipe is closed without it (berthd gave up).
+    pub fn spawn_gated(&mut self, gate: Option<&dyn Fn(&Ct) -> bool>) -> Spawned {
         use std::os::fd::AsFd;
         let zygote = berth_shim::launch::Zygote::start(
             Path::new(env!("CARGO_BIN_EXE_berth-shim")),
@@ -218,10 +225,18 @@ impl Ct {
         .unwrap();
         let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let (err_rd, err_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let (go_rd, go_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let go = gate.map(|_| go_rd.as_fd());
         zygote
-            .request(&self.state, wr.as_fd(), err_wr.as_fd())
+            .request(&self.state, wr.as_fd(), err_wr.as_fd(), go)
             .unwrap();
-        drop((zygote, wr, err_wr));
+        drop((zygote, wr, err_wr, go_rd));
+        if let Some(gate) = gate
+            && gate(self)
+        {
+            nix::unistd::write(&go_wr, b"g").unwrap();
+        }
+        drop(go_wr);
         // One line: the init keeps a copy of the pipe until it starts.
         let mut report = fs::File::from(rd);
         let mut line = Vec::new();
