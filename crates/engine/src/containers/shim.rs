@@ -166,17 +166,6 @@ impl Shim {
         })
     }
 
-    /// [`Self::begin`], then [`Spawning::go`] and [`Spawning::finish`]:
-    /// for a bundle written already.
-    pub async fn spawn(
-        &self,
-        launcher: &Launcher,
-        cfg: &ShimConfig,
-    ) -> Result<(i32, i32), EngineError> {
-        let mut spawning = self.begin(launcher, cfg)?;
-        spawning.go();
-        spawning.finish().await
-    }
     /// Connects to the shim's socket. The path goes through an fd of the
     /// state directory (`/proc/self/fd/N/shim.sock`): the full path can be
     /// longer than a socket address allows.
