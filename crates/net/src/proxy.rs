@@ -32,7 +32,7 @@ pub const UDP_IDLE: Duration = Duration::from_secs(60);
 
 /// Running relays for one [`PortMapping`] or one [`PortReservation`]; stopped when dropped
 /// (listeners, UDP flows and open TCP connections go with it).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct UserlandProxy {
     tasks: Vec<JoinHandle<()>>,
     local: Vec<SocketAddr>,
@@ -41,17 +41,6 @@ pub struct UserlandProxy {
     /// Tells the relay loops to end their connections and flows and return
     /// ([`UserlandProxy::stop`]).
     stopping: watch::Sender<bool>,
-}
-
-impl Default for UserlandProxy {
-    fn default() -> Self {
-        UserlandProxy {
-            tasks: Vec::new(),
-            local: Vec::new(),
-            idle: None,
-            stopping: watch::Sender::new(false),
-        }
-    }
 }
 
 impl Drop for UserlandProxy {
