@@ -253,7 +253,7 @@ impl ContainerService {
         let res = self
             .launch_in(
                 r,
-                joining,
+                joining.as_ref(),
                 &port_requests,
                 &mut joined,
                 &mut recorded,
@@ -271,24 +271,21 @@ impl ContainerService {
         res
     }
 
-    /// Attaches the endpoints of `joining` (into `joined`) while the shim
+    /// Attaches the endpoints of `net` (into `joined`) while the shim
     /// creates the container in its namespace, then records the container
     /// running and starts its process.
     async fn launch_in(
         self: &Arc<Self>,
         r: &Record,
-        joining: Option<crate::networks::Joining>,
+        net: Option<&crate::networks::Joining>,
         port_requests: &[crate::networks::ports::PortRequest],
         joined: &mut Option<crate::networks::Joined>,
         recorded: &mut bool,
         started: Started,
     ) -> Result<(), EngineError> {
         let id = r.id.clone();
-        let net = joining
-            .as_ref()
-            .map(|j| (j.netns.clone(), j.embedded_dns, j.on_default_bridge));
         let attach = async {
-            match joining {
+            match net {
                 Some(j) => self
                     .networks
                     .finish_join(j, &id, r.short_name(), port_requests, &r.host_config.dns)
@@ -302,9 +299,9 @@ impl ContainerService {
         let net_sysctls = r.host_config.sysctls.keys().any(|k| k.starts_with("net."));
         let (spawned, attached) = if net_sysctls {
             let attached = attach.await?;
-            (self.spawn_shim(r, net.as_ref()).await, Ok(attached))
+            (self.spawn_shim(r, net).await, Ok(attached))
         } else {
-            tokio::join!(self.spawn_shim(r, net.as_ref()), attach)
+            tokio::join!(self.spawn_shim(r, net), attach)
         };
         let (shim, shim_pid, init_pid, link_hosts) = match (spawned, attached) {
             (Ok(s), Ok(a)) => {
@@ -401,13 +398,12 @@ impl ContainerService {
 
     /// Spawns the shim, then mounts the rootfs and writes the bundle while
     /// the shim prepares itself; the shim then creates the container (in
-    /// the namespace `net` names: path, embedded DNS, on the default
-    /// bridge). Returns the shim, its pid, the init's pid and the
+    /// `net`'s namespace). Returns the shim, its pid, the init's pid and the
     /// /etc/hosts lines of `--link`.
     async fn spawn_shim(
         self: &Arc<Self>,
         r: &Record,
-        net: Option<&(PathBuf, bool, bool)>,
+        net: Option<&crate::networks::Joining>,
     ) -> Result<(Shim, i32, i32, Vec<String>), EngineError> {
         let id = r.id.clone();
         let bundle = self.paths.bundle(&id);
@@ -457,7 +453,7 @@ impl ContainerService {
     fn write_bundle(
         self: &Arc<Self>,
         r: &Record,
-        net: Option<&(PathBuf, bool, bool)>,
+        net: Option<&crate::networks::Joining>,
         id: &str,
         bundle: &std::path::Path,
         rootfs: &std::path::Path,
@@ -493,9 +489,9 @@ impl ContainerService {
                 &shared
             }
             None => {
-                let on_bridge = net.is_some_and(|(_, _, on_bridge)| *on_bridge);
+                let on_bridge = net.is_some_and(|j| j.on_default_bridge);
                 let links = self.link_setup(r, on_bridge)?;
-                let embedded_dns = net.is_some_and(|(_, dns, _)| *dns);
+                let embedded_dns = net.is_some_and(|j| j.embedded_dns);
                 self.write_etc_files(r, embedded_dns, &links.hosts)?;
                 link_env = links.env;
                 link_hosts = links.hosts;
@@ -506,8 +502,8 @@ impl ContainerService {
         if !link_env.is_empty() {
             opts.env = berth_image::spec::config::merge_env(&link_env, &r.config.env);
         }
-        if let Some((netns, _, _)) = net {
-            opts.network = berth_image::spec::NamespaceMode::Path(netns.clone());
+        if let Some(j) = net {
+            opts.network = berth_image::spec::NamespaceMode::Path(j.netns.clone());
         }
         let net_host = r.host_config.network_mode == "host";
         if !net_host {

@@ -326,8 +326,6 @@ pub struct Joined {
     pub endpoints: BTreeMap<String, Endpoint>,
     /// Published ports.
     pub ports: Vec<ports::PublishedPort>,
-    /// The container should use the embedded DNS server.
-    pub embedded_dns: bool,
 }
 
 /// A container that still runs after a daemon restart, for
@@ -1083,7 +1081,7 @@ impl NetworkService {
     /// too.
     pub async fn finish_join(
         &self,
-        j: Joining,
+        j: &Joining,
         id: &str,
         name: &str,
         port_requests: &[ports::PortRequest],
@@ -1094,15 +1092,7 @@ impl NetworkService {
             ..Joined::default()
         };
         let res = self
-            .join_inner(
-                id,
-                name,
-                (&j.ns, &j.inner, j.spare_veth.as_deref()),
-                &j.nets,
-                port_requests,
-                dns_servers,
-                &mut joined,
-            )
+            .join_inner(id, name, j, port_requests, dns_servers, &mut joined)
             .await;
         if let Err(e) = res {
             self.leave(id, &joined.endpoints, !joined.ports.is_empty())
@@ -1182,33 +1172,37 @@ impl NetworkService {
         sp.clear();
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn join_inner(
         &self,
         id: &str,
         name: &str,
-        (ns, inner, spare_veth): (&NetNs, &berth_net::link::Netlink, Option<&str>),
-        nets: &[(Network, Endpoint)],
+        j: &Joining,
         port_requests: &[ports::PortRequest],
         dns_servers: &[String],
         joined: &mut Joined,
     ) -> Result<(), EngineError> {
         let driver = self.driver().await?;
-        for (i, (n, ep)) in nets.iter().enumerate() {
+        let spare_veth = j.spare_veth.as_deref();
+        for (i, (n, ep)) in j.nets.iter().enumerate() {
             let ep = self
-                .attach(id, ns, n, ep, i, Some(inner), spare_veth.filter(|_| i == 0))
+                .attach(
+                    id,
+                    &j.ns,
+                    n,
+                    ep,
+                    i,
+                    Some(&j.inner),
+                    spare_veth.filter(|_| i == 0),
+                )
                 .await
                 .inspect_err(|_| {
                     // Not recorded in `joined` yet: its address goes back here.
                 })?;
             joined.endpoints.insert(n.name.clone(), ep.clone());
             self.index_add(&n.name, id, name, &ep);
-            if n.is_user_defined() {
-                joined.embedded_dns = true;
-            }
         }
         if !port_requests.is_empty() {
-            let (n, _) = &nets[0];
+            let (n, _) = &j.nets[0];
             let ip = joined
                 .endpoints
                 .get(&n.name)
@@ -1234,8 +1228,8 @@ impl NetworkService {
                 })?;
             lock(&self.live).entry(id.to_owned()).or_default().ports = Some(held);
         }
-        if joined.embedded_dns {
-            self.start_dns(id, ns, dns_servers).await?;
+        if j.embedded_dns {
+            self.start_dns(id, &j.ns, dns_servers).await?;
         }
         Ok(())
     }
