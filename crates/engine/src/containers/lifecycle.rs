@@ -613,41 +613,38 @@ impl ContainerService {
         // container is down: whoever waits for that (stop, restart, rm -f,
         // a client that starts it again) must find them gone, or this
         // cleanup would unmount and kill the next run's.
-        let mut had_netns = false;
-        if let Ok(Some(cur)) = self.records.get(id)
-            && cur.state.shim.map(|(p, _)| p) == Some(shim_pid)
-        {
-            had_netns = !cur.sandbox_key.is_empty();
-            // The two are independent: at once.
-            let leave = async {
-                if !cur.sandbox_key.is_empty() {
-                    self.networks
-                        .leave(id, &cur.networks, !cur.ports.is_empty())
-                        .await;
-                }
-            };
-            tokio::join!(leave, self.teardown(id));
+        let cur = match self.records.get(id) {
+            Ok(Some(cur)) if cur.state.shim.map(|(p, _)| p) == Some(shim_pid) => cur,
+            _ => return,
+        };
+        let had_netns = !cur.sandbox_key.is_empty();
+        if cur.host_config.auto_remove && !restarts(&cur, status.code) {
+            self.exit_removed(cur, &status).await;
+            if had_netns {
+                self.networks.refill_spare();
+            }
+            return;
         }
+        // The two are independent: at once.
+        let leave = async {
+            if had_netns {
+                self.networks
+                    .leave(id, &cur.networks, !cur.ports.is_empty())
+                    .await;
+            }
+        };
+        tokio::join!(leave, self.teardown(id));
         let mut restart = false;
         let rec = self.records.update(id, |r| {
             if r.state.shim.map(|(p, _)| p) != Some(shim_pid) {
                 return Err(EngineError::Conflict("stale exit".into()));
             }
-            take_network_state(r);
             restart = restarts(r, status.code);
-            // `--rm`: marked for removal in the same write (see remove_now).
-            r.state.status = if !restart && r.host_config.auto_remove {
-                Status::Removing
-            } else {
-                Status::Exited
-            };
-            r.state.pid = 0;
-            r.state.exit_code = status.code;
-            r.state.oom_killed = status.oom_killed;
-            r.state.finished_at = Some(status.finished_at.clone());
-            r.state.shim = None;
-            if let Some(h) = &mut r.state.health {
-                h.status = "unhealthy".into();
+            record_exit(r, &status);
+            // `--rm` whose record changed since the check above: marked
+            // for removal in the same write (see remove_now).
+            if !restart && r.host_config.auto_remove {
+                r.state.status = Status::Removing;
             }
             Ok(())
         });
@@ -695,6 +692,26 @@ impl ContainerService {
         if had_netns {
             self.networks.refill_spare();
         }
+    }
+
+    /// The exit of a `--rm` container (`cur`, its record while it ran):
+    /// everything it had goes at once, its networks, rootfs mount and
+    /// runtime state alongside, then its writable layer and directories;
+    /// then "die" and the removal. Its exit is never written: the record
+    /// says it runs until it is gone (a crash in between leaves a running
+    /// record whose shim is gone, which recovery ends the same way).
+    async fn exit_removed(self: &Arc<Self>, cur: Record, status: &ExitStatus) {
+        let id = cur.id.clone();
+        let net = (!cur.sandbox_key.is_empty()).then_some((&cur.networks, !cur.ports.is_empty()));
+        let files = self.dismantle(&id, net).await;
+        let mut rec = cur.clone();
+        record_exit(&mut rec, status);
+        rec.state.status = Status::Removing;
+        if status.oom_killed {
+            self.event(&rec, "oom", &[]);
+        }
+        self.event(&rec, "die", &[("exitCode", status.code.to_string())]);
+        let _ = self.conclude_remove(rec, true, files);
     }
 
     /// Sends `signal` to the container's init (to every process with `all`).
@@ -1081,29 +1098,65 @@ impl ContainerService {
         rec: Record,
         volumes: bool,
     ) -> Result<(), EngineError> {
-        self.teardown(id).await;
-        if !rec.sandbox_key.is_empty() {
-            self.networks
-                .leave(id, &rec.networks, !rec.ports.is_empty())
-                .await;
-        }
-        // Off the async threads: deleting a writable layer deletes every
-        // file the container wrote.
-        let (svc, owned) = (self.clone(), id.to_owned());
-        let files = tokio::task::spawn_blocking(move || {
-            if let Err(e) = svc.snapshotter.remove(&owned)
-                && svc.snapshotter.stat(&owned).is_ok()
-            {
-                return Err(e.to_string());
+        let net = (!rec.sandbox_key.is_empty()).then_some((&rec.networks, !rec.ports.is_empty()));
+        let files = self.dismantle(id, net).await;
+        self.conclude_remove(rec, volumes, files)
+    }
+
+    /// Takes what a container has off the machine, as much of it at once
+    /// as can be: its endpoints (`net`: the last run's, and whether it
+    /// published ports) alongside its rootfs mount and runtime state, then
+    /// its writable layer and directories. An error names what kept the
+    /// writable layer.
+    async fn dismantle(
+        self: &Arc<Self>,
+        id: &str,
+        net: Option<(
+            &std::collections::BTreeMap<String, crate::networks::Endpoint>,
+            bool,
+        )>,
+    ) -> Result<(), String> {
+        let leave = async {
+            if let Some((endpoints, had_ports)) = net {
+                self.networks.leave(id, endpoints, had_ports).await;
             }
-            let _ = std::fs::remove_dir_all(svc.paths.bundle(&owned));
-            let _ = std::fs::remove_dir_all(svc.paths.data_dir(&owned));
-            Ok(())
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
+        };
+        let local = async {
+            // Once nothing runs in it (the runtime's delete waits for that).
+            self.teardown(id).await;
+            // Off the async threads: deleting a writable layer deletes
+            // every file the container wrote.
+            let (svc, owned) = (self.clone(), id.to_owned());
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = svc.snapshotter.remove(&owned)
+                    && svc.snapshotter.stat(&owned).is_ok()
+                {
+                    return Err(e.to_string());
+                }
+                let _ = std::fs::remove_dir_all(svc.paths.bundle(&owned));
+                let _ = std::fs::remove_dir_all(svc.paths.data_dir(&owned));
+                Ok(())
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+        };
+        tokio::join!(local, leave).0
+    }
+
+    /// The end of a removal after [`Self::dismantle`] (`files`, its
+    /// result): the volumes released (the anonymous ones removed with
+    /// `volumes`), the record and "destroy"; or, when the writable layer
+    /// stayed, a `Dead` record that says why.
+    fn conclude_remove(
+        &self,
+        rec: Record,
+        volumes: bool,
+        files: Result<(), String>,
+    ) -> Result<(), EngineError> {
+        let id = rec.id.as_str();
         if let Err(e) = files {
             let _ = self.records.update(id, |r| {
+                *r = rec.clone();
                 r.state.status = Status::Dead;
                 r.state.error = format!("remove snapshot: {e}");
                 Ok(())
@@ -1330,9 +1383,20 @@ impl ContainerService {
     }
 }
 
-/// Takes a record's network state of the last run (endpoints with their
-/// addresses, whether ports were published) and clears it there; `None`
-/// when it has none.
+/// Writes an exit into a record (status `Exited`; its network state taken).
+fn record_exit(r: &mut Record, status: &ExitStatus) {
+    take_network_state(r);
+    r.state.status = Status::Exited;
+    r.state.pid = 0;
+    r.state.exit_code = status.code;
+    r.state.oom_killed = status.oom_killed;
+    r.state.finished_at = Some(status.finished_at.clone());
+    r.state.shim = None;
+    if let Some(h) = &mut r.state.health {
+        h.status = "unhealthy".into();
+    }
+}
+
 /// Whether the restart policy of `r` restarts it after an exit with `code`.
 fn restarts(r: &Record, code: i32) -> bool {
     let policy = &r.host_config.restart_policy;
@@ -1348,6 +1412,9 @@ fn restarts(r: &Record, code: i32) -> bool {
         }
 }
 
+/// Takes a record's network state of the last run (endpoints with their
+/// addresses, whether ports were published) and clears it there; `None`
+/// when it has none.
 fn take_network_state(
     rec: &mut Record,
 ) -> Option<(
