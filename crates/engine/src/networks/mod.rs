@@ -1170,6 +1170,13 @@ impl NetworkService {
         let mut sp = lock(&self.spare);
         sp.closed = true;
         sp.clear();
+        drop(sp);
+        // The allocations themselves are the running containers' (see
+        // recover); what this keeps is where each subnet's next search
+        // starts, so that a freed address is not handed out again at once.
+        if let Err(e) = self.records.save(None, None, &lock(&self.ipam)) {
+            tracing::warn!(error = %e, "could not save the address manager");
+        }
     }
 
     async fn join_inner(
@@ -1287,8 +1294,7 @@ impl NetworkService {
                     }
                 }
                 Ok(())
-            })()
-            .and_then(|()| self.records.save(None, None, &ipam));
+            })();
             if let Err(e) = res {
                 for ip in taken {
                     ipam.release(&n.name, ip);
@@ -1323,12 +1329,8 @@ impl NetworkService {
 
     fn release(&self, network: &str, ep: &Endpoint) {
         let mut ipam = lock(&self.ipam);
-        let mut changed = false;
         for ip in [ep.ip, ep.ipv6].into_iter().flatten() {
-            changed |= ipam.release(network, ip);
-        }
-        if changed && let Err(e) = self.records.save(None, None, &ipam) {
-            tracing::warn!(network, error = %e, "could not save released addresses");
+            ipam.release(network, ip);
         }
     }
 

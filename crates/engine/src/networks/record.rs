@@ -1,5 +1,9 @@
 //! What berth keeps about a network, in redb: table `networks` (id → JSON)
-//! and the address manager's state, table `ipam` (one JSON value).
+//! and the address manager's state, table `ipam` (one JSON value). That is
+//! written with each network's creation and removal, after a recovery and
+//! at shutdown, not at each container's start and exit: the addresses in
+//! use are the running containers', whose records hold them, and a daemon
+//! start rebuilds the allocations from those.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
