@@ -186,7 +186,8 @@ impl ContainerService {
             host_config,
             image_id: image.id.clone(),
             image_config,
-            parent_snapshot: None,
+            // What ensure_snapshot gives when the image is unpacked.
+            parent_snapshot: image.resolved.chain_ids().pop(),
             path: args[0].clone(),
             args: args[1..].to_vec(),
             state: State::default(),
@@ -227,11 +228,13 @@ impl ContainerService {
                 .map_err(|e| EngineError::io(format!("create {}", data.display()), e))?;
             mounts = self.volumes.attach(&id, planned)?;
             let parent = self.ensure_snapshot(&id, &image)?;
-            self.records.update(&id, |r| {
-                r.parent_snapshot = parent;
-                r.mount_points = mounts.clone();
-                Ok(())
-            })?;
+            if parent != rec.parent_snapshot || !mounts.is_empty() {
+                self.records.update(&id, |r| {
+                    r.parent_snapshot = parent;
+                    r.mount_points = mounts.clone();
+                    Ok(())
+                })?;
+            }
             Ok(())
         })();
         if let Err(e) = made {
