@@ -8,8 +8,10 @@
 #      direct to the container's address for reference
 #   4. throughput through the published port (MiB/s, MIB MiB in one connection), same paths
 #
-#   bench/network.sh                    # RUNS=30 CONNS=1000 MIB=256
+#   bench/network.sh                    # RUNS=30 ROUNDS=5 CONNS=1000 MIB=256
 #   RUNS=10 CONNS=300 MIB=64 bench/network.sh
+# RUNS runs per daemon and measure, in ROUNDS hyperfine rounds that alternate which daemon goes
+# first; the table gives the means over all runs, then each round's ratio (how much it drifts).
 #   DOCKER_CLI=/usr/bin/docker bench/network.sh   # which docker client drives both daemons
 #
 # Needs root. Everything lives on tmpfs under /dev/shm/berth-network-bench.*: both daemons have
@@ -199,23 +201,44 @@ dk run --rm -p 127.0.0.1::80 bb /bin/true || die "docker run -p fails on dockerd
 bk run --rm -p 127.0.0.1::80 bb /bin/true || die "docker run -p fails on berthd"
 
 # --- 1 and 2 -------------------------------------------------------------------
-mean_ms() {   # json, name
+mean_ms() {   # json prefix, name: the mean over every round's runs
   python3 - "$1" "$2" <<'PY'
-import json, sys
-r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}[sys.argv[2]]
-print("%.1f" % (r["mean"] * 1000))
+import glob, json, sys
+times = []
+for f in sorted(glob.glob(sys.argv[1] + ".*.json")):
+    r = {x["command"]: x for x in json.load(open(f))["results"]}[sys.argv[2]]
+    times += r["times"]
+print("%.1f" % (sum(times) / len(times) * 1000))
 PY
 }
-bench_pair() {   # label, file, docker run args...
-  local label=$1 out=$2; shift 2
-  log "hyperfine: docker run --rm $* ($RUNS runs each)"
-  hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$out" \
-    -n dockerd "env DOCKER_CONFIG=$WORK/home $DOCKER_CLI -H unix://$WORK/docker.sock run --rm $*" \
-    -n berthd "env DOCKER_CONFIG=$WORK/home $DOCKER_CLI -H unix://$WORK/berth.sock run --rm $*" >&2
+round_ratios() {   # json prefix: berthd / dockerd of each round, in order
+  python3 - "$1" <<'PY'
+import glob, json, sys
+out = []
+for f in sorted(glob.glob(sys.argv[1] + ".*.json"), key=lambda f: int(f.split(".")[-2])):
+    r = {x["command"]: x["mean"] for x in json.load(open(f))["results"]}
+    out.append(f"{r['berthd'] / r['dockerd']:.3f}")
+print(" ".join(out))
+PY
 }
-bench_pair bridge "$WORK/bridge.json" bb /bin/true
-bench_pair publish "$WORK/publish.json" -p 127.0.0.1::80 bb /bin/true
-bench_pair none "$WORK/none.json" --network none bb /bin/true
+# The host's speed drifts over minutes (on this VM by up to a third), so the runs are split into
+# ROUNDS hyperfine rounds that alternate which daemon goes first: both see the same stretches.
+ROUNDS=${ROUNDS:-5}
+PER_ROUND=$(( (RUNS + ROUNDS - 1) / ROUNDS ))
+[ "$PER_ROUND" -ge 2 ] || PER_ROUND=2
+bench_pair() {   # json prefix, docker run args...
+  local out=$1 i; shift
+  local d=(-n dockerd "env DOCKER_CONFIG=$WORK/home $DOCKER_CLI -H unix://$WORK/docker.sock run --rm $*")
+  local b=(-n berthd "env DOCKER_CONFIG=$WORK/home $DOCKER_CLI -H unix://$WORK/berth.sock run --rm $*")
+  log "hyperfine: docker run --rm $* ($ROUNDS rounds of $PER_ROUND runs each)"
+  for i in $(seq 1 "$ROUNDS"); do
+    if [ $((i % 2)) -eq 1 ]; then set -- "${d[@]}" "${b[@]}"; else set -- "${b[@]}" "${d[@]}"; fi
+    hyperfine -N --warmup 2 --runs "$PER_ROUND" --export-json "$out.$i.json" "$@" >&2
+  done
+}
+bench_pair "$WORK/bridge" bb /bin/true
+bench_pair "$WORK/publish" -p 127.0.0.1::80 bb /bin/true
+bench_pair "$WORK/none" --network none bb /bin/true
 CLI_MS=$(python3 - "$DOCKER_CLI" <<'PY'
 import subprocess,sys,time
 t=time.perf_counter()
@@ -254,14 +277,16 @@ row() { printf '%-52s %12s %12s %10s %s\n' "$@"; }
 echo
 echo "berthd vs dockerd $(dk version -f '{{.Server.Version}}'), client $("$DOCKER_CLI" version -f '{{.Client.Version}}' 2>/dev/null), $(nproc) CPUs, tmpfs roots"
 row "measure" "dockerd" "berthd" "ratio" "target"
-D=$(mean_ms "$WORK/bridge.json" dockerd); B=$(mean_ms "$WORK/bridge.json" berthd)
+D=$(mean_ms "$WORK/bridge" dockerd); B=$(mean_ms "$WORK/bridge" berthd)
 row "docker run --rm /bin/true, default bridge (ms)" "$D" "$B" "$(ratio "$B" "$D")" "<= 0.1"
-D=$(mean_ms "$WORK/publish.json" dockerd); B=$(mean_ms "$WORK/publish.json" berthd)
+D=$(mean_ms "$WORK/publish" dockerd); B=$(mean_ms "$WORK/publish" berthd)
 row "docker run --rm -p 127.0.0.1::80 /bin/true (ms)" "$D" "$B" "$(ratio "$B" "$D")" "<= 0.1"
-D=$(mean_ms "$WORK/none.json" dockerd); B=$(mean_ms "$WORK/none.json" berthd)
+D=$(mean_ms "$WORK/none" dockerd); B=$(mean_ms "$WORK/none" berthd)
 row "  (the same with --network none, ms)" "$D" "$B" "$(ratio "$B" "$D")" ""
 row "  (the docker CLI alone, ms)" "$CLI_MS" "$CLI_MS" "" ""
 row "connect via 127.0.0.1 published port (µs, $CONNS)" "$LAT_DPUB" "$LAT_BPUB" "$(ratio "$LAT_BPUB" "$LAT_DPUB")" "proxy vs DNAT"
 row "  direct to the container address (µs)" "$LAT_DDIR" "$LAT_BDIR" "$(ratio "$LAT_BDIR" "$LAT_DDIR")" ""
 row "throughput via published port (MiB/s, $MIB MiB)" "$TP_DPUB" "$TP_BPUB" "$(ratio "$TP_BPUB" "$TP_DPUB")" "higher is better"
 row "  direct to the container address (MiB/s)" "$TP_DDIR" "$TP_BDIR" "$(ratio "$TP_BDIR" "$TP_DDIR")" ""
+printf '%-52s %s\n' "berthd / dockerd per round, default bridge:" "$(round_ratios "$WORK/bridge")"
+printf '%-52s %s\n' "berthd / dockerd per round, -p:" "$(round_ratios "$WORK/publish")"
