@@ -92,6 +92,23 @@ fn run_prints_output_and_returns_exit_codes() {
     let all = d.docker_ok(&["ps", "-aq"]);
     assert_eq!(all.trim(), "", "left: {all}");
 
+    // `docker restart` of a --rm container restarts it (as dockerd), and
+    // its next exit removes it.
+    d.docker_ok(&[
+        "run", "-d", "--rm", "--name", "rmre", "busybox", "sleep", "60",
+    ]);
+    let before = d.docker_ok(&["inspect", "-f", "{{.State.Pid}}", "rmre"]);
+    d.docker_ok(&["restart", "-t", "0", "rmre"]);
+    let st = d.docker_ok(&["inspect", "-f", "{{.State.Status}} {{.State.Pid}}", "rmre"]);
+    assert!(st.starts_with("running "), "{st}");
+    assert_ne!(st.split_whitespace().nth(1), Some(before.trim()), "{st}");
+    d.docker_ok(&["stop", "-t", "0", "rmre"]);
+    wait_for(
+        "rmre removed after its stop",
+        Duration::from_secs(5),
+        || !d.docker(&["inspect", "rmre"]).status.success(),
+    );
+
     // env, workdir, user, hostname.
     let out = d.docker_ok(&[
         "run",

@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use berth_image::snapshot::{is_mountpoint, mount_all, unmount};
@@ -162,10 +163,14 @@ impl ContainerService {
 
     /// `docker start`.
     pub async fn start(self: &Arc<Self>, name_or_id: &str) -> Result<(), EngineError> {
-        let r = self.get(name_or_id)?;
-        let slot = self.slot(&r.id);
-        let _g = slot.op.lock().await;
-        self.start_locked(&r.id, false).await
+        let (svc, name) = (self.clone(), name_or_id.to_owned());
+        to_completion(async move {
+            let r = svc.get(&name)?;
+            let slot = svc.slot(&r.id);
+            let _g = slot.op.lock().await;
+            svc.start_locked(&r.id, false).await
+        })
+        .await
     }
 
     pub(crate) async fn start_locked(
@@ -618,7 +623,8 @@ impl ContainerService {
             _ => return,
         };
         let had_netns = !cur.sandbox_key.is_empty();
-        if cur.host_config.auto_remove && !restarts(&cur, status.code) {
+        let restarting = self.slot(id).restarting.load(Ordering::SeqCst);
+        if cur.host_config.auto_remove && !restarting && !restarts(&cur, status.code) {
             self.exit_removed(cur, &status).await;
             if had_netns {
                 self.networks.refill_spare();
@@ -643,7 +649,7 @@ impl ContainerService {
             record_exit(r, &status);
             // `--rm` whose record changed since the check above: marked
             // for removal in the same write (see remove_now).
-            if !restart && r.host_config.auto_remove {
+            if !restart && r.host_config.auto_remove && !restarting {
                 r.state.status = Status::Removing;
             }
             Ok(())
@@ -668,6 +674,7 @@ impl ContainerService {
             let delay = restart_delay(rec.restart_count, ran);
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
+                let _recovered = svc.recovery.read().await;
                 let slot = svc.slot(&id);
                 let _g = slot.op.lock().await;
                 match svc.records.get(&id) {
@@ -695,18 +702,29 @@ impl ContainerService {
     }
 
     /// The exit of a `--rm` container (`cur`, its record while it ran):
-    /// everything it had goes at once, its networks, rootfs mount and
-    /// runtime state alongside, then its writable layer and directories;
-    /// then "die" and the removal. Its exit is never written: the record
-    /// says it runs until it is gone (a crash in between leaves a running
-    /// record whose shim is gone, which recovery ends the same way).
+    /// its endpoints go alongside its rootfs mount and runtime state, and
+    /// its writable layer and directories as soon as those two are gone;
+    /// meanwhile the exit and `Removing` are written in one go (as any
+    /// exit, once its network and runtime state are gone: a stop returns
+    /// then, and the network may be removed), "die" goes out, then the
+    /// removal ends.
     async fn exit_removed(self: &Arc<Self>, cur: Record, status: &ExitStatus) {
-        let id = cur.id.clone();
+        let id = cur.id.as_str();
+        let shim_pid = cur.state.shim.map(|(p, _)| p);
         let net = (!cur.sandbox_key.is_empty()).then_some((&cur.networks, !cur.ports.is_empty()));
-        let files = self.dismantle(&id, net).await;
-        let mut rec = cur.clone();
-        record_exit(&mut rec, status);
-        rec.state.status = Status::Removing;
+        let files = self.dismantle(id, net).await;
+        let rec = self.records.update(id, |r| {
+            if r.state.shim.map(|(p, _)| p) != shim_pid {
+                return Err(EngineError::Conflict("stale exit".into()));
+            }
+            record_exit(r, status);
+            r.state.status = Status::Removing;
+            Ok(())
+        });
+        let files = files.await.unwrap_or_else(|e| Err(e.to_string()));
+        let Ok(rec) = rec else {
+            return;
+        };
         if status.oom_killed {
             self.event(&rec, "oom", &[]);
         }
@@ -964,18 +982,50 @@ impl ContainerService {
         timeout: Option<i64>,
         signal: Option<&str>,
     ) -> Result<(), EngineError> {
+        let (svc, name, signal) = (
+            self.clone(),
+            name_or_id.to_owned(),
+            signal.map(str::to_owned),
+        );
+        to_completion(async move { svc.restart_now(&name, timeout, signal.as_deref()).await }).await
+    }
+
+    async fn restart_now(
+        self: &Arc<Self>,
+        name_or_id: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<(), EngineError> {
         let r = self.get(name_or_id)?;
         let slot = self.slot(&r.id);
         let _g = slot.op.lock().await;
-        match self.stop_locked(&r.id, timeout, signal).await {
-            Ok(()) | Err(EngineError::NotModified(_)) => {}
-            Err(e) => return Err(e),
+        slot.restarting.store(true, Ordering::SeqCst);
+        let stopped = self.stop_locked(&r.id, timeout, signal).await;
+        slot.restarting.store(false, Ordering::SeqCst);
+        let res = match stopped {
+            Ok(()) | Err(EngineError::NotModified(_)) => self.start_locked(&r.id, false).await,
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(()) => {
+                if let Ok(Some(r)) = self.records.get(&r.id) {
+                    self.event(&r, "restart", &[]);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // A `--rm` container that does not run again goes, as it
+                // would have at its exit.
+                if r.host_config.auto_remove
+                    && let Ok(Some(cur)) = self.records.get(&r.id)
+                    && !cur.state.status.is_live()
+                {
+                    drop(_g);
+                    let _ = self.remove_now(&r.id, true).await;
+                }
+                Err(e)
+            }
         }
-        self.start_locked(&r.id, false).await?;
-        if let Ok(Some(r)) = self.records.get(&r.id) {
-            self.event(&r, "restart", &[]);
-        }
-        Ok(())
     }
 
     /// `docker rename`.
@@ -1000,6 +1050,16 @@ impl ContainerService {
 
     /// `docker rm` (`volumes`: `-v`, also remove its anonymous volumes).
     pub async fn remove(
+        self: &Arc<Self>,
+        name_or_id: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<(), EngineError> {
+        let (svc, name) = (self.clone(), name_or_id.to_owned());
+        to_completion(async move { svc.remove_container(&name, force, volumes).await }).await
+    }
+
+    async fn remove_container(
         self: &Arc<Self>,
         name_or_id: &str,
         force: bool,
@@ -1100,14 +1160,15 @@ impl ContainerService {
     ) -> Result<(), EngineError> {
         let net = (!rec.sandbox_key.is_empty()).then_some((&rec.networks, !rec.ports.is_empty()));
         let files = self.dismantle(id, net).await;
+        let files = files.await.unwrap_or_else(|e| Err(e.to_string()));
         self.conclude_remove(rec, volumes, files)
     }
 
     /// Takes what a container has off the machine, as much of it at once
     /// as can be: its endpoints (`net`: the last run's, and whether it
-    /// published ports) alongside its rootfs mount and runtime state, then
-    /// its writable layer and directories. An error names what kept the
-    /// writable layer.
+    /// published ports) alongside its rootfs mount and runtime state; then
+    /// starts the removal of its writable layer and directories and
+    /// returns it (its error names what kept the writable layer).
     async fn dismantle(
         self: &Arc<Self>,
         id: &str,
@@ -1115,12 +1176,15 @@ impl ContainerService {
             &std::collections::BTreeMap<String, crate::networks::Endpoint>,
             bool,
         )>,
-    ) -> Result<(), String> {
+    ) -> tokio::task::JoinHandle<Result<(), String>> {
         let leave = async {
             if let Some((endpoints, had_ports)) = net {
                 self.networks.leave(id, endpoints, had_ports).await;
             }
         };
+        // Yields the layer's removal, started but not awaited: the caller
+        // records the exit meanwhile.
+        #[allow(clippy::async_yields_async)]
         let local = async {
             // Once nothing runs in it (the runtime's delete waits for that).
             self.teardown(id).await;
@@ -1137,16 +1201,14 @@ impl ContainerService {
                 let _ = std::fs::remove_dir_all(svc.paths.data_dir(&owned));
                 Ok(())
             })
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()))
         };
         tokio::join!(local, leave).0
     }
 
-    /// The end of a removal after [`Self::dismantle`] (`files`, its
-    /// result): the volumes released (the anonymous ones removed with
-    /// `volumes`), the record and "destroy"; or, when the writable layer
-    /// stayed, a `Dead` record that says why.
+    /// The end of a removal after [`Self::dismantle`] (`files`, the
+    /// result of the writable layer's removal): the volumes released (the
+    /// anonymous ones removed with `volumes`), the record and "destroy";
+    /// or, when the writable layer stayed, a `Dead` record that says why.
     fn conclude_remove(
         &self,
         rec: Record,
@@ -1156,7 +1218,6 @@ impl ContainerService {
         let id = rec.id.as_str();
         if let Err(e) = files {
             let _ = self.records.update(id, |r| {
-                *r = rec.clone();
                 r.state.status = Status::Dead;
                 r.state.error = format!("remove snapshot: {e}");
                 Ok(())
@@ -1217,6 +1278,7 @@ impl ContainerService {
     /// happened while the daemon was away, resume restarts, and remove
     /// what a crash left half made.
     pub async fn recover(self: &Arc<Self>) -> Result<(), EngineError> {
+        let _recovering = self.recovery.write().await;
         let records = self.records.all()?;
         for r in &records {
             match r.state.status {
@@ -1255,6 +1317,7 @@ impl ContainerService {
                     let svc = self.clone();
                     let id = r.id.clone();
                     tokio::spawn(async move {
+                        let _recovered = svc.recovery.read().await;
                         let slot = svc.slot(&id);
                         let _g = slot.op.lock().await;
                         let _ = svc.start_locked(&id, true).await;
@@ -1381,6 +1444,17 @@ impl ContainerService {
         }
         write(&r.resolv_conf_path, resolv)
     }
+}
+
+/// Runs `op` as a task of its own, to its end: a start or removal is not
+/// cut half-way (namespaces, mounts, a created container left behind)
+/// when the client that asked goes away and its request is dropped.
+async fn to_completion<T: Send + 'static>(
+    op: impl std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::spawn(op)
+        .await
+        .map_err(|e| EngineError::Internal(format!("interrupted: {e}")))?
 }
 
 /// Writes an exit into a record (status `Exited`; its network state taken).

@@ -79,6 +79,9 @@ struct Slot {
     op: tokio::sync::Mutex<()>,
     /// Attach requests made before start, connected by start.
     pending: Mutex<Vec<io::PendingAttach>>,
+    /// A `docker restart` is under way: its stop's exit does not remove a
+    /// `--rm` container (as with dockerd, which lifts AutoRemove then).
+    restarting: std::sync::atomic::AtomicBool,
 }
 
 /// The engine's containers.
@@ -95,6 +98,10 @@ pub struct ContainerService {
     volumes: Arc<crate::volumes::VolumeService>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     execs: Mutex<HashMap<String, Arc<exec::ExecState>>>,
+    /// Held (write) by `recover`: the restarts of restart policies wait
+    /// for it (read), since the network recovery frees the namespaces and
+    /// addresses no running record holds, which a start in progress has.
+    recovery: tokio::sync::RwLock<()>,
 }
 
 impl ContainerService {
@@ -123,6 +130,7 @@ impl ContainerService {
             volumes,
             slots: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
+            recovery: tokio::sync::RwLock::new(()),
         }))
     }
 
