@@ -1446,10 +1446,11 @@ impl ContainerService {
     }
 }
 
-/// Runs `op` as a task of its own, to its end: a start or removal is not
-/// cut half-way (namespaces, mounts, a created container left behind)
-/// when the client that asked goes away and its request is dropped.
-async fn to_completion<T: Send + 'static>(
+/// Runs `op` as a task of its own, to its end: a start, removal or
+/// network change is not cut half-way (namespaces, mounts, endpoints, a
+/// created container left behind) when the client that asked goes away
+/// and its request is dropped.
+pub(crate) async fn to_completion<T: Send + 'static>(
     op: impl std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
 ) -> Result<T, EngineError> {
     tokio::spawn(op)

@@ -82,8 +82,21 @@ impl ContainerService {
         Ok(removed)
     }
 
-    /// `docker network connect`.
+    /// `docker network connect` (to its end even if the client goes).
     pub async fn network_connect(
+        self: &Arc<Self>,
+        network: &str,
+        container: &str,
+        cfg: EndpointConfig,
+    ) -> Result<(), EngineError> {
+        let (svc, network, container) = (self.clone(), network.to_owned(), container.to_owned());
+        super::lifecycle::to_completion(
+            async move { svc.connect_now(&network, &container, cfg).await },
+        )
+        .await
+    }
+
+    async fn connect_now(
         self: &Arc<Self>,
         network: &str,
         container: &str,
@@ -150,12 +163,24 @@ impl ContainerService {
         Ok(())
     }
 
-    /// `docker network disconnect`.
+    /// `docker network disconnect` (to its end even if the client goes).
     pub async fn network_disconnect(
         self: &Arc<Self>,
         network: &str,
         container: &str,
         _force: bool,
+    ) -> Result<(), EngineError> {
+        let (svc, network, container) = (self.clone(), network.to_owned(), container.to_owned());
+        super::lifecycle::to_completion(
+            async move { svc.disconnect_now(&network, &container).await },
+        )
+        .await
+    }
+
+    async fn disconnect_now(
+        self: &Arc<Self>,
+        network: &str,
+        container: &str,
     ) -> Result<(), EngineError> {
         let n = self.networks.get(network)?;
         let r = self.get(container)?;
