@@ -623,33 +623,33 @@ impl ContainerService {
             _ => return,
         };
         let had_netns = !cur.sandbox_key.is_empty();
+        // `--rm` (unless a `docker restart` stops it): removed after this.
         let restarting = self.slot(id).restarting.load(Ordering::SeqCst);
-        if cur.host_config.auto_remove && !restarting && !restarts(&cur, status.code) {
-            self.exit_removed(cur, &status).await;
-            if had_netns {
-                self.networks.refill_spare();
-            }
-            return;
-        }
-        // The two are independent: at once.
-        let leave = async {
-            if had_netns {
-                self.networks
-                    .leave(id, &cur.networks, !cur.ports.is_empty())
-                    .await;
-            }
+        let removing = cur.host_config.auto_remove && !restarting && !restarts(&cur, status.code);
+        let net = had_netns.then_some((&cur.networks, !cur.ports.is_empty()));
+        // The removal of a `--rm` container's writable layer starts as soon
+        // as its mount and runtime state are gone, alongside what follows.
+        let files = if removing {
+            Some(self.dismantle(id, net).await)
+        } else {
+            // The two are independent: at once.
+            let leave = async {
+                if let Some((endpoints, had_ports)) = net {
+                    self.networks.leave(id, endpoints, had_ports).await;
+                }
+            };
+            tokio::join!(leave, self.teardown(id));
+            None
         };
-        tokio::join!(leave, self.teardown(id));
         let mut restart = false;
         let rec = self.records.update(id, |r| {
             if r.state.shim.map(|(p, _)| p) != Some(shim_pid) {
                 return Err(EngineError::Conflict("stale exit".into()));
             }
-            restart = restarts(r, status.code);
+            restart = !removing && restarts(r, status.code);
             record_exit(r, &status);
-            // `--rm` whose record changed since the check above: marked
-            // for removal in the same write (see remove_now).
-            if !restart && r.host_config.auto_remove && !restarting {
+            // Marked for removal in the same write (see remove_now).
+            if removing {
                 r.state.status = Status::Removing;
             }
             Ok(())
@@ -691,45 +691,15 @@ impl ContainerService {
                     svc.event(&r, "restart", &[]);
                 }
             });
-        } else if rec.state.status == Status::Removing {
-            let _ = self.finish_remove(id, rec, true).await;
+        } else if let Some(files) = files {
+            let files = files.await.unwrap_or_else(|e| Err(e.to_string()));
+            let _ = self.conclude_remove(rec, true, files);
         }
         // For its next start, or the next container's: made now, after
         // this exit's work.
         if had_netns {
             self.networks.refill_spare();
         }
-    }
-
-    /// The exit of a `--rm` container (`cur`, its record while it ran):
-    /// its endpoints go alongside its rootfs mount and runtime state, and
-    /// its writable layer and directories as soon as those two are gone;
-    /// meanwhile the exit and `Removing` are written in one go (as any
-    /// exit, once its network and runtime state are gone: a stop returns
-    /// then, and the network may be removed), "die" goes out, then the
-    /// removal ends.
-    async fn exit_removed(self: &Arc<Self>, cur: Record, status: &ExitStatus) {
-        let id = cur.id.as_str();
-        let shim_pid = cur.state.shim.map(|(p, _)| p);
-        let net = (!cur.sandbox_key.is_empty()).then_some((&cur.networks, !cur.ports.is_empty()));
-        let files = self.dismantle(id, net).await;
-        let rec = self.records.update(id, |r| {
-            if r.state.shim.map(|(p, _)| p) != shim_pid {
-                return Err(EngineError::Conflict("stale exit".into()));
-            }
-            record_exit(r, status);
-            r.state.status = Status::Removing;
-            Ok(())
-        });
-        let files = files.await.unwrap_or_else(|e| Err(e.to_string()));
-        let Ok(rec) = rec else {
-            return;
-        };
-        if status.oom_killed {
-            self.event(&rec, "oom", &[]);
-        }
-        self.event(&rec, "die", &[("exitCode", status.code.to_string())]);
-        let _ = self.conclude_remove(rec, true, files);
     }
 
     /// Sends `signal` to the container's init (to every process with `all`).
