@@ -20,8 +20,8 @@ fn main() {
          sends a container's state directory for each one (<root>, where those\n\
          are, only names the zygote's daemon in `ps`). For each, a child\n\
          reads <state-dir>/shim.json, creates the container through the runtime\n\
-         library, becomes berth-shim-monitor (found beside berth-shim), reports\n\
-         `ok <shim pid> <init pid>` (or `error <message>`) to berthd and serves\n\
+         library, reports `ok <shim pid> <init pid>` (or `error <message>`) to\n\
+         berthd, becomes berth-shim-monitor (found beside berth-shim) and serves\n\
          <state-dir>/shim.sock until the container has exited. The zygote ends\n\
          when berthd does; the containers and their shims do not.\n\
          It is started by berthd, not by hand. (`berth-shim --exec <job>` runs\n\

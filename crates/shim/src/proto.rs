@@ -11,13 +11,14 @@
 //! [`crate::launch`]) for a shim on the state directory. The zygote forks
 //! a child that becomes the shim (new session, subreaper), creates the
 //! container through the runtime library (its init waits for `start`) and
-//! binds the socket. The child then executes [`MONITOR`] (a small program
-//! without the runtime library in it) with a [`Handoff`]: the same
-//! process, still the init's parent, serves the container for the rest of
-//! its life, and it is the monitor that writes the one line berthd reads
-//! on the report pipe it sent, [`ready_line`] or [`error_line`] (the child
-//! writes the error itself when it fails before). The shim is not
-//! berthd's child.
+//! binds the socket. It then writes the one line berthd reads on the
+//! report pipe it sent, [`ready_line`] or [`error_line`], and executes
+//! [`MONITOR`] (a small program without the runtime library in it) with a
+//! [`Handoff`]: the same process, still the init's parent, serves the
+//! container for the rest of its life. berthd goes on with the start
+//! during the exec: requests wait in the bound socket's backlog, and an
+//! exit before the monitor runs waits as a pending SIGCHLD. The shim is
+//! not berthd's child.
 //!
 //! **Lifecycle** is berthd's, through the runtime library: it starts the
 //! container, signals it, and deletes the runtime's state once the shim
@@ -171,9 +172,6 @@ pub struct ShimState {
 pub struct Handoff {
     /// The container init's host pid (the monitor's child).
     pub init_pid: i32,
-    /// Where the monitor writes the spawn report ([`ready_line`] or
-    /// [`error_line`]) once it serves, or has failed to.
-    pub report: i32,
     /// The runtime's exec FIFO: while it exists the container is created,
     /// not started, and execs are refused.
     pub exec_fifo: PathBuf,
@@ -190,6 +188,8 @@ pub struct Handoff {
     pub oom_file: Option<PathBuf>,
     /// Its count when the container was created.
     pub oom_base: u64,
+    /// The json-file log, opened for appending ([`ShimConfig::log`]).
+    pub log: Option<i32>,
 }
 
 /// An exec for `berth-shim --exec <file>`: the monitor writes it to a file

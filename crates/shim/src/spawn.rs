@@ -1,5 +1,5 @@
 //! A shim's start-up, in the child the zygote forked: create the container,
-//! then execute the monitor, which reports to berthd.
+//! report to berthd, then execute the monitor.
 
 use std::ffi::CString;
 use std::io::Write;
@@ -17,6 +17,7 @@ struct Created {
     init_pid: i32,
     ends: Ends,
     listener: std::os::unix::net::UnixListener,
+    log: Option<std::fs::File>,
     exec_fifo: PathBuf,
     oom_file: Option<PathBuf>,
     oom_base: u64,
@@ -24,8 +25,8 @@ struct Created {
 
 /// The shim, in a child of the zygote: reads `<dir>/shim.json`, creates
 /// the container (once a byte comes on `go`, if given: berthd writes the
-/// bundle meanwhile) and becomes the monitor, which reports on `report` once
-/// it serves. On failure the error goes to `report` and the process exits.
+/// bundle meanwhile), reports on `report` and becomes the monitor. On
+/// failure the error goes to `report` and the process exits.
 pub fn serve(dir: &Path, report: std::fs::File, go: Option<OwnedFd>) -> ! {
     let mut wr = report;
     let cfg: ShimConfig = match std::fs::read(dir.join(proto::CONFIG))
@@ -40,13 +41,16 @@ pub fn serve(dir: &Path, report: std::fs::File, go: Option<OwnedFd>) -> ! {
     };
     match setup(dir, cfg.clone(), go) {
         Ok(created) => {
-            // The monitor reports on `wr` once it serves.
             let init = created.init_pid;
-            let e = become_monitor(dir, created, &wr);
-            // Nobody would serve the container: end it, and say why.
+            let e = become_monitor(dir, created, &mut wr);
+            // Nobody would serve the container: end it, and say why (in
+            // the report if it is not written yet; the shim's log has it
+            // in any case). A start already under way then fails, or
+            // finds the shim gone.
             // SAFETY: kill(2) on this process's own child, not reaped.
             unsafe { libc::kill(init, libc::SIGKILL) };
             let _ = berth_runtime::container::delete(&cfg.runtime_root, &cfg.id, true);
+            eprintln!("berth-shim: {e}");
             let _ = wr.write_all(proto::error_line(&e).as_bytes());
             std::process::exit(1)
         }
@@ -60,13 +64,13 @@ pub fn serve(dir: &Path, report: std::fs::File, go: Option<OwnedFd>) -> ! {
     }
 }
 
-/// Executes the monitor in this process (still the init's parent, still
-/// the subreaper); returns only on failure.
-fn become_monitor(dir: &Path, c: Created, report: &std::fs::File) -> String {
+/// Reports the container to berthd on `report` and executes the monitor in
+/// this process (still the init's parent, still the subreaper); returns
+/// only on failure. berthd goes on with the start during the exec.
+fn become_monitor(dir: &Path, c: Created, report: &mut std::fs::File) -> String {
     let raw = |fd: &Option<OwnedFd>| fd.as_ref().map(|f| f.as_raw_fd());
     let handoff = Handoff {
         init_pid: c.init_pid,
-        report: report.as_raw_fd(),
         exec_fifo: c.exec_fifo,
         listener: c.listener.as_raw_fd(),
         out: [raw(&c.ends.out[0]), raw(&c.ends.out[1])],
@@ -74,11 +78,12 @@ fn become_monitor(dir: &Path, c: Created, report: &std::fs::File) -> String {
         master: raw(&c.ends.master),
         oom_file: c.oom_file,
         oom_base: c.oom_base,
+        log: c.log.as_ref().map(|f| f.as_raw_fd()),
     };
-    let fds = [Some(handoff.report), Some(handoff.listener)]
+    let fds = [Some(handoff.listener)]
         .into_iter()
         .chain(handoff.out)
-        .chain([handoff.stdin, handoff.master]);
+        .chain([handoff.stdin, handoff.master, handoff.log]);
     for fd in fds.flatten() {
         // SAFETY: fcntl(F_SETFD) on descriptors this process owns (kept
         // alive by `c` until the exec).
@@ -95,6 +100,11 @@ fn become_monitor(dir: &Path, c: Created, report: &std::fs::File) -> String {
         return "a path with a NUL byte".into();
     };
     let argv0 = CString::from(c"berth-shim-monitor");
+    // The same pid serves once the exec is done.
+    let line = proto::ready_line(std::process::id() as i32, c.init_pid);
+    if let Err(e) = report.write_all(line.as_bytes()) {
+        return format!("report: {e}");
+    }
     match nix::unistd::execv(&prog, &[argv0, dir, json]) {
         Ok(never) => match never {},
         Err(e) => format!("execute {}: {e}", c.monitor.display()),
@@ -140,6 +150,14 @@ fn setup(dir: &Path, cfg: ShimConfig, go: Option<OwnedFd>) -> Result<Created, St
         })
     }
     .map_err(|e| format!("container stdio: {e}"))?;
+    // The monitor's json-file log: a log that cannot be written fails here.
+    let json_log = match &cfg.log {
+        Some(l) => Some(
+            berth_shim::monitor::open_log(l)
+                .map_err(|e| format!("open the log {}: {e}", l.path.display()))?,
+        ),
+        None => None,
+    };
     if let Some(go) = go {
         wait_for_go(go)?;
     }
@@ -186,6 +204,7 @@ fn setup(dir: &Path, cfg: ShimConfig, go: Option<OwnedFd>) -> Result<Created, St
         init_pid: container.record.pid,
         ends,
         listener,
+        log: json_log,
         oom_file,
         oom_base,
     })

@@ -345,6 +345,34 @@ fn a_missing_program_fails_the_spawn_and_leaves_nothing() {
     }
 }
 
+/// The json-file log is opened before the container is created (the shim
+/// reports before the monitor runs): one that cannot be opened fails the
+/// spawn, with its path, and nothing is created.
+#[test]
+fn a_log_that_cannot_be_opened_fails_the_spawn() {
+    if !require_root() {
+        return;
+    }
+    let mut ct = Ct::new(&["true"], |cfg, _| {
+        // Under <tmp>/ctr.log, made a regular file below.
+        let l = cfg.log.as_mut().unwrap();
+        l.path = l.path.join("sub/c-json.log");
+    });
+    std::fs::write(ct.tmp.path().join("ctr.log"), b"a file").unwrap();
+    match ct.spawn() {
+        Spawned::Failed(msg) => assert!(
+            msg.contains("open the log") && msg.contains("ctr.log/sub/c-json.log"),
+            "{msg}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(!ct.root.join(&ct.id).exists(), "runtime state left");
+    assert!(common::cgroup_dirs(&ct.id).is_empty(), "cgroups left");
+    for f in ["shim.sock", "shim.pid", "exit.json"] {
+        assert!(!ct.state.join(f).exists(), "{f} left");
+    }
+}
+
 /// berthd starts the shim before it writes the bundle: the shim creates
 /// the container only after the go byte, and gives up cleanly without it.
 #[test]

@@ -21,15 +21,16 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// Opens (appends to) the log.
-    pub fn open(cfg: LogConfig) -> std::io::Result<LogWriter> {
+    /// Opens `cfg`'s file for appending (its directory made if missing).
+    pub fn open_file(cfg: &LogConfig) -> std::io::Result<File> {
         if let Some(dir) = cfg.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&cfg.path)?;
+        OpenOptions::new().create(true).append(true).open(&cfg.path)
+    }
+
+    /// The writer of `file`, `cfg`'s file opened by [`Self::open_file`].
+    pub fn with_file(cfg: LogConfig, file: File) -> std::io::Result<LogWriter> {
         let size = file.metadata()?.len();
         Ok(LogWriter {
             cfg,
@@ -141,12 +142,13 @@ mod tests {
     fn lines_streams_and_rotation() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("c-json.log");
-        let mut w = LogWriter::open(LogConfig {
+        let cfg = LogConfig {
             path: path.clone(),
             max_size: Some(300),
             max_file: 2,
-        })
-        .expect("open");
+        };
+        let file = LogWriter::open_file(&cfg).expect("open");
+        let mut w = LogWriter::with_file(cfg, file).expect("writer");
         w.write(0, b"hel");
         w.write(0, b"lo\nwor");
         w.write(1, b"oops\n");

@@ -81,13 +81,13 @@ fn inherited(fd: i32) -> Result<OwnedFd, String> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// The monitor's program: takes over what the handoff names, reports to
-/// berth-shim's parent, and serves until the container has exited (then
-/// exits the process). On a failure before serving, the report says why
-/// and the container's init is killed: nobody would keep its stdio.
+/// The monitor's program: takes over what the handoff names and serves
+/// until the container has exited (then exits the process). berth-shim has
+/// reported to berthd already: on a failure before serving, the container's
+/// init is killed (nobody would keep its stdio) and the error is returned
+/// for the shim's log; berthd's wait then finds the shim gone.
 pub fn run(dir: &Path, handoff: &str) -> Result<Infallible, String> {
     let h: Handoff = serde_json::from_str(handoff).map_err(|e| format!("bad handoff: {e}"))?;
-    let mut report = std::fs::File::from(inherited(h.report)?);
     let shim = (|| {
         let own = |fd: Option<i32>| fd.map(inherited).transpose();
         let listener = UnixListener::from(inherited(h.listener)?);
@@ -101,24 +101,34 @@ pub fn run(dir: &Path, handoff: &str) -> Result<Infallible, String> {
             .and_then(|b| {
                 serde_json::from_slice(&b).map_err(|e| format!("bad {}: {e}", proto::CONFIG))
             })?;
+        let log = match (&cfg.log, own(h.log)?) {
+            (Some(l), Some(fd)) => Some(
+                LogWriter::with_file(l.clone(), fd.into())
+                    .map_err(|e| format!("the log {}: {e}", l.path.display()))?,
+            ),
+            (Some(l), None) => return Err(format!("the log {} is not open", l.path.display())),
+            (None, _) => None,
+        };
         let sigfd = child_signals().map_err(|e| format!("signalfd: {e}"))?;
-        Shim::new(dir, cfg, &h, ends, listener, sigfd)
+        Ok(Shim::new(dir, cfg, &h, ends, listener, sigfd, log))
     })();
     let mut shim = match shim {
         Ok(s) => s,
         Err(e) => {
             // SAFETY: kill(2) on this process's own child, not yet reaped.
             unsafe { libc::kill(h.init_pid, libc::SIGKILL) };
-            let _ = report.write_all(proto::error_line(&e).as_bytes());
             return Err(e);
         }
     };
-    let line = proto::ready_line(std::process::id() as i32, h.init_pid);
-    let _ = report.write_all(line.as_bytes());
-    drop(report);
     // The init may have exited before the exec: its SIGCHLD is pending.
     shim.reap();
     shim.serve()
+}
+
+/// Opens the json-file log of `cfg` for the monitor (berth-shim opens it
+/// before the exec, so that a log that cannot be written fails the start).
+pub fn open_log(cfg: &proto::LogConfig) -> std::io::Result<std::fs::File> {
+    LogWriter::open_file(cfg)
 }
 
 fn now() -> String {
@@ -221,15 +231,9 @@ impl Shim {
         ends: Ends,
         listener: UnixListener,
         sigfd: SignalFd,
-    ) -> Result<Shim, String> {
-        let log = match &cfg.log {
-            Some(l) => Some(
-                LogWriter::open(l.clone())
-                    .map_err(|e| format!("open the log {}: {e}", l.path.display()))?,
-            ),
-            None => None,
-        };
-        Ok(Shim {
+        log: Option<LogWriter>,
+    ) -> Shim {
+        Shim {
             dir: dir.to_owned(),
             cfg,
             init_pid: h.init_pid,
@@ -249,7 +253,7 @@ impl Shim {
             oom_base: h.oom_base,
             done_at: None,
             scratch: Box::new_uninit_slice(READ_CHUNK),
-        })
+        }
     }
 
     /// Serves until the container has exited and clients have their
