@@ -343,33 +343,56 @@ impl ContainerService {
                 }
             }
         }
-        let shim_start = berth_runtime::state::proc_stat(shim_pid).map_or(0, |(_, start)| start);
-        let started_at = now();
-        let rec = self.records.update(&id, |rec| {
-            rec.state.status = Status::Running;
-            rec.state.pid = init_pid;
-            rec.state.shim = Some((shim_pid, shim_start));
-            rec.state.started_at = Some(started_at.clone());
-            rec.state.error.clear();
-            rec.state.exit_code = 0;
-            rec.state.oom_killed = false;
-            rec.has_been_started = true;
-            rec.manually_stopped = false;
-            if let Some(j) = joined {
-                for (k, ep) in &j.endpoints {
-                    rec.networks.insert(k.clone(), ep.clone());
+        // Attach requests made before start get the stream from its first
+        // byte: connected (with the monitor's wait, sent before the process
+        // can exit) while the record is written; the shim may still be
+        // executing its monitor, which answers them once it serves.
+        let take_pending = || {
+            let slot = self.slot(&id);
+            let mut p = slot.pending.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *p)
+        };
+        let early = take_pending();
+        let connecting = async {
+            let wait = shim.send(&Request::Wait).await;
+            for p in early {
+                p.connect(&shim).await;
+            }
+            wait
+        };
+        let recording = async {
+            let shim_start =
+                berth_runtime::state::proc_stat(shim_pid).map_or(0, |(_, start)| start);
+            let started_at = now();
+            self.records.update(&id, |rec| {
+                rec.state.status = Status::Running;
+                rec.state.pid = init_pid;
+                rec.state.shim = Some((shim_pid, shim_start));
+                rec.state.started_at = Some(started_at.clone());
+                rec.state.error.clear();
+                rec.state.exit_code = 0;
+                rec.state.oom_killed = false;
+                rec.has_been_started = true;
+                rec.manually_stopped = false;
+                if let Some(j) = joined.as_ref() {
+                    for (k, ep) in &j.endpoints {
+                        rec.networks.insert(k.clone(), ep.clone());
+                    }
+                    rec.ports = j.ports.clone();
+                    rec.sandbox_key = j.netns.display().to_string();
                 }
-                rec.ports = j.ports.clone();
-                rec.sandbox_key = j.netns.display().to_string();
-            }
-            if rec.config.healthcheck.is_some() {
-                rec.state.health = Some(super::record::Health {
-                    status: "starting".into(),
-                    ..Default::default()
-                });
-            }
-            Ok(())
-        });
+                if rec.config.healthcheck.is_some() {
+                    rec.state.health = Some(super::record::Health {
+                        status: "starting".into(),
+                        ..Default::default()
+                    });
+                }
+                Ok(())
+            })
+        };
+        // `connecting` first: its requests are out before the record's
+        // write (which does not yield) runs.
+        let (wait, rec) = tokio::join!(biased; connecting, recording);
         *recorded = rec.is_ok();
         let rec = match rec {
             Ok(r) => r,
@@ -378,17 +401,10 @@ impl ContainerService {
                 return Err(e);
             }
         };
-        // Attach requests made before start get the stream from its first byte.
-        let pending: Vec<_> = {
-            let slot = self.slot(&id);
-            let mut p = slot.pending.lock().unwrap_or_else(|p| p.into_inner());
-            std::mem::take(&mut *p)
-        };
-        for p in pending {
+        // Those that came while the record said Created still.
+        for p in take_pending() {
             p.connect(&shim).await;
         }
-        // The monitor's wait is sent before the process can exit.
-        let wait = shim.send(&Request::Wait).await;
         self.spawn_monitor(id.clone(), shim_pid, Some(wait), Some(started));
         if let Err(e) = self.runtime_start(&id).await {
             let _ = self.runtime_kill(&id, libc::SIGKILL, true).await;
