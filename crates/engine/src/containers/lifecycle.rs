@@ -811,10 +811,17 @@ impl ContainerService {
         timeout: Option<i64>,
         signal: Option<&str>,
     ) -> Result<(), EngineError> {
-        let r = self.get(name_or_id)?;
-        let slot = self.slot(&r.id);
-        let _g = slot.op.lock().await;
-        self.stop_locked(&r.id, timeout, signal).await
+        // To its end even when the client goes (as dockerd): a stop cut
+        // after its signal would not send the SIGKILL its timeout promised.
+        let (svc, name) = (self.clone(), name_or_id.to_owned());
+        let signal = signal.map(str::to_owned);
+        to_completion(async move {
+            let r = svc.get(&name)?;
+            let slot = svc.slot(&r.id);
+            let _g = slot.op.lock().await;
+            svc.stop_locked(&r.id, timeout, signal.as_deref()).await
+        })
+        .await
     }
 
     async fn stop_locked(
