@@ -38,9 +38,12 @@ pub fn delete_loaded(c: &Container, force: bool) -> Result<()> {
         cg.destroy()?;
     }
     std::fs::remove_dir_all(&c.dir).with_context(|| format!("remove {}", c.dir.display()))?;
-    let state = serde_json::to_vec(&c.record.view(Status::Stopped)).unwrap_or_default();
-    if let Err(e) = hooks::run(c.record.spec.hooks().as_ref(), HookKind::Poststop, &state) {
-        tracing::warn!("{e}");
+    let hooks = c.record.spec.hooks().as_ref();
+    if hooks.is_some_and(|h| !HookKind::Poststop.of(h).is_empty()) {
+        let state = serde_json::to_vec(&c.record.view(Status::Stopped)).unwrap_or_default();
+        if let Err(e) = hooks::run(hooks, HookKind::Poststop, &state) {
+            tracing::warn!("{e}");
+        }
     }
     Ok(())
 }
