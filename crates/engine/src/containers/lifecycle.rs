@@ -708,8 +708,7 @@ impl ContainerService {
                 }
             });
         } else if let Some(files) = files {
-            let files = files.await.unwrap_or_else(|e| Err(e.to_string()));
-            let _ = self.conclude_remove(rec, true, files);
+            let _ = self.conclude_remove(rec, true, files.await);
         }
         // For its next start, or the next container's: made now, after
         // this exit's work.
@@ -1152,8 +1151,7 @@ impl ContainerService {
         volumes: bool,
     ) -> Result<(), EngineError> {
         let net = (!rec.sandbox_key.is_empty()).then_some((&rec.networks, !rec.ports.is_empty()));
-        let files = self.dismantle(id, net).await;
-        let files = files.await.unwrap_or_else(|e| Err(e.to_string()));
+        let files = self.dismantle(id, net).await.await;
         self.conclude_remove(rec, volumes, files)
     }
 
@@ -1169,7 +1167,7 @@ impl ContainerService {
             &std::collections::BTreeMap<String, crate::networks::Endpoint>,
             bool,
         )>,
-    ) -> tokio::task::JoinHandle<Result<(), String>> {
+    ) -> impl std::future::Future<Output = Result<(), String>> + use<> {
         let leave = async {
             if let Some((endpoints, had_ports)) = net {
                 self.networks.leave(id, endpoints, had_ports).await;
@@ -1184,7 +1182,7 @@ impl ContainerService {
             // Off the async threads: deleting a writable layer deletes
             // every file the container wrote.
             let (svc, owned) = (self.clone(), id.to_owned());
-            tokio::task::spawn_blocking(move || {
+            let removal = tokio::task::spawn_blocking(move || {
                 if let Err(e) = svc.snapshotter.remove(&owned)
                     && svc.snapshotter.stat(&owned).is_ok()
                 {
@@ -1193,7 +1191,9 @@ impl ContainerService {
                 let _ = std::fs::remove_dir_all(svc.paths.bundle(&owned));
                 let _ = std::fs::remove_dir_all(svc.paths.data_dir(&owned));
                 Ok(())
-            })
+            });
+            // Already running; awaited (a panic as an error) by the caller.
+            async move { removal.await.unwrap_or_else(|e| Err(e.to_string())) }
         };
         tokio::join!(local, leave).0
     }
@@ -1439,7 +1439,7 @@ impl ContainerService {
     }
 }
 
-/// Runs `op` as a task of its own, to its end: a start, removal or
+/// Runs `op` as a task of its own, to its end: a start, stop, removal or
 /// network change is not cut half-way (namespaces, mounts, endpoints, a
 /// created container left behind) when the client that asked goes away
 /// and its request is dropped.
