@@ -183,6 +183,7 @@ async fn serve(
     if drained.is_err() {
         tracing::warn!("requests still running after {DRAIN:?}; stopping anyway");
     }
+    state.engine.containers().shutdown().await;
     state.engine.networks().shutdown();
     drop(sockets);
     drop(pidfile);

@@ -1063,3 +1063,158 @@ fn attach_with_logs_and_over_a_websocket() {
     assert_eq!(got[head_end] & 0x0f, 2);
     d.docker_ok(&["rm", "-f", "talker"]);
 }
+
+/// Whether `d` has made container `id` ahead of its start: its shim runs
+/// while the record still says created.
+fn made_ahead(d: &Daemon, id: &str) -> bool {
+    let exec = d.exec_root().display().to_string();
+    processes()
+        .iter()
+        .any(|(_, cmd)| cmd.contains("berth-shim") && cmd.contains(&exec) && cmd.contains(id))
+}
+
+/// What is left of a created container made ahead of its start, besides
+/// its record: shim, mounts (rootfs, pinned network namespace), cgroups.
+fn made_leftovers(d: &Daemon, id: &str) -> Vec<String> {
+    let mut out: Vec<String> = leftovers(d, &[id.to_owned()])
+        .into_iter()
+        .filter(|l| l.contains(id))
+        .collect();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for m in info.lines().filter_map(|l| l.split(' ').nth(4)) {
+        if m.contains(id) && !out.iter().any(|o| o.ends_with(m)) {
+            out.push(format!("mount {m}"));
+        }
+    }
+    out
+}
+
+#[test]
+fn created_containers_made_ahead_of_their_start() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut d = daemon_with_busybox();
+    // Made after the create, dropped when no start comes: nothing left.
+    let id = d
+        .docker_ok(&["create", "--name", "idle", "busybox", "sleep", "60"])
+        .trim()
+        .to_owned();
+    wait_for("the container made ahead", Duration::from_secs(5), || {
+        made_ahead(&d, &id)
+    });
+    assert_eq!(inspect(&d, "idle")["State"]["Status"], "created");
+    assert_eq!(inspect(&d, "idle")["State"]["Pid"], 0);
+    wait_for(
+        "the unstarted container dropped",
+        Duration::from_secs(10),
+        || made_leftovers(&d, &id).is_empty(),
+    );
+    d.docker_ok(&["start", "idle"]);
+    assert_eq!(inspect(&d, "idle")["State"]["Status"], "running");
+    d.docker_ok(&["rm", "-f", "idle"]);
+    assert_eq!(made_leftovers(&d, &id), Vec::<String>::new());
+
+    // Removed while made ahead: nothing left once rm answers.
+    let id = d
+        .docker_ok(&["create", "busybox", "true"])
+        .trim()
+        .to_owned();
+    wait_for("the container made ahead", Duration::from_secs(5), || {
+        made_ahead(&d, &id)
+    });
+    d.docker_ok(&["rm", &id]);
+    assert_eq!(made_leftovers(&d, &id), Vec::<String>::new());
+
+    // Changed between create and start: the start has the change.
+    d.docker_ok(&["network", "create", "--subnet", "10.231.61.0/24", "ahead1"]);
+    d.docker_ok(&["network", "create", "--subnet", "10.231.62.0/24", "ahead2"]);
+    d.docker_ok(&[
+        "create",
+        "--name",
+        "moved",
+        "--network",
+        "ahead1",
+        "--memory",
+        "64m",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let id = inspect(&d, "moved")["Id"].as_str().unwrap().to_owned();
+    wait_for("the container made ahead", Duration::from_secs(5), || {
+        made_ahead(&d, &id)
+    });
+    d.docker_ok(&[
+        "update",
+        "--memory",
+        "96m",
+        "--memory-swap",
+        "200m",
+        "moved",
+    ]);
+    d.docker_ok(&["rename", "moved", "moved2"]);
+    d.docker_ok(&["network", "disconnect", "ahead1", "moved2"]);
+    d.docker_ok(&["network", "connect", "ahead2", "moved2"]);
+    // A network whose only user was made ahead on it goes.
+    d.docker_ok(&["network", "rm", "ahead1"]);
+    d.docker_ok(&["start", "moved2"]);
+    let addrs = d.docker_ok(&["exec", "moved2", "ip", "-4", "-o", "addr"]);
+    assert!(addrs.contains("10.231.62."), "{addrs}");
+    assert!(!addrs.contains("10.231.61."), "{addrs}");
+    let limit = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/memory/berth/{id}/memory.limit_in_bytes"
+    ))
+    .unwrap();
+    assert_eq!(limit.trim(), (96u64 << 20).to_string());
+    // Its name on the network is the new one.
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "ahead2",
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "moved2",
+    ]);
+    assert!(out.contains("1 packets received"), "{out}");
+
+    // Copied into while made ahead: the start sees the file.
+    let tmp = d.dir.path().join("cp-in");
+    std::fs::write(&tmp, "copied\n").unwrap();
+    let id = d
+        .docker_ok(&["create", "--name", "filled", "busybox", "cat", "/in"])
+        .trim()
+        .to_owned();
+    wait_for("the container made ahead", Duration::from_secs(5), || {
+        made_ahead(&d, &id)
+    });
+    d.docker_ok(&["cp", tmp.to_str().unwrap(), "filled:/in"]);
+    assert_eq!(d.docker_ok(&["start", "-a", "filled"]), "copied\n");
+
+    // A daemon killed while one is made ahead: the next daemon drops it
+    // and the container starts.
+    let id = d
+        .docker_ok(&["create", "--name", "orphan", "busybox", "echo", "after"])
+        .trim()
+        .to_owned();
+    wait_for("the container made ahead", Duration::from_secs(5), || {
+        made_ahead(&d, &id)
+    });
+    d.kill9();
+    d.spawn();
+    wait_for("the orphan dropped", Duration::from_secs(10), || {
+        made_leftovers(&d, &id).is_empty()
+    });
+    assert_eq!(d.docker_ok(&["start", "-a", "orphan"]), "after\n");
+
+    for c in ["moved2", "filled", "orphan"] {
+        d.docker_ok(&["rm", "-f", c]);
+    }
+    d.docker_ok(&["network", "rm", "ahead2"]);
+}

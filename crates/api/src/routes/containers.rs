@@ -76,6 +76,7 @@ pub async fn create(
             .map_err(ApiError::from)
     })
     .await?;
+    st.engine.containers().prepare_soon(&id);
     Ok((
         StatusCode::CREATED,
         Json(json!({ "Id": id, "Warnings": warnings })),

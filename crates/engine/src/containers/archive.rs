@@ -98,13 +98,24 @@ impl ContainerService {
         let name: String = b.iter().map(|x| format!("{x:02x}")).collect();
         let dir = self.paths.bundle(&r.id).join(format!("cp-{name}"));
         std::fs::create_dir_all(&dir).map_err(|e| io(&format!("create {}", dir.display()), e))?;
-        let mounts = self
-            .snapshotter
-            .mounts(&r.id)
-            .map_err(berth_image::store::StoreError::from)?;
-        if let Err(e) = mount_all(&mounts, &dir) {
+        // Mounted already when it is made for a start (ahead of it, or by
+        // one under way): the same mount, as an overlay's upper directory
+        // must not be in two.
+        let rootfs = self.paths.rootfs(&r.id);
+        let mounted = if berth_image::snapshot::is_mountpoint(&rootfs) {
+            rustix::mount::mount_bind(&rootfs, &dir).map_err(|e| {
+                EngineError::io(format!("bind {} for the copy", rootfs.display()), e.into())
+            })
+        } else {
+            let mounts = self
+                .snapshotter
+                .mounts(&r.id)
+                .map_err(berth_image::store::StoreError::from)?;
+            mount_all(&mounts, &dir).map_err(|e| berth_image::store::StoreError::from(e).into())
+        };
+        if let Err(e) = mounted {
             let _ = std::fs::remove_dir(&dir);
-            return Err(berth_image::store::StoreError::from(e).into());
+            return Err(e);
         }
         let root = Root {
             fd: open_dir(&dir)?,

@@ -19,6 +19,10 @@ use super::{ContainerService, now};
 use crate::error::EngineError;
 use crate::events::Event;
 
+/// How long a container made ahead of its start waits for that start.
+const PREPARED_FOR: Duration = Duration::from_secs(1);
+/// Most containers made ahead of their start at once.
+const MAX_PREPARED: usize = 4;
 /// Default seconds between the stop signal and SIGKILL.
 const DEFAULT_STOP_TIMEOUT: i64 = 10;
 /// The first restart delay of a failing container; it doubles up to a minute.
@@ -123,6 +127,34 @@ impl Waiter {
 /// The receiving end of a start's "over" signal (see
 /// [`ContainerService::spawn_monitor`]).
 type Started = tokio::sync::oneshot::Receiver<()>;
+
+/// A container made ahead of its start ([`ContainerService::prepare`]):
+/// created by its shim in its namespace, endpoints attached, its process
+/// not released.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// The record it was made from: a start that finds another (an
+    /// update, rename or network change since) makes it afresh.
+    record: Record,
+    _joining: Option<crate::networks::Joining>,
+    joined: Option<crate::networks::Joined>,
+    shim: Shim,
+    shim_pid: i32,
+    init_pid: i32,
+    /// Counts it among those made ahead while it lives.
+    _ahead: Option<Ahead>,
+}
+
+/// One of the containers made ahead of their start, counted until it is
+/// started or dropped.
+#[derive(Debug)]
+pub(crate) struct Ahead(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 fn stop_signal(r: &Record) -> i32 {
     r.config
@@ -236,11 +268,142 @@ impl ContainerService {
         res
     }
 
-    /// Makes the container's network namespace, then [`Self::launch_in`],
-    /// which attaches its endpoints meanwhile; a failure before the record
-    /// says it runs undoes the networks here (after that, whoever clears
-    /// the record's network state does).
+    /// After a create: makes the container ahead of its start, in the
+    /// background (`docker run` starts it a few milliseconds later, once the
+    /// client has attached and asked to wait), and drops it again if no
+    /// start came within [`PREPARED_FOR`]. Not for a container whose start
+    /// takes what another could claim first (fixed host ports, a fixed
+    /// address), nor one that depends on another's state at its start
+    /// (links, another's network namespace); nor beyond
+    /// [`MAX_PREPARED`] at once.
+    pub fn prepare_soon(self: &Arc<Self>, id: &str) {
+        let Ok(Some(r)) = self.records.get(id) else {
+            return;
+        };
+        let h = &r.host_config;
+        let fixed_port = h
+            .port_bindings
+            .values()
+            .flatten()
+            .flatten()
+            .any(|b| !matches!(b.host_port.as_str(), "" | "0"));
+        let fixed_ip = r
+            .networks
+            .values()
+            .any(|ep| !ep.ipv4_address.is_empty() || !ep.ipv6_address.is_empty());
+        if fixed_port
+            || fixed_ip
+            || !h.links.is_empty()
+            || h.network_mode.starts_with("container:")
+            || tokio::runtime::Handle::try_current().is_err()
+        {
+            return;
+        }
+        if self
+            .preparing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < MAX_PREPARED).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return;
+        }
+        let ahead = Ahead(self.preparing.clone());
+        let (svc, id) = (self.clone(), r.id);
+        tokio::spawn(async move {
+            let slot = svc.slot(&id);
+            let made = async {
+                let _g = slot.op.lock().await;
+                let r = match svc.records.get(&id) {
+                    Ok(Some(r)) if r.state.status == Status::Created => r,
+                    _ => return false,
+                };
+                if svc.closed.load(Ordering::SeqCst) {
+                    return false;
+                }
+                match svc.prepare(&r).await {
+                    Ok(mut p) => {
+                        p._ahead = Some(ahead);
+                        *slot.prepared.lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
+                        true
+                    }
+                    Err(e) => {
+                        // The start makes it again, and says why; nothing
+                        // stays meanwhile (a failed start unmounts as well).
+                        tracing::debug!(container = %id, error = %e, "prepare");
+                        svc.teardown(&id).await;
+                        false
+                    }
+                }
+            };
+            if made.await {
+                tokio::time::sleep(PREPARED_FOR).await;
+                let _g = slot.op.lock().await;
+                if let Some(p) = slot.take_prepared() {
+                    svc.discard(&id, p).await;
+                }
+            }
+        });
+    }
+
+    /// Drops what [`Self::prepare_soon`] made of `id`, if anything: before
+    /// anything but a start changes the container. The caller holds its
+    /// operation lock.
+    pub(crate) async fn unprepare(self: &Arc<Self>, id: &str) {
+        if let Some(p) = self.slot(id).take_prepared() {
+            self.discard(id, p).await;
+        }
+    }
+
+    /// berthd is stopping: what was made ahead of a start is dropped, and
+    /// nothing more is.
+    pub async fn shutdown(self: &Arc<Self>) {
+        self.closed.store(true, Ordering::SeqCst);
+        let slots: Vec<(String, Arc<super::Slot>)> = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (id, slot) in slots {
+            let _g = slot.op.lock().await;
+            self.unprepare(&id).await;
+        }
+    }
+
+    /// Undoes [`Self::prepare`].
+    pub(crate) async fn discard(self: &Arc<Self>, id: &str, p: Prepared) {
+        let _ = self.runtime_kill(id, libc::SIGKILL, true).await;
+        self.teardown(id).await;
+        if let Some(j) = &p.joined {
+            self.networks
+                .leave(id, &j.endpoints, !j.ports.is_empty())
+                .await;
+        }
+    }
+
+    /// Runs the container: what [`Self::prepare`] made ahead of this start
+    /// (taken from the slot), or made now; then [`Self::release`].
     async fn launch(self: &Arc<Self>, r: &Record, started: Started) -> Result<(), EngineError> {
+        let ready = self.slot(&r.id).take_prepared();
+        let p = match ready {
+            Some(p) if p.record == *r => p,
+            stale => {
+                if let Some(p) = stale {
+                    self.discard(&r.id, p).await;
+                }
+                self.prepare(r).await?
+            }
+        };
+        self.release(r, p, started).await
+    }
+
+    /// Makes the container's network namespace and attaches its endpoints
+    /// while the shim creates the container in it: everything of a start
+    /// but its record and the release of its process. A failure undoes
+    /// what was made.
+    pub(crate) async fn prepare(self: &Arc<Self>, r: &Record) -> Result<Prepared, EngineError> {
         let exposed: Vec<String> = r
             .config
             .exposed_ports
@@ -254,40 +417,39 @@ impl ContainerService {
         )?;
         let joining = self.networks.join_netns(&r.id, &r.networks).await?;
         let mut joined = None;
-        let mut recorded = false;
         let res = self
-            .launch_in(
-                r,
-                joining.as_ref(),
-                &port_requests,
-                &mut joined,
-                &mut recorded,
-                started,
-            )
+            .prepare_in(r, joining.as_ref(), &port_requests, &mut joined)
             .await;
-        if res.is_err()
-            && !recorded
-            && let Some(j) = &joined
-        {
-            self.networks
-                .leave(&r.id, &j.endpoints, !j.ports.is_empty())
-                .await;
+        match res {
+            Ok((shim, shim_pid, init_pid)) => Ok(Prepared {
+                record: r.clone(),
+                _joining: joining,
+                joined,
+                shim,
+                shim_pid,
+                init_pid,
+                _ahead: None,
+            }),
+            Err(e) => {
+                if let Some(j) = &joined {
+                    self.networks
+                        .leave(&r.id, &j.endpoints, !j.ports.is_empty())
+                        .await;
+                }
+                Err(e)
+            }
         }
-        res
     }
 
     /// Attaches the endpoints of `net` (into `joined`) while the shim
-    /// creates the container in its namespace, then records the container
-    /// running and starts its process.
-    async fn launch_in(
+    /// creates the container in its namespace; writes its /etc/hosts.
+    async fn prepare_in(
         self: &Arc<Self>,
         r: &Record,
         net: Option<&crate::networks::Joining>,
         port_requests: &[crate::networks::ports::PortRequest],
         joined: &mut Option<crate::networks::Joined>,
-        recorded: &mut bool,
-        started: Started,
-    ) -> Result<(), EngineError> {
+    ) -> Result<(Shim, i32, i32), EngineError> {
         let id = r.id.clone();
         let attach = async {
             match net {
@@ -343,6 +505,39 @@ impl ContainerService {
                 }
             }
         }
+        Ok((shim, shim_pid, init_pid))
+    }
+
+    /// Records the prepared container running and starts its process; a
+    /// failure before the record says it runs kills it and undoes its
+    /// networks (after that, whoever clears the record's network state
+    /// does).
+    async fn release(
+        self: &Arc<Self>,
+        r: &Record,
+        p: Prepared,
+        started: Started,
+    ) -> Result<(), EngineError> {
+        let id = r.id.clone();
+        let Prepared {
+            record: _,
+            _joining,
+            joined,
+            shim,
+            shim_pid,
+            init_pid,
+            _ahead,
+        } = p;
+        drop(_ahead);
+        let undo = |e: EngineError| async {
+            let _ = self.runtime_kill(&id, libc::SIGKILL, true).await;
+            if let Some(j) = &joined {
+                self.networks
+                    .leave(&id, &j.endpoints, !j.ports.is_empty())
+                    .await;
+            }
+            e
+        };
         // Attach requests made before start get the stream from its first
         // byte: connected (with the monitor's wait, sent before the process
         // can exit) while the record is written; the shim may still be
@@ -393,17 +588,16 @@ impl ContainerService {
         // `connecting` first: its requests are out before the record's
         // write (which does not yield) runs.
         let (wait, rec) = tokio::join!(biased; connecting, recording);
-        *recorded = rec.is_ok();
         let rec = match rec {
             Ok(r) => r,
-            Err(e) => {
-                let _ = self.runtime_kill(&id, libc::SIGKILL, true).await;
-                return Err(e);
-            }
+            Err(e) => return Err(undo(e).await),
         };
         // Those that came while the record said Created still.
         for p in take_pending() {
             p.connect(&shim).await;
+        }
+        if let Some(j) = &joined {
+            self.networks.announce(&id, rec.short_name(), j);
         }
         self.spawn_monitor(id.clone(), shim_pid, Some(wait), Some(started));
         if let Err(e) = self.runtime_start(&id).await {
@@ -1060,6 +1254,7 @@ impl ContainerService {
         let r = self.get(name_or_id)?;
         let slot = self.slot(&r.id);
         let _g = slot.op.lock().await;
+        self.unprepare(&r.id).await;
         let r = self.get(&r.id)?;
         // Between two runs of its restart policy a container counts as
         // running, as with dockerd.
@@ -1324,7 +1519,9 @@ impl ContainerService {
                     let _ = self.remove_now(&r.id, false).await;
                 }
                 Status::Created | Status::Exited => {
-                    self.unmount_rootfs(&r.id);
+                    // What a start (or a making ahead of one) cut short
+                    // left: the runtime's container, its shim, its mount.
+                    self.teardown(&r.id).await;
                 }
             }
         }

@@ -82,6 +82,17 @@ struct Slot {
     /// A `docker restart` is under way: its stop's exit does not remove a
     /// `--rm` container (as with dockerd, which lifts AutoRemove then).
     restarting: std::sync::atomic::AtomicBool,
+    /// The container made ahead of its start, if it has been.
+    prepared: Mutex<Option<lifecycle::Prepared>>,
+}
+
+impl Slot {
+    fn take_prepared(&self) -> Option<lifecycle::Prepared> {
+        self.prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
 }
 
 /// The engine's containers.
@@ -102,6 +113,10 @@ pub struct ContainerService {
     /// for it (read), since the network recovery frees the namespaces and
     /// addresses no running record holds, which a start in progress has.
     recovery: tokio::sync::RwLock<()>,
+    /// Containers being made, or made, ahead of their start.
+    preparing: Arc<std::sync::atomic::AtomicUsize>,
+    /// berthd is stopping: nothing is made ahead of a start.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl ContainerService {
@@ -131,6 +146,8 @@ impl ContainerService {
             slots: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
             recovery: tokio::sync::RwLock::new(()),
+            preparing: Default::default(),
+            closed: Default::default(),
         }))
     }
 

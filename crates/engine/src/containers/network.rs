@@ -19,6 +19,19 @@ impl ContainerService {
             .collect())
     }
 
+    /// The containers of `net` made ahead of their start are dropped (their
+    /// endpoints are on it).
+    async fn unprepare_users(self: &Arc<Self>, net: &Network) -> Result<(), EngineError> {
+        for r in self.network_users(net)? {
+            if r.state.status == super::Status::Created {
+                let slot = self.slot(&r.id);
+                let _g = slot.op.lock().await;
+                self.unprepare(&r.id).await;
+            }
+        }
+        Ok(())
+    }
+
     fn network_event(&self, n: &Network, action: &str, container: Option<&str>) {
         let mut attrs = BTreeMap::new();
         attrs.insert("name".to_owned(), n.name.clone());
@@ -40,7 +53,7 @@ impl ContainerService {
     }
 
     /// `docker network rm`: refused while a running container uses it.
-    pub async fn network_remove(&self, name_or_id: &str) -> Result<(), EngineError> {
+    pub async fn network_remove(self: &Arc<Self>, name_or_id: &str) -> Result<(), EngineError> {
         let n = self.networks.get(name_or_id)?;
         if n.is_predefined() {
             return Err(EngineError::Forbidden(format!(
@@ -48,6 +61,7 @@ impl ContainerService {
                 n.name
             )));
         }
+        self.unprepare_users(&n).await?;
         if self
             .network_users(&n)?
             .iter()
@@ -106,6 +120,7 @@ impl ContainerService {
         let r = self.get(container)?;
         let slot = self.slot(&r.id);
         let _g = slot.op.lock().await;
+        self.unprepare(&r.id).await;
         let r = self.get(&r.id)?;
         let mode = r.host_config.network_mode.as_str();
         if no_own_networks(mode) {
@@ -186,6 +201,7 @@ impl ContainerService {
         let r = self.get(container)?;
         let slot = self.slot(&r.id);
         let _g = slot.op.lock().await;
+        self.unprepare(&r.id).await;
         let r = self.get(&r.id)?;
         let Some(ep) = r.networks.get(&n.name).cloned() else {
             return Err(EngineError::Forbidden(format!(

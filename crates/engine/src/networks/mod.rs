@@ -1206,7 +1206,6 @@ impl NetworkService {
                     // Not recorded in `joined` yet: its address goes back here.
                 })?;
             joined.endpoints.insert(n.name.clone(), ep.clone());
-            self.index_add(&n.name, id, name, &ep);
         }
         if !port_requests.is_empty() {
             let (n, _) = &j.nets[0];
@@ -1384,6 +1383,14 @@ impl NetworkService {
         let server = DnsServer::start(Some(ns), cfg, resolver).await?;
         lock(&self.live).entry(id.to_owned()).or_default().dns = Some(server);
         Ok(())
+    }
+
+    /// Container `id` (`name`) answers by name, short id and aliases on
+    /// the networks it joined: once it runs, not while it is made.
+    pub fn announce(&self, id: &str, name: &str, joined: &Joined) {
+        for (net, ep) in &joined.endpoints {
+            self.index_add(net, id, name, ep);
+        }
     }
 
     fn index_add(&self, network: &str, id: &str, name: &str, ep: &Endpoint) {
