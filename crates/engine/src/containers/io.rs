@@ -92,19 +92,31 @@ impl ContainerService {
             stderr,
         };
         let tty = r.config.tty;
-        let stream = match r.state.status {
+        let waits = |s: Status| matches!(s, Status::Created | Status::Restarting | Status::Exited);
+        let mut status = r.state.status;
+        if waits(status) {
+            // Queued for the next start, unless it runs already: read again
+            // under the queue's lock, which a start takes (for the last
+            // time) only once its record says it runs, so the request is
+            // either taken by that start or sees it running.
+            let (tx, rx) = oneshot::channel();
+            let slot = self.slot(&r.id);
+            let mut pending = slot.pending.lock().unwrap_or_else(|p| p.into_inner());
+            status = self
+                .records
+                .get(&r.id)?
+                .map_or(Status::Dead, |now| now.state.status);
+            if waits(status) {
+                pending.push(PendingAttach { req, tx });
+                drop(pending);
+                self.event(&r, "attach", &[]);
+                return Ok((AttachStream::Pending(rx), tty, r.id));
+            }
+        }
+        let stream = match status {
             Status::Running | Status::Paused => {
                 let shim = Shim::new(self.paths.bundle(&r.id));
                 AttachStream::Live(shim.call_ok(&req).await?)
-            }
-            Status::Created | Status::Restarting | Status::Exited => {
-                let (tx, rx) = oneshot::channel();
-                let slot = self.slot(&r.id);
-                slot.pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(PendingAttach { req, tx });
-                AttachStream::Pending(rx)
             }
             _ => AttachStream::Ended,
         };

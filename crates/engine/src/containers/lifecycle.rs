@@ -274,7 +274,7 @@ impl ContainerService {
     /// start came within [`PREPARED_FOR`]. Not for a container whose start
     /// takes what another could claim first (fixed host ports, a fixed
     /// address), nor one that depends on another's state at its start
-    /// (links, another's network namespace); nor beyond
+    /// (links, another's network, pid or ipc namespace); nor beyond
     /// [`MAX_PREPARED`] at once.
     pub fn prepare_soon(self: &Arc<Self>, id: &str) {
         let Ok(Some(r)) = self.records.get(id) else {
@@ -291,10 +291,13 @@ impl ContainerService {
             .networks
             .values()
             .any(|ep| !ep.ipv4_address.is_empty() || !ep.ipv6_address.is_empty());
+        let joins_another = [&h.network_mode, &h.pid_mode, &h.ipc_mode]
+            .iter()
+            .any(|m| m.starts_with("container:"));
         if fixed_port
             || fixed_ip
+            || joins_another
             || !h.links.is_empty()
-            || h.network_mode.starts_with("container:")
             || tokio::runtime::Handle::try_current().is_err()
         {
             return;
