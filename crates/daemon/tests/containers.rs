@@ -1197,6 +1197,19 @@ fn created_containers_made_ahead_of_their_start() {
     d.docker_ok(&["cp", tmp.to_str().unwrap(), "filled:/in"]);
     assert_eq!(d.docker_ok(&["start", "-a", "filled"]), "copied\n");
 
+    // berthd stopped while one is made ahead drops it before it exits.
+    let id = d
+        .docker_ok(&["create", "--name", "stopped", "busybox", "echo", "later"])
+        .trim()
+        .to_owned();
+    wait_for("the container made ahead", Duration::from_secs(5), || {
+        made_ahead(&d, &id)
+    });
+    assert!(d.terminate().success());
+    assert_eq!(made_leftovers(&d, &id), Vec::<String>::new());
+    d.spawn();
+    assert_eq!(d.docker_ok(&["start", "-a", "stopped"]), "later\n");
+
     // A daemon killed while one is made ahead: the next daemon drops it
     // and the container starts.
     let id = d
@@ -1213,7 +1226,7 @@ fn created_containers_made_ahead_of_their_start() {
     });
     assert_eq!(d.docker_ok(&["start", "-a", "orphan"]), "after\n");
 
-    for c in ["moved2", "filled", "orphan"] {
+    for c in ["moved2", "filled", "stopped", "orphan"] {
         d.docker_ok(&["rm", "-f", c]);
     }
     d.docker_ok(&["network", "rm", "ahead2"]);

@@ -142,7 +142,7 @@ pub(crate) struct Prepared {
     shim_pid: i32,
     init_pid: i32,
     /// Counts it among those made ahead while it lives.
-    _ahead: Option<Ahead>,
+    ahead: Option<Ahead>,
 }
 
 /// One of the containers made ahead of their start, counted until it is
@@ -326,7 +326,7 @@ impl ContainerService {
                 }
                 match svc.prepare(&r).await {
                     Ok(mut p) => {
-                        p._ahead = Some(ahead);
+                        p.ahead = Some(ahead);
                         *slot.prepared.lock().unwrap_or_else(|p| p.into_inner()) = Some(p);
                         true
                     }
@@ -431,7 +431,7 @@ impl ContainerService {
                 shim,
                 shim_pid,
                 init_pid,
-                _ahead: None,
+                ahead: None,
             }),
             Err(e) => {
                 if let Some(j) = &joined {
@@ -529,9 +529,9 @@ impl ContainerService {
             shim,
             shim_pid,
             init_pid,
-            _ahead,
+            ahead,
         } = p;
-        drop(_ahead);
+        drop(ahead);
         let undo = |e: EngineError| async {
             let _ = self.runtime_kill(&id, libc::SIGKILL, true).await;
             if let Some(j) = &joined {
