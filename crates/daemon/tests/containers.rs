@@ -1089,6 +1089,18 @@ fn made_leftovers(d: &Daemon, id: &str) -> Vec<String> {
     out
 }
 
+/// `docker create ARGS`, once `d` has made the container ahead of its
+/// start; its id.
+fn create_made_ahead(d: &Daemon, args: &[&str]) -> String {
+    let mut full = vec!["create"];
+    full.extend_from_slice(args);
+    let id = d.docker_ok(&full).trim().to_owned();
+    wait_for("the container made ahead", Duration::from_secs(5), || {
+        made_ahead(d, &id)
+    });
+    id
+}
+
 #[test]
 fn created_containers_made_ahead_of_their_start() {
     if !nix::unistd::Uid::effective().is_root() {
@@ -1097,13 +1109,7 @@ fn created_containers_made_ahead_of_their_start() {
     }
     let mut d = daemon_with_busybox();
     // Made after the create, dropped when no start comes: nothing left.
-    let id = d
-        .docker_ok(&["create", "--name", "idle", "busybox", "sleep", "60"])
-        .trim()
-        .to_owned();
-    wait_for("the container made ahead", Duration::from_secs(5), || {
-        made_ahead(&d, &id)
-    });
+    let id = create_made_ahead(&d, &["--name", "idle", "busybox", "sleep", "60"]);
     assert_eq!(inspect(&d, "idle")["State"]["Status"], "created");
     assert_eq!(inspect(&d, "idle")["State"]["Pid"], 0);
     wait_for(
@@ -1117,35 +1123,27 @@ fn created_containers_made_ahead_of_their_start() {
     assert_eq!(made_leftovers(&d, &id), Vec::<String>::new());
 
     // Removed while made ahead: nothing left once rm answers.
-    let id = d
-        .docker_ok(&["create", "busybox", "true"])
-        .trim()
-        .to_owned();
-    wait_for("the container made ahead", Duration::from_secs(5), || {
-        made_ahead(&d, &id)
-    });
+    let id = create_made_ahead(&d, &["busybox", "true"]);
     d.docker_ok(&["rm", &id]);
     assert_eq!(made_leftovers(&d, &id), Vec::<String>::new());
 
     // Changed between create and start: the start has the change.
     d.docker_ok(&["network", "create", "--subnet", "10.231.61.0/24", "ahead1"]);
     d.docker_ok(&["network", "create", "--subnet", "10.231.62.0/24", "ahead2"]);
-    d.docker_ok(&[
-        "create",
-        "--name",
-        "moved",
-        "--network",
-        "ahead1",
-        "--memory",
-        "64m",
-        "busybox",
-        "sleep",
-        "60",
-    ]);
-    let id = inspect(&d, "moved")["Id"].as_str().unwrap().to_owned();
-    wait_for("the container made ahead", Duration::from_secs(5), || {
-        made_ahead(&d, &id)
-    });
+    let id = create_made_ahead(
+        &d,
+        &[
+            "--name",
+            "moved",
+            "--network",
+            "ahead1",
+            "--memory",
+            "64m",
+            "busybox",
+            "sleep",
+            "60",
+        ],
+    );
     d.docker_ok(&[
         "update",
         "--memory",
@@ -1187,24 +1185,12 @@ fn created_containers_made_ahead_of_their_start() {
     // Copied into while made ahead: the start sees the file.
     let tmp = d.dir.path().join("cp-in");
     std::fs::write(&tmp, "copied\n").unwrap();
-    let id = d
-        .docker_ok(&["create", "--name", "filled", "busybox", "cat", "/in"])
-        .trim()
-        .to_owned();
-    wait_for("the container made ahead", Duration::from_secs(5), || {
-        made_ahead(&d, &id)
-    });
+    create_made_ahead(&d, &["--name", "filled", "busybox", "cat", "/in"]);
     d.docker_ok(&["cp", tmp.to_str().unwrap(), "filled:/in"]);
     assert_eq!(d.docker_ok(&["start", "-a", "filled"]), "copied\n");
 
     // berthd stopped while one is made ahead drops it before it exits.
-    let id = d
-        .docker_ok(&["create", "--name", "stopped", "busybox", "echo", "later"])
-        .trim()
-        .to_owned();
-    wait_for("the container made ahead", Duration::from_secs(5), || {
-        made_ahead(&d, &id)
-    });
+    let id = create_made_ahead(&d, &["--name", "stopped", "busybox", "echo", "later"]);
     assert!(d.terminate().success());
     assert_eq!(made_leftovers(&d, &id), Vec::<String>::new());
     d.spawn();
@@ -1212,13 +1198,7 @@ fn created_containers_made_ahead_of_their_start() {
 
     // A daemon killed while one is made ahead: the next daemon drops it
     // and the container starts.
-    let id = d
-        .docker_ok(&["create", "--name", "orphan", "busybox", "echo", "after"])
-        .trim()
-        .to_owned();
-    wait_for("the container made ahead", Duration::from_secs(5), || {
-        made_ahead(&d, &id)
-    });
+    let id = create_made_ahead(&d, &["--name", "orphan", "busybox", "echo", "after"]);
     d.kill9();
     d.spawn();
     wait_for("the orphan dropped", Duration::from_secs(10), || {

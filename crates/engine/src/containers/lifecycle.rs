@@ -380,9 +380,7 @@ impl ContainerService {
         let _ = self.runtime_kill(id, libc::SIGKILL, true).await;
         self.teardown(id).await;
         if let Some(j) = &p.joined {
-            self.networks
-                .leave(id, &j.endpoints, !j.ports.is_empty())
-                .await;
+            self.networks.leave_joined(id, j).await;
         }
     }
 
@@ -435,9 +433,7 @@ impl ContainerService {
             }),
             Err(e) => {
                 if let Some(j) = &joined {
-                    self.networks
-                        .leave(&r.id, &j.endpoints, !j.ports.is_empty())
-                        .await;
+                    self.networks.leave_joined(&r.id, j).await;
                 }
                 Err(e)
             }
@@ -535,9 +531,7 @@ impl ContainerService {
         let undo = |e: EngineError| async {
             let _ = self.runtime_kill(&id, libc::SIGKILL, true).await;
             if let Some(j) = &joined {
-                self.networks
-                    .leave(&id, &j.endpoints, !j.ports.is_empty())
-                    .await;
+                self.networks.leave_joined(&id, j).await;
             }
             e
         };

@@ -1435,6 +1435,12 @@ impl NetworkService {
         }
     }
 
+    /// [`Self::leave`] of what a start's [`Self::finish_join`] gave.
+    pub async fn leave_joined(&self, id: &str, joined: &Joined) {
+        self.leave(id, &joined.endpoints, !joined.ports.is_empty())
+            .await;
+    }
+
     /// Undoes [`NetworkService::join`] (idempotent): DNS server, ports,
     /// veths, addresses, namespace.
     pub async fn leave(&self, id: &str, endpoints: &BTreeMap<String, Endpoint>, had_ports: bool) {
