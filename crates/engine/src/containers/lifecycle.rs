@@ -319,6 +319,11 @@ impl ContainerService {
                 let _g = slot.op.lock().await;
                 let r = match svc.records.get(&id) {
                     Ok(Some(r)) if r.state.status == Status::Created => r,
+                    Ok(None) => {
+                        // Removed first: its slot, made again above, goes.
+                        svc.forget_slot(&id);
+                        return false;
+                    }
                     _ => return false,
                 };
                 if svc.closed.load(Ordering::SeqCst) {
